@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Declarations shared by the files of the gmem module.
+ */
+#ifndef _GMEM_H
+#define _GMEM_H
+
+#include <linux/fs.h>
+#include <linux/rwsem.h>
+#include <linux/xarray.h>
+#include <kunit/visibility.h>
+
+#include <uapi/gmem.h>
+
+struct mem_cgroup;
+
+/**
+ * struct gmem_store - the pages of one gmem file
+ * @pages: folios indexed by page offset in the file.  A folio of order N
+ *	is one multi-index entry covering 1 << N indices, so lookups at any
+ *	offset inside it find it.  The store holds one reference per folio.
+ * @nr_pages: number of pages in @pages.
+ * @memcg: memory cgroup charged for the pages and xarray nodes (NULL:
+ *	the allocating task's).
+ *
+ * Lookups and insertions may run concurrently (the xa_lock serialises
+ * insertions); removal must not run concurrently with either: callers
+ * hold their file's lock shared to look up or insert, exclusively to
+ * remove.
+ */
+struct gmem_store {
+	struct xarray pages;
+	atomic_long_t nr_pages;
+	struct mem_cgroup *memcg;
+};
+
+void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg);
+void gmem_store_destroy(struct gmem_store *s);
+struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc);
+int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end);
+unsigned long gmem_store_rollback(struct gmem_store *s, pgoff_t start,
+				  pgoff_t end);
+unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
+				pgoff_t end);
+
+/**
+ * struct gmem_file - state of one gmem file (one inode, one struct file)
+ * @store: the pages.
+ * @lock: taken shared to allocate or look up pages, exclusively to remove
+ *	pages or change bindings, so that guest mappings can be invalidated
+ *	around a removal with the bindings stable.
+ * @size: size in bytes, fixed at creation.
+ * @flags: GMEM_CREATE_* flags the file was created with.
+ */
+struct gmem_file {
+	struct gmem_store store;
+	struct rw_semaphore lock;
+	loff_t size;
+	u64 flags;
+};
+
+/* Module-wide counters, shown in /sys/class/misc/gmem/. */
+void gmem_stats_add_pages(long nr);
+
+VISIBLE_IF_KUNIT long gmem_dev_ioctl(struct file *file, unsigned int cmd,
+				     unsigned long arg);
+VISIBLE_IF_KUNIT int gmem_falloc_range(loff_t size, int mode, loff_t offset,
+				       loff_t len, pgoff_t *start, pgoff_t *end);
+
+#endif /* _GMEM_H */

@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * gmem: private memory for KVM guests.
+ *
+ * The /dev/gmem misc device and the files it creates.  GMEM_CREATE on
+ * /dev/gmem returns a new fd with its own inode whose pages live in a
+ * per-file store (gmem_store.c).  The fd has no read, write or mmap: host
+ * userspace can size, allocate, punch and describe the memory, never see
+ * its contents.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/anon_inodes.h>
+#include <linux/falloc.h>
+#include <linux/file.h>
+#include <linux/memcontrol.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+
+#include "gmem.h"
+
+static unsigned long max_file_size = 1UL << 40;
+
+static int max_file_size_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned long v;
+	int r;
+
+	r = kstrtoul(val, 0, &v);
+	if (r)
+		return r;
+	if (!v || !PAGE_ALIGNED(v) || v > (MAX_LFS_FILESIZE & PAGE_MASK))
+		return -EINVAL;
+	WRITE_ONCE(max_file_size, v);
+	return 0;
+}
+
+static const struct kernel_param_ops max_file_size_ops = {
+	.set = max_file_size_set,
+	.get = param_get_ulong,
+};
+module_param_cb(max_file_size, &max_file_size_ops, &max_file_size, 0644);
+MODULE_PARM_DESC(max_file_size,
+		 "Largest size of a gmem file in bytes, page aligned (default 1 TiB)");
+
+static atomic_long_t gmem_nr_files = ATOMIC_LONG_INIT(0);
+static atomic_long_t gmem_nr_pages = ATOMIC_LONG_INIT(0);
+
+void gmem_stats_add_pages(long nr)
+{
+	atomic_long_add(nr, &gmem_nr_pages);
+}
+
+/**
+ * gmem_falloc_range() - check a fallocate request, compute its pages
+ * @size: size of the file
+ * @mode: fallocate mode
+ * @offset: byte offset of the range
+ * @len: byte length of the range
+ * @start: first page of the range (output)
+ * @end: page after the last (output); a punch past the size is clamped
+ *	to the size, and may leave @start == @end (nothing to do)
+ *
+ * Return: 0; -EOPNOTSUPP for a mode other than allocate or punch-hole, or
+ * without FALLOC_FL_KEEP_SIZE; -EINVAL for a negative, unaligned or
+ * overflowing range, or an allocation that ends past the size.
+ */
+VISIBLE_IF_KUNIT int gmem_falloc_range(loff_t size, int mode, loff_t offset,
+				       loff_t len, pgoff_t *start, pgoff_t *end)
+{
+	loff_t last;
+
+	if (!(mode & FALLOC_FL_KEEP_SIZE) ||
+	    (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)))
+		return -EOPNOTSUPP;
+	if (offset < 0 || len <= 0 || !PAGE_ALIGNED(offset) || !PAGE_ALIGNED(len))
+		return -EINVAL;
+	if (check_add_overflow(offset, len, &last))
+		return -EINVAL;
+	if (last > size) {
+		if (!(mode & FALLOC_FL_PUNCH_HOLE))
+			return -EINVAL;
+		last = size;
+	}
+	*start = offset >> PAGE_SHIFT;
+	*end = offset < last ? last >> PAGE_SHIFT : *start;
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_falloc_range);
+
+static long gmem_fallocate(struct file *file, int mode, loff_t offset,
+			   loff_t len)
+{
+	struct gmem_file *gf = file->private_data;
+	pgoff_t start, end;
+	int r;
+
+	r = gmem_falloc_range(gf->size, mode, offset, len, &start, &end);
+	if (r || start == end)
+		return r;
+
+	if (mode & FALLOC_FL_PUNCH_HOLE) {
+		/*
+		 * Exclusive: no fault or allocation may look up a page while
+		 * it is being freed.
+		 */
+		down_write(&gf->lock);
+		gmem_store_remove(&gf->store, start, end);
+		up_write(&gf->lock);
+	} else {
+		/* Shared: allocations only race with each other. */
+		down_read(&gf->lock);
+		r = gmem_store_populate(&gf->store, start, end);
+		up_read(&gf->lock);
+		if (r == -ENOMEM) {
+			/*
+			 * Take back what this call allocated and nobody used,
+			 * with lookups excluded (see gmem_store_populate()).
+			 */
+			down_write(&gf->lock);
+			gmem_store_rollback(&gf->store, start, end);
+			up_write(&gf->lock);
+		}
+	}
+	if (!r)
+		file_modified(file);
+	return r;
+}
+
+static int gmem_release(struct inode *inode, struct file *file)
+{
+	struct gmem_file *gf = file->private_data;
+
+	/* Last reference: nobody else can reach @gf any more. */
+	gmem_store_destroy(&gf->store);
+	mem_cgroup_put(gf->store.memcg);
+	kfree(gf);
+	atomic_long_dec(&gmem_nr_files);
+	return 0;
+}
+
+static void gmem_show_fdinfo(struct seq_file *m, struct file *file)
+{
+	struct gmem_file *gf = file->private_data;
+
+	seq_printf(m, "gmem-id:\t%lu\n", file_inode(file)->i_ino);
+	seq_printf(m, "gmem-size:\t%lld\n", gf->size);
+	seq_printf(m, "gmem-allocated:\t%lu\n",
+		   atomic_long_read(&gf->store.nr_pages) << PAGE_SHIFT);
+	seq_printf(m, "gmem-flags:\t%#llx\n", gf->flags);
+}
+
+static long gmem_file_ioctl(struct file *file, unsigned int cmd,
+			    unsigned long arg)
+{
+	return -ENOTTY;
+}
+
+static const struct file_operations gmem_fops = {
+	.owner		= THIS_MODULE,
+	.release	= gmem_release,
+	.fallocate	= gmem_fallocate,
+	.unlocked_ioctl	= gmem_file_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.show_fdinfo	= gmem_show_fdinfo,
+};
+
+static int gmem_getattr(struct mnt_idmap *idmap, const struct path *path,
+			struct kstat *stat, u32 request_mask,
+			unsigned int query_flags)
+{
+	struct inode *inode = d_inode(path->dentry);
+	struct gmem_file *gf = inode->i_private;
+
+	generic_fillattr(idmap, request_mask, inode, stat);
+	stat->blksize = PAGE_SIZE;
+	stat->blocks = atomic_long_read(&gf->store.nr_pages) << (PAGE_SHIFT - 9);
+	return 0;
+}
+
+static int gmem_setattr(struct mnt_idmap *idmap, struct dentry *dentry,
+			struct iattr *attr)
+{
+	/* The size is fixed, and there is nothing else to set. */
+	return -EINVAL;
+}
+
+static const struct inode_operations gmem_iops = {
+	.getattr	= gmem_getattr,
+	.setattr	= gmem_setattr,
+};
+
+/* Make the file for @gf and install it as a new fd; undo all on failure. */
+static int __gmem_create(struct gmem_file *gf, unsigned int fd_flags)
+{
+	struct inode *inode;
+	struct file *file;
+	int fd;
+
+	fd = get_unused_fd_flags(fd_flags);
+	if (fd < 0)
+		return fd;
+
+	file = anon_inode_create_getfile("[gmem]", &gmem_fops, gf, O_RDWR, NULL);
+	if (IS_ERR(file)) {
+		put_unused_fd(fd);
+		return PTR_ERR(file);
+	}
+	file->f_flags |= O_LARGEFILE;
+
+	inode = file_inode(file);
+	inode->i_private = gf;
+	inode->i_op = &gmem_iops;
+	inode->i_mode |= S_IFREG;
+	inode->i_size = gf->size;
+
+	atomic_long_inc(&gmem_nr_files);
+	fd_install(fd, file);
+	return fd;
+}
+
+static int gmem_create(struct file *dev, struct gmem_create __user *uarg)
+{
+	struct gmem_create args;
+	struct gmem_file *gf;
+	unsigned int i;
+	int fd;
+
+	if (copy_from_user(&args, uarg, sizeof(args)))
+		return -EFAULT;
+	if (!(dev->f_mode & FMODE_WRITE))
+		return -EBADF;
+	for (i = 0; i < ARRAY_SIZE(args.reserved); i++)
+		if (args.reserved[i])
+			return -EINVAL;
+	if (args.flags & ~GMEM_CREATE_FLAGS)
+		return -EINVAL;
+	if (!args.size || !PAGE_ALIGNED(args.size) ||
+	    args.size > READ_ONCE(max_file_size))
+		return -EINVAL;
+
+	gf = kzalloc(sizeof(*gf), GFP_KERNEL_ACCOUNT);
+	if (!gf)
+		return -ENOMEM;
+	gmem_store_init(&gf->store, get_mem_cgroup_from_mm(current->mm));
+	init_rwsem(&gf->lock);
+	gf->size = args.size;
+	gf->flags = args.flags;
+
+	fd = __gmem_create(gf, args.flags & GMEM_CREATE_CLOEXEC ? O_CLOEXEC : 0);
+	if (fd < 0) {
+		mem_cgroup_put(gf->store.memcg);
+		kfree(gf);
+	}
+	return fd;
+}
+
+/**
+ * gmem_dev_ioctl() - ioctl handler of /dev/gmem
+ * @file: the open /dev/gmem
+ * @cmd: ioctl number
+ * @arg: ioctl argument
+ *
+ * Return: the ioctl's result; -ENOTTY for an ioctl gmem does not know.
+ */
+VISIBLE_IF_KUNIT long gmem_dev_ioctl(struct file *file, unsigned int cmd,
+				     unsigned long arg)
+{
+	switch (cmd) {
+	case GMEM_CREATE:
+		return gmem_create(file, (void __user *)arg);
+	default:
+		return -ENOTTY;
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_dev_ioctl);
+
+static const struct file_operations gmem_dev_fops = {
+	.owner		= THIS_MODULE,
+	.open		= nonseekable_open,
+	.unlocked_ioctl	= gmem_dev_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.llseek		= noop_llseek,
+};
+
+static ssize_t files_show(struct device *dev, struct device_attribute *attr,
+			  char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&gmem_nr_files));
+}
+static DEVICE_ATTR_RO(files);
+
+static ssize_t allocated_bytes_show(struct device *dev,
+				    struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n",
+			  atomic_long_read(&gmem_nr_pages) << PAGE_SHIFT);
+}
+static DEVICE_ATTR_RO(allocated_bytes);
+
+static struct attribute *gmem_dev_attrs[] = {
+	&dev_attr_files.attr,
+	&dev_attr_allocated_bytes.attr,
+	NULL
+};
+ATTRIBUTE_GROUPS(gmem_dev);
+
+static struct miscdevice gmem_misc = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= "gmem",
+	.fops	= &gmem_dev_fops,
+	.groups	= gmem_dev_groups,
+};
+
+static int __init gmem_init(void)
+{
+	int r;
+
+	r = misc_register(&gmem_misc);
+	if (r) {
+		pr_err("cannot register /dev/gmem: %d\n", r);
+		return r;
+	}
+	pr_info("version %s loaded\n", GMEM_VERSION);
+	return 0;
+}
+
+static void __exit gmem_exit(void)
+{
+	misc_deregister(&gmem_misc);
+	/* Every file holds a module reference: none can be left. */
+	WARN_ONCE(atomic_long_read(&gmem_nr_files) ||
+		  atomic_long_read(&gmem_nr_pages),
+		  "gmem: %ld files, %ld pages left at unload\n",
+		  atomic_long_read(&gmem_nr_files),
+		  atomic_long_read(&gmem_nr_pages));
+}
+
+module_init(gmem_init);
+module_exit(gmem_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("gmem developers");
+MODULE_DESCRIPTION("Private memory for KVM guests (/dev/gmem)");
+MODULE_VERSION(GMEM_VERSION);

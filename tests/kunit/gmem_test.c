@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * KUnit suites for gmem: the ioctl dispatch of /dev/gmem, the fallocate
+ * range arithmetic and the page store.
+ */
+#include <kunit/test.h>
+#include <kunit/visibility.h>
+#include <linux/falloc.h>
+#include <linux/highmem.h>
+#include <linux/mm.h>
+
+#include "gmem.h"
+
+MODULE_IMPORT_NS(EXPORTED_FOR_KUNIT_TESTING);
+
+static void gmem_dev_ioctl_unknown_test(struct kunit *test)
+{
+	/* Neither a foreign ioctl nor an unused number of gmem's own type. */
+	KUNIT_EXPECT_EQ(test, gmem_dev_ioctl(NULL, _IO('X', 1), 0), -ENOTTY);
+	KUNIT_EXPECT_EQ(test, gmem_dev_ioctl(NULL, _IO(GMEM_IOCTL_MAGIC, 0xff), 0),
+			-ENOTTY);
+}
+
+static struct kunit_case gmem_dev_test_cases[] = {
+	KUNIT_CASE(gmem_dev_ioctl_unknown_test),
+	{}
+};
+
+static struct kunit_suite gmem_dev_test_suite = {
+	.name = "gmem_dev",
+	.test_cases = gmem_dev_test_cases,
+};
+
+#define P		((loff_t)PAGE_SIZE)
+#define KEEP		FALLOC_FL_KEEP_SIZE
+#define PUNCH		(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
+#define TOP		(MAX_LFS_FILESIZE & PAGE_MASK)
+
+struct falloc_case {
+	const char *name;
+	loff_t size;
+	int mode;
+	loff_t offset, len;
+	int ret;
+	pgoff_t start, end;
+};
+
+static const struct falloc_case falloc_cases[] = {
+	{ "first page", 16 * P, KEEP, 0, P, 0, 0, 1 },
+	{ "whole file", 16 * P, KEEP, 0, 16 * P, 0, 0, 16 },
+	{ "last page", 16 * P, KEEP, 15 * P, P, 0, 15, 16 },
+	{ "alloc past size", 16 * P, KEEP, 15 * P, 2 * P, -EINVAL },
+	{ "alloc after size", 16 * P, KEEP, 16 * P, P, -EINVAL },
+	{ "punch last page", 16 * P, PUNCH, 15 * P, P, 0, 15, 16 },
+	{ "punch past size", 16 * P, PUNCH, 15 * P, 4 * P, 0, 15, 16 },
+	{ "punch after size", 16 * P, PUNCH, 20 * P, P, 0, 20, 20 },
+	{ "no KEEP_SIZE", 16 * P, 0, 0, P, -EOPNOTSUPP },
+	{ "punch without KEEP_SIZE", 16 * P, FALLOC_FL_PUNCH_HOLE, 0, P, -EOPNOTSUPP },
+	{ "zero range", 16 * P, KEEP | FALLOC_FL_ZERO_RANGE, 0, P, -EOPNOTSUPP },
+	{ "collapse range", 16 * P, KEEP | FALLOC_FL_COLLAPSE_RANGE, 0, P, -EOPNOTSUPP },
+	{ "unaligned offset", 16 * P, KEEP, 1, P, -EINVAL },
+	{ "unaligned length", 16 * P, KEEP, 0, P - 1, -EINVAL },
+	{ "unaligned punch", 16 * P, PUNCH, P / 2, P, -EINVAL },
+	{ "zero length", 16 * P, KEEP, 0, 0, -EINVAL },
+	{ "negative offset", 16 * P, KEEP, -P, P, -EINVAL },
+	{ "negative length", 16 * P, PUNCH, 0, -P, -EINVAL },
+	{ "offset + len overflows", TOP, PUNCH, TOP, LLONG_MAX & PAGE_MASK, -EINVAL },
+	{ "last page of the largest file", TOP, KEEP, TOP - P, P, 0,
+	  (TOP - P) >> PAGE_SHIFT, TOP >> PAGE_SHIFT },
+	{ "punch beyond LLONG_MAX", TOP, PUNCH, TOP - P, 2 * P, -EINVAL },
+	{ "punch near LLONG_MAX past size", TOP - 4 * P, PUNCH, TOP - 2 * P, 2 * P,
+	  0, (TOP - 2 * P) >> PAGE_SHIFT, (TOP - 2 * P) >> PAGE_SHIFT },
+};
+
+static void falloc_case_desc(const struct falloc_case *c, char *desc)
+{
+	strscpy(desc, c->name, KUNIT_PARAM_DESC_SIZE);
+}
+
+KUNIT_ARRAY_PARAM(falloc, falloc_cases, falloc_case_desc);
+
+static void gmem_falloc_range_test(struct kunit *test)
+{
+	const struct falloc_case *c = test->param_value;
+	pgoff_t start = 0xdead, end = 0xbeef;
+	int ret;
+
+	ret = gmem_falloc_range(c->size, c->mode, c->offset, c->len, &start, &end);
+	KUNIT_ASSERT_EQ(test, ret, c->ret);
+	if (ret)
+		return;
+	KUNIT_EXPECT_EQ(test, start, c->start);
+	KUNIT_EXPECT_EQ(test, end, c->end);
+}
+
+static struct kunit_case gmem_range_test_cases[] = {
+	KUNIT_CASE_PARAM(gmem_falloc_range_test, falloc_gen_params),
+	{}
+};
+
+static struct kunit_suite gmem_range_test_suite = {
+	.name = "gmem_range",
+	.test_cases = gmem_range_test_cases,
+};
+
+static int gmem_store_test_init(struct kunit *test)
+{
+	struct gmem_store *s = kunit_kzalloc(test, sizeof(*s), GFP_KERNEL);
+
+	if (!s)
+		return -ENOMEM;
+	gmem_store_init(s, NULL);
+	test->priv = s;
+	return 0;
+}
+
+static void gmem_store_test_exit(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+
+	gmem_store_destroy(s);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
+}
+
+static bool folio_is_zero(struct folio *folio)
+{
+	void *p = kmap_local_folio(folio, 0);
+	bool zero = !memchr_inv(p, 0, PAGE_SIZE);
+
+	kunmap_local(p);
+	return zero;
+}
+
+static void gmem_store_get_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	struct folio *a, *b;
+
+	KUNIT_EXPECT_NULL(test, gmem_store_get(s, 3, false));
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
+
+	a = gmem_store_get(s, 3, true);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, a);
+	KUNIT_EXPECT_TRUE(test, folio_is_zero(a));
+	KUNIT_EXPECT_FALSE(test, folio_test_lru(a));
+	KUNIT_EXPECT_EQ(test, folio_ref_count(a), 2);	/* store + ours */
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 1);
+
+	b = gmem_store_get(s, 3, true);
+	KUNIT_EXPECT_PTR_EQ(test, a, b);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 1);
+	folio_put(b);
+	folio_put(a);
+}
+
+static void gmem_store_populate_remove_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	struct folio *f;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 8), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 8);
+	/* Populating again allocates nothing new. */
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 4, 12), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 12);
+
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 2, 4), 2);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 10);
+	KUNIT_EXPECT_NULL(test, gmem_store_get(s, 2, false));
+	KUNIT_EXPECT_NULL(test, gmem_store_get(s, 3, false));
+	f = gmem_store_get(s, 4, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	folio_put(f);
+
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 100, 200), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 5, 5), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, 100), 10);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
+}
+
+static void gmem_store_rollback_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+
+	/* A populate that succeeded leaves nothing to roll back. */
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 4), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_rollback(s, 0, 4), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 4);
+}
+
+static void gmem_store_last_index_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	pgoff_t last = (TOP >> PAGE_SHIFT) - 1;
+	struct folio *f;
+
+	f = gmem_store_get(s, last, true);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	folio_put(f);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, last), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, last, last + 1), 1);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
+}
+
+static struct kunit_case gmem_store_test_cases[] = {
+	KUNIT_CASE(gmem_store_get_test),
+	KUNIT_CASE(gmem_store_populate_remove_test),
+	KUNIT_CASE(gmem_store_rollback_test),
+	KUNIT_CASE(gmem_store_last_index_test),
+	{}
+};
+
+static struct kunit_suite gmem_store_test_suite = {
+	.name = "gmem_store",
+	.init = gmem_store_test_init,
+	.exit = gmem_store_test_exit,
+	.test_cases = gmem_store_test_cases,
+};
+
+kunit_test_suites(&gmem_dev_test_suite, &gmem_range_test_suite,
+		  &gmem_store_test_suite);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("KUnit suites for gmem");

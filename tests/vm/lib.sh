@@ -1,0 +1,134 @@
+# shellcheck shell=bash
+# Common helpers for the scripts in tests/vm/.  Sourced, not run.
+
+GMEM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+GMEM_CACHE=${GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gmem}
+GMEM_SRC_PKG=linux-source-6.12
+GMEM_SRC_TAR=/usr/src/linux-source-6.12.tar.xz
+# Bump when the way the kernel is built changes (not its inputs: those are
+# hashed).  Part of the cache key.
+GMEM_KERNEL_RECIPE=1
+
+# Debian packages the build and the test VM need.
+GMEM_DEBS=(build-essential bc bison flex libelf-dev libssl-dev cpio kmod
+	   xz-utils python3 rsync "$GMEM_SRC_PKG" qemu-system-x86
+	   busybox-static dkms sparse libkmod-dev)
+
+say() { printf 'gmem: %s\n' "$*" >&2; }
+die() { printf 'gmem: error: %s\n' "$*" >&2; exit 1; }
+
+# ensure_debs: install the Debian packages that are missing (needs root).
+ensure_debs() {
+	local missing=() p
+	for p in "${GMEM_DEBS[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+			grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" != 0 ]; then
+		die "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})"
+	fi
+	say "installing Debian packages: ${missing[*]}"
+	apt-get update -qq >/dev/null || die "apt-get update failed"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		"${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+}
+
+# kernel_key FLAVOR: the cache key of the test kernel of FLAVOR (base, debug):
+# source package version + patches + config fragments + recipe.
+kernel_key() {
+	local flavor=$1 frags=("$GMEM_TOP/kernel/config/base.config")
+	[ "$flavor" = base ] || frags+=("$GMEM_TOP/kernel/config/$flavor.config")
+	{
+		echo "recipe $GMEM_KERNEL_RECIPE flavor $flavor"
+		dpkg-query -W -f='${Version}\n' "$GMEM_SRC_PKG"
+		cat "$GMEM_TOP"/kernel/patches/6.12/*.patch "${frags[@]}"
+	} | sha256sum | cut -c1-16
+}
+
+# kernel_dir FLAVOR: where the built tree of FLAVOR lives.
+kernel_dir() {
+	echo "$GMEM_CACHE/kernel/$(dpkg-query -W -f='${Version}' "$GMEM_SRC_PKG" | tr '~+:' '___')-$1-$(kernel_key "$1")/linux"
+}
+
+# vm_prepare FLAVOR: build (or reuse) the kernel, build gmem.ko, its KUnit
+# module, the selftests and the tools against it, and assemble the VM's
+# root file system.  Sets KDIR, KVER, VM_OUT and VM_ROOTFS.
+vm_prepare() {
+	local flavor=$1 bin
+	KDIR=$("$GMEM_TOP/tests/vm/build-kernel" "$flavor")
+	KVER=$(make -s -C "$KDIR" kernelrelease)
+	VM_OUT=$GMEM_TOP/build/vm-$flavor
+	VM_ROOTFS=$VM_OUT/rootfs
+	say "building gmem.ko, tests and tools for $KVER"
+	make -s -C "$GMEM_TOP" module KERNELDIR="$KDIR" >&2 ||
+		die "module build failed"
+	make -s -C "$GMEM_TOP/tests/user" KDIR="$KDIR" OUT="$VM_OUT/bin" >&2 ||
+		die "selftest build failed"
+	if [ -f "$GMEM_TOP/tools/Makefile" ]; then
+		make -s -C "$GMEM_TOP/tools" KDIR="$KDIR" OUT="$VM_OUT/bin" >&2 ||
+			die "tools build failed"
+	fi
+
+	rm -rf "$VM_ROOTFS"
+	mkdir -p "$VM_ROOTFS"/{bin,dev,proc,sys,tmp,root,gmem/run,gmem/bin}
+	cp /bin/busybox "$VM_ROOTFS/bin/busybox"
+	install -m 755 "$GMEM_TOP/tests/vm/init" "$VM_ROOTFS/init"
+	make -s -C "$KDIR" modules_install INSTALL_MOD_PATH="$VM_ROOTFS" \
+		INSTALL_MOD_STRIP=1 >/dev/null || die "modules_install failed"
+	mkdir -p "$VM_ROOTFS/lib/modules/$KVER/extra"
+	cp "$GMEM_TOP"/*.ko "$VM_ROOTFS/lib/modules/$KVER/extra/"
+	depmod -b "$VM_ROOTFS" "$KVER" || die "depmod failed"
+	for bin in "$VM_OUT"/bin/*; do
+		[ -x "$bin" ] && cp "$bin" "$VM_ROOTFS/gmem/bin/"
+	done
+	cp "$GMEM_TOP/tests/vm/suites" "$VM_ROOTFS/gmem/bin/"
+}
+
+# vm_boot OUTDIR JOB TIMEOUT MEM SMP [CMDLINE...]: boot the VM built by
+# vm_prepare with JOB (a file) as /gmem/job and the files of OUTDIR/add/
+# in /gmem/run.  Leaves OUTDIR/console.log and OUTDIR/output.log; returns
+# the job's exit status, 124 on timeout, 125 when the VM died without a
+# verdict (panic, WARN with panic_on_warn, oops) or a splat was logged.
+vm_boot() {
+	local out=$1 job=$2 timeout=$3 mem=$4 smp=$5 rc
+	shift 5
+	rm -rf "$out/extra"
+	mkdir -p "$out/extra/gmem/run"
+	install -m 755 "$job" "$out/extra/gmem/job"
+	[ -d "$out/add" ] && cp -a "$out/add/." "$out/extra/gmem/run/"
+	( cd "$VM_ROOTFS" && find . | cpio -o -H newc -R 0:0 --quiet ) > "$out/initramfs.cpio"
+	( cd "$out/extra" && find . | cpio -o -H newc -R 0:0 --quiet ) >> "$out/initramfs.cpio"
+	: > "$out/console.log"
+	: > "$out/output.log"
+	rc=0
+	timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
+		-machine pc -accel tcg -cpu EPYC -smp "$smp" -m "$mem" \
+		-nodefaults -display none -no-reboot \
+		-kernel "$KDIR/arch/x86/boot/bzImage" \
+		-initrd "$out/initramfs.cpio" \
+		-append "console=ttyS0 panic=-1 panic_on_warn=1 oops=panic printk.time=0 kunit.enable=1 $*" \
+		-serial "file:$out/console.log" -serial "file:$out/output.log" \
+		</dev/null >"$out/qemu.log" 2>&1 || rc=$?
+	if [ $rc = 124 ] || [ $rc = 137 ]; then
+		say "VM timed out after ${timeout}s"
+		return 124
+	fi
+	if [ $rc != 0 ]; then
+		cat "$out/qemu.log" >&2
+		say "qemu failed with status $rc"
+		return 125
+	fi
+	if grep -qE 'Kernel panic|BUG:|WARNING:|Oops|KASAN:|UBSAN:|kmemleak:|Call Trace' "$out/console.log"; then
+		say "kernel splat in the VM's console (see $out/console.log):"
+		grep -E -A20 'Kernel panic|BUG:|WARNING:|Oops|KASAN:|UBSAN:|kmemleak:|Call Trace' "$out/console.log" | head -60 >&2
+		return 125
+	fi
+	rc=$(tr -d '\r' < "$out/output.log" | sed -n 's/^@@gmem-exit \([0-9]*\)$/\1/p' | tail -n1)
+	if [ -z "$rc" ]; then
+		say "VM ended without a verdict (see $out/console.log):"
+		tail -n 30 "$out/console.log" >&2
+		return 125
+	fi
+	return "$rc"
+}
