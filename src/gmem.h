@@ -12,6 +12,7 @@
 
 #include <uapi/gmem.h>
 
+struct kvm;
 struct mem_cgroup;
 
 /**
@@ -51,13 +52,29 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
  *	around a removal with the bindings stable.
  * @size: size in bytes, fixed at creation.
  * @flags: GMEM_CREATE_* flags the file was created with.
+ * @kvm: the VM the file is bound to, pinned from the first bind until the
+ *	file is released; NULL before.  Set under @lock.
+ * @bindings: memslot of each bound page offset, under @lock.
  */
 struct gmem_file {
 	struct gmem_store store;
 	struct rw_semaphore lock;
 	loff_t size;
 	u64 flags;
+	struct kvm *kvm;
+	struct xarray bindings;
 };
+
+bool gmem_is_gmem_file(struct file *file);
+
+/* gmem_kvm_hooks.c */
+int gmem_kvm_init(void);
+void gmem_kvm_exit(void);
+unsigned long gmem_kvm_invalidate_begin(struct gmem_file *gf, pgoff_t start,
+					pgoff_t end);
+void gmem_kvm_invalidate_end(struct gmem_file *gf, unsigned long n);
+struct kvm *gmem_kvm_release(struct gmem_file *gf);
+const char *gmem_kvm_name(struct gmem_file *gf);
 
 /* Module-wide counters, shown in /sys/class/misc/gmem/. */
 void gmem_stats_add_pages(long nr);

@@ -13,6 +13,7 @@
 #include <linux/anon_inodes.h>
 #include <linux/falloc.h>
 #include <linux/file.h>
+#include <linux/kvm_host.h>
 #include <linux/memcontrol.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -104,10 +105,15 @@ static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 	if (mode & FALLOC_FL_PUNCH_HOLE) {
 		/*
 		 * Exclusive: no fault or allocation may look up a page while
-		 * it is being freed.
+		 * it is being freed, and the bindings stay stable between
+		 * zapping the guest's mappings and freeing the pages.
 		 */
+		unsigned long n;
+
 		down_write(&gf->lock);
+		n = gmem_kvm_invalidate_begin(gf, start, end);
 		gmem_store_remove(&gf->store, start, end);
+		gmem_kvm_invalidate_end(gf, n);
 		up_write(&gf->lock);
 	} else {
 		/* Shared: allocations only race with each other. */
@@ -132,24 +138,36 @@ static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 static int gmem_release(struct inode *inode, struct file *file)
 {
 	struct gmem_file *gf = file->private_data;
+	struct kvm *kvm;
 
-	/* Last reference: nobody else can reach @gf any more. */
+	/*
+	 * Last reference.  Cut the file off its memslots (zapping the
+	 * guest's mappings) before freeing the pages, and drop the VM
+	 * last: that may destroy it, and its memslots' unbind must find
+	 * nothing left to do.
+	 */
+	kvm = gmem_kvm_release(gf);
 	gmem_store_destroy(&gf->store);
 	mem_cgroup_put(gf->store.memcg);
 	kfree(gf);
 	atomic_long_dec(&gmem_nr_files);
+	if (kvm)
+		kvm_put_kvm(kvm);
 	return 0;
 }
 
 static void gmem_show_fdinfo(struct seq_file *m, struct file *file)
 {
 	struct gmem_file *gf = file->private_data;
+	const char *vm = gmem_kvm_name(gf);
 
 	seq_printf(m, "gmem-id:\t%lu\n", file_inode(file)->i_ino);
 	seq_printf(m, "gmem-size:\t%lld\n", gf->size);
 	seq_printf(m, "gmem-allocated:\t%lu\n",
 		   atomic_long_read(&gf->store.nr_pages) << PAGE_SHIFT);
 	seq_printf(m, "gmem-flags:\t%#llx\n", gf->flags);
+	if (vm)
+		seq_printf(m, "gmem-vm:\t%s\n", vm);
 }
 
 static long gmem_file_ioctl(struct file *file, unsigned int cmd,
@@ -166,6 +184,17 @@ static const struct file_operations gmem_fops = {
 	.compat_ioctl	= compat_ptr_ioctl,
 	.show_fdinfo	= gmem_show_fdinfo,
 };
+
+/**
+ * gmem_is_gmem_file() - is @file a gmem file?
+ * @file: any file
+ *
+ * Return: true for files made by GMEM_CREATE.
+ */
+bool gmem_is_gmem_file(struct file *file)
+{
+	return file->f_op == &gmem_fops;
+}
 
 static int gmem_getattr(struct mnt_idmap *idmap, const struct path *path,
 			struct kstat *stat, u32 request_mask,
@@ -246,6 +275,7 @@ static int gmem_create(struct file *dev, struct gmem_create __user *uarg)
 		return -ENOMEM;
 	gmem_store_init(&gf->store, get_mem_cgroup_from_mm(current->mm));
 	init_rwsem(&gf->lock);
+	xa_init(&gf->bindings);
 	gf->size = args.size;
 	gf->flags = args.flags;
 
@@ -318,9 +348,15 @@ static int __init gmem_init(void)
 {
 	int r;
 
+	r = gmem_kvm_init();
+	if (r) {
+		pr_err("cannot register with KVM as guest_memfd provider: %d\n", r);
+		return r;
+	}
 	r = misc_register(&gmem_misc);
 	if (r) {
 		pr_err("cannot register /dev/gmem: %d\n", r);
+		gmem_kvm_exit();
 		return r;
 	}
 	pr_info("version %s loaded\n", GMEM_VERSION);
@@ -330,6 +366,7 @@ static int __init gmem_init(void)
 static void __exit gmem_exit(void)
 {
 	misc_deregister(&gmem_misc);
+	gmem_kvm_exit();
 	/* Every file holds a module reference: none can be left. */
 	WARN_ONCE(atomic_long_read(&gmem_nr_files) ||
 		  atomic_long_read(&gmem_nr_pages),

@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * gmem as the guest_memfd provider of a patched KVM
+ * (kernel/patches/6.12/): KVM_SET_USER_MEMORY_REGION2 with
+ * KVM_MEM_GUEST_MEMFD and a gmem fd binds the memslot here, and private
+ * guest faults on it ask gmem_kvm_get_pfn() for the page.
+ *
+ * The rules are KVM's own guest_memfd's: a file binds to one VM only (the
+ * first that binds it, which the file then pins until it is released);
+ * the ranges of one file never overlap across memslots; guest mappings
+ * are zapped before pages are freed; VM and file can go away in either
+ * order.  Every bound memslot holds a reference on this module (taken by
+ * KVM), so gmem cannot be unloaded while a memslot uses one of its files.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/file.h>
+#include <linux/kvm_host.h>
+#include <linux/mm.h>
+
+#include "gmem.h"
+
+static pgoff_t gmem_kvm_index(struct kvm_memory_slot *slot, gfn_t gfn)
+{
+	return gfn - slot->base_gfn + slot->gmem.pgoff;
+}
+
+/**
+ * gmem_kvm_invalidate_begin() - zap guest mappings of pages [@start, @end)
+ * @gf: the file
+ * @start: first page offset
+ * @end: page offset after the last
+ *
+ * Caller holds @gf->lock exclusively, which keeps the bindings stable,
+ * and calls gmem_kvm_invalidate_end() with the returned count once the
+ * pages are gone or changed.
+ *
+ * Return: how many invalidations were begun.
+ */
+unsigned long gmem_kvm_invalidate_begin(struct gmem_file *gf, pgoff_t start,
+					pgoff_t end)
+{
+	struct kvm_memory_slot *slot, *prev = NULL;
+	unsigned long index, n = 0;
+
+	lockdep_assert_held_write(&gf->lock);
+	if (!gf->kvm)
+		return 0;
+
+	/* A memslot's range may be stored as several multi-index entries. */
+	xa_for_each_range(&gf->bindings, index, slot, start, end - 1) {
+		pgoff_t pgoff = slot->gmem.pgoff;
+
+		if (slot == prev)
+			continue;
+		prev = slot;
+		kvm_gmem_provider_invalidate_begin(gf->kvm, slot,
+			slot->base_gfn + max(pgoff, start) - pgoff,
+			slot->base_gfn + min(pgoff + slot->npages, end) - pgoff);
+		n++;
+	}
+	return n;
+}
+
+/**
+ * gmem_kvm_invalidate_end() - end what gmem_kvm_invalidate_begin() began
+ * @gf: the file
+ * @n: its return value
+ */
+void gmem_kvm_invalidate_end(struct gmem_file *gf, unsigned long n)
+{
+	lockdep_assert_held_write(&gf->lock);
+	while (n--)
+		kvm_gmem_provider_invalidate_end(gf->kvm);
+}
+
+/**
+ * gmem_kvm_release() - cut a file that is being released off its memslots
+ * @gf: the file; its last reference is gone
+ *
+ * Zaps every guest mapping of the file and clears slot->gmem.file of its
+ * memslots, so that KVM's later unbind of those memslots finds nothing to
+ * do.  Returns the VM the file pinned (or NULL); the caller frees the
+ * pages and then drops that reference with kvm_put_kvm(), which may
+ * destroy the VM.
+ */
+struct kvm *gmem_kvm_release(struct gmem_file *gf)
+{
+	struct kvm *kvm = gf->kvm;
+	struct kvm_memory_slot *slot;
+	unsigned long index, n;
+
+	if (!kvm)
+		return NULL;
+
+	/*
+	 * slots_lock first (KVM's order: slots_lock, then provider locks):
+	 * it keeps KVM from unbinding and freeing a memslot while we clear
+	 * its file pointer.  Nobody can be in gmem_kvm_get_pfn() with this
+	 * file: get_file_active() fails once the last reference is gone.
+	 */
+	mutex_lock(&kvm->slots_lock);
+	down_write(&gf->lock);
+	xa_for_each(&gf->bindings, index, slot)
+		WRITE_ONCE(slot->gmem.file, NULL);
+	n = gmem_kvm_invalidate_begin(gf, 0, ULONG_MAX);
+	gmem_kvm_invalidate_end(gf, n);
+	xa_destroy(&gf->bindings);
+	up_write(&gf->lock);
+	mutex_unlock(&kvm->slots_lock);
+	return kvm;
+}
+
+static bool gmem_kvm_owns_file(struct file *file)
+{
+	return gmem_is_gmem_file(file);
+}
+
+static int gmem_kvm_bind(struct kvm *kvm, struct kvm_memory_slot *slot,
+			 struct file *file, loff_t offset)
+{
+	struct gmem_file *gf = file->private_data;
+	unsigned long start, end, first;
+	loff_t last;
+	int r = -EINVAL;
+
+	if (offset < 0 || !PAGE_ALIGNED(offset) ||
+	    check_add_overflow(offset, (loff_t)slot->npages << PAGE_SHIFT, &last) ||
+	    last > gf->size)
+		return -EINVAL;
+	start = offset >> PAGE_SHIFT;
+	end = start + slot->npages;
+
+	/* Called with kvm->slots_lock held; see gmem_kvm_release(). */
+	down_write(&gf->lock);
+	if (gf->kvm && gf->kvm != kvm)
+		goto out;
+	first = start;
+	if (xa_find(&gf->bindings, &first, end - 1, XA_PRESENT))
+		goto out;
+	r = xa_err(xa_store_range(&gf->bindings, start, end - 1, slot,
+				  GFP_KERNEL_ACCOUNT));
+	if (r) {
+		xa_store_range(&gf->bindings, start, end - 1, NULL, GFP_KERNEL);
+		goto out;
+	}
+	if (!gf->kvm) {
+		/* The file pins the VM, not the other way round. */
+		kvm_get_kvm(kvm);
+		gf->kvm = kvm;
+	}
+	/* The memslot is not visible yet: no fault can race with this. */
+	slot->gmem.pgoff = start;
+	WRITE_ONCE(slot->gmem.file, file);
+out:
+	up_write(&gf->lock);
+	return r;
+}
+
+static void gmem_kvm_unbind(struct kvm_memory_slot *slot)
+{
+	/*
+	 * With kvm->slots_lock held, or from VM destruction.  The file, if
+	 * still set, cannot be freed under us: its release takes slots_lock,
+	 * and while it is open it pins the VM, so the VM is not being
+	 * destroyed.  If it is NULL, release already removed the binding.
+	 */
+	struct file *file = READ_ONCE(slot->gmem.file);
+	struct gmem_file *gf;
+	pgoff_t start = slot->gmem.pgoff;
+
+	if (!file)
+		return;
+	gf = file->private_data;
+	down_write(&gf->lock);
+	xa_store_range(&gf->bindings, start, start + slot->npages - 1, NULL,
+		       GFP_KERNEL);
+	WRITE_ONCE(slot->gmem.file, NULL);
+	up_write(&gf->lock);
+}
+
+/*
+ * Resolve a private guest fault: the page at @gfn's offset, allocated and
+ * zeroed on first use, with a reference that KVM drops when the fault is
+ * done.  Called with kvm->srcu held.
+ */
+static int gmem_kvm_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot,
+			    gfn_t gfn, kvm_pfn_t *pfn, int *max_order)
+{
+	pgoff_t index = gmem_kvm_index(slot, gfn);
+	struct gmem_file *gf;
+	struct folio *folio;
+	struct file *file;
+	int r = 0;
+
+	file = get_file_active(&slot->gmem.file);
+	if (!file)
+		return -EFAULT;
+	gf = file->private_data;
+
+	/* Shared: faults race only with allocations, never with removal. */
+	down_read(&gf->lock);
+	if (xa_load(&gf->bindings, index) != slot) {
+		r = -EIO;
+		goto out;
+	}
+	folio = gmem_store_get(&gf->store, index, true);
+	if (IS_ERR(folio)) {
+		r = PTR_ERR(folio);
+		goto out;
+	}
+	if (folio_test_hwpoison(folio)) {
+		folio_put(folio);
+		r = -EHWPOISON;
+		goto out;
+	}
+	*pfn = folio_pfn(folio) + (index & (folio_nr_pages(folio) - 1));
+	if (max_order)
+		*max_order = 0;
+out:
+	up_read(&gf->lock);
+	fput(file);
+	return r;
+}
+
+static const struct kvm_gmem_provider gmem_kvm_provider = {
+	.owner		= THIS_MODULE,
+	.owns_file	= gmem_kvm_owns_file,
+	.bind		= gmem_kvm_bind,
+	.unbind		= gmem_kvm_unbind,
+	.get_pfn	= gmem_kvm_get_pfn,
+};
+
+int gmem_kvm_init(void)
+{
+	return kvm_gmem_register_provider(&gmem_kvm_provider);
+}
+
+void gmem_kvm_exit(void)
+{
+	kvm_gmem_unregister_provider(&gmem_kvm_provider);
+}
+
+/**
+ * gmem_kvm_name() - name of the VM a file is bound to, for fdinfo
+ * @gf: the file
+ *
+ * Return: KVM's stats id of the VM ("kvm-<pid>"), or NULL when unbound.
+ */
+const char *gmem_kvm_name(struct gmem_file *gf)
+{
+	struct kvm *kvm = READ_ONCE(gf->kvm);
+
+	return kvm ? kvm->stats_id : NULL;
+}
