@@ -49,6 +49,21 @@ static const struct vm_shape protected_shape = {
 		SKIP(return, "KVM_X86_SW_PROTECTED_VM is not supported"); \
 } while (0)
 
+/* Guests under TCG are slow: allow minutes, not the harness's 30 s. */
+#define KVM_TEST_TIMEOUT	300
+
+FIXTURE(kvm) {
+};
+
+FIXTURE_SETUP(kvm)
+{
+	REQUIRE_GMEM_KVM();
+}
+
+FIXTURE_TEARDOWN(kvm)
+{
+}
+
 /* A new gmem file of @size bytes; asserts success. */
 static int gmem_file(uint64_t size)
 {
@@ -338,15 +353,13 @@ static void test_conversions(int nr_vcpus, int nr_slots)
 	close(fd);
 }
 
-TEST(conversions_one_vcpu)
+TEST_F_TIMEOUT(kvm, conversions_one_vcpu, KVM_TEST_TIMEOUT)
 {
-	REQUIRE_GMEM_KVM();
 	test_conversions(1, 1);
 }
 
-TEST(conversions_two_vcpus_two_memslots)
+TEST_F_TIMEOUT(kvm, conversions_two_vcpus_two_memslots, KVM_TEST_TIMEOUT)
 {
-	REQUIRE_GMEM_KVM();
 	test_conversions(2, 2);
 }
 
@@ -398,7 +411,7 @@ static struct kvm_vm *exit_vm(struct kvm_vcpu **vcpu, int *fd)
 }
 
 /* The memslot goes away under a vCPU spinning on private memory. */
-TEST(exit_memslot_deleted)
+TEST_F_TIMEOUT(kvm, exit_memslot_deleted, KVM_TEST_TIMEOUT)
 {
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
@@ -406,7 +419,6 @@ TEST(exit_memslot_deleted)
 	void *reason;
 	int fd;
 
-	REQUIRE_GMEM_KVM();
 	vm = exit_vm(&vcpu, &fd);
 	pthread_create(&thread, NULL, run_until_fault_thread, vcpu);
 	usleep(100000);
@@ -418,12 +430,11 @@ TEST(exit_memslot_deleted)
 }
 
 /* Private access to a memslot without guest_memfd. */
-TEST(exit_memslot_not_private)
+TEST_F_TIMEOUT(kvm, exit_memslot_not_private, KVM_TEST_TIMEOUT)
 {
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
-	REQUIRE_GMEM_KVM();
 	vm = vm_create_shape_with_one_vcpu(protected_shape, &vcpu, guest_read_forever);
 	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, EXIT_GPA, EXIT_SLOT, 1, 0);
 	virt_map(vm, EXIT_GPA, EXIT_GPA, 1);
@@ -436,13 +447,12 @@ TEST(exit_memslot_not_private)
  * The gmem file is closed while its memslot stays: guest accesses fault
  * out to userspace, and the memslot can still be deleted.
  */
-TEST(exit_gmem_file_closed)
+TEST_F_TIMEOUT(kvm, exit_gmem_file_closed, KVM_TEST_TIMEOUT)
 {
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	int fd;
 
-	REQUIRE_GMEM_KVM();
 	vm = exit_vm(&vcpu, &fd);
 	close(fd);
 	close_region_fd(vm, EXIT_SLOT);
@@ -474,13 +484,12 @@ static int set_region(struct kvm_vm *vm, int slot, uint32_t flags, uint64_t gpa,
 } while (0)
 
 /* The memslot rules of KVM's guest_memfd, on gmem files. */
-TEST(memslot_errors)
+TEST_F_TIMEOUT(kvm, memslot_errors, KVM_TEST_TIMEOUT)
 {
 	const uint32_t gm = KVM_MEM_GUEST_MEMFD;
 	struct kvm_vm *vm, *vm2;
 	int fd, fd2, memfd, i;
 
-	REQUIRE_GMEM_KVM();
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	fd = gmem_file(4 * MR_SIZE);
 
@@ -590,7 +599,7 @@ static void *punch_loop(void *arg)
 	return NULL;
 }
 
-TEST(punch_while_vcpu_runs)
+TEST_F_TIMEOUT(kvm, punch_while_vcpu_runs, KVM_TEST_TIMEOUT)
 {
 	struct puncher p = { .stop = false };
 	struct kvm_vcpu *vcpu;
@@ -599,7 +608,6 @@ TEST(punch_while_vcpu_runs)
 	struct ucall uc;
 	bool done = false;
 
-	REQUIRE_GMEM_KVM();
 	vm = vm_create_shape_with_one_vcpu(protected_shape, &vcpu, guest_write_read);
 	p.fd = gmem_file(RACE_PAGES * PAGE_SIZE);
 	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, RACE_GPA, DATA_SLOT, RACE_PAGES,
@@ -634,13 +642,12 @@ TEST(punch_while_vcpu_runs)
 }
 
 /* Closing the VM first: the file keeps it alive until the file goes. */
-TEST(vm_closed_before_file)
+TEST_F_TIMEOUT(kvm, vm_closed_before_file, KVM_TEST_TIMEOUT)
 {
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	int fd;
 
-	REQUIRE_GMEM_KVM();
 	vm = exit_vm(&vcpu, &fd);
 	vm_mem_set_shared(vm, EXIT_GPA, PAGE_SIZE);
 	kvm_vm_free(vm);
@@ -660,13 +667,12 @@ static long delete_module(const char *name, unsigned int flags)
  * is open any more; once the memslot is gone, gmem unloads cleanly (and
  * is loaded again for the tests that follow).
  */
-TEST(memslot_pins_module)
+TEST_F_TIMEOUT(kvm, memslot_pins_module, KVM_TEST_TIMEOUT)
 {
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	int fd;
 
-	REQUIRE_GMEM_KVM();
 	vm = exit_vm(&vcpu, &fd);
 	close(fd);
 	close_region_fd(vm, EXIT_SLOT);
