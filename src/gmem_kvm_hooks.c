@@ -50,13 +50,13 @@ unsigned long gmem_kvm_invalidate_begin(struct gmem_file *gf, pgoff_t start,
 	/* A memslot's range may be stored as several multi-index entries. */
 	xa_for_each_range(&gf->bindings, index, slot, start, end - 1) {
 		pgoff_t pgoff = slot->gmem.pgoff;
+		gfn_t first = slot->base_gfn + max(pgoff, start) - pgoff;
+		gfn_t last = slot->base_gfn + min(pgoff + slot->npages, end) - pgoff;
 
 		if (slot == prev)
 			continue;
 		prev = slot;
-		kvm_gmem_provider_invalidate_begin(gf->kvm, slot,
-			slot->base_gfn + max(pgoff, start) - pgoff,
-			slot->base_gfn + min(pgoff + slot->npages, end) - pgoff);
+		kvm_gmem_provider_invalidate_begin(gf->kvm, slot, first, last);
 		n++;
 	}
 	return n;
@@ -80,9 +80,10 @@ void gmem_kvm_invalidate_end(struct gmem_file *gf, unsigned long n)
  *
  * Zaps every guest mapping of the file and clears slot->gmem.file of its
  * memslots, so that KVM's later unbind of those memslots finds nothing to
- * do.  Returns the VM the file pinned (or NULL); the caller frees the
- * pages and then drops that reference with kvm_put_kvm(), which may
- * destroy the VM.
+ * do.  The caller frees the pages and then drops the returned reference
+ * with kvm_put_kvm(), which may destroy the VM.
+ *
+ * Return: the VM the file pinned, or NULL if it was never bound.
  */
 struct kvm *gmem_kvm_release(struct gmem_file *gf)
 {

@@ -27,7 +27,7 @@
 #define GMEM_IOCTL_MAGIC	0xB9
 
 /**
- * define GMEM_CREATE_CLOEXEC - the new fd is close-on-exec
+ * define GMEM_CREATE_CLOEXEC - close the new fd on execve(2)
  *
  * Without this flag the fd returned by GMEM_CREATE stays open across
  * execve(2), as with KVM_CREATE_GUEST_MEMFD.
