@@ -6,6 +6,7 @@
 #define _GMEM_H
 
 #include <linux/fs.h>
+#include <linux/maple_tree.h>
 #include <linux/rwsem.h>
 #include <linux/xarray.h>
 #include <kunit/visibility.h>
@@ -43,6 +44,33 @@ unsigned long gmem_store_rollback(struct gmem_store *s, pgoff_t start,
 				  pgoff_t end);
 unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
 				pgoff_t end);
+void gmem_store_set_guest(struct gmem_store *s, pgoff_t index);
+bool gmem_store_test_guest(struct gmem_store *s, pgoff_t index);
+
+/**
+ * struct gmem_attrs - the GMEM_ATTR_* attributes of the pages of one file
+ * @runs: maximal runs of pages with the same non-zero attributes: one
+ *	range entry per run, its value xa_mk_value(attributes); pages
+ *	without attributes are gaps.  Two adjacent runs never have the
+ *	same attributes.
+ * @lock: the external lock of @runs (the file's lock): held shared to
+ *	read, exclusively to change.
+ * @memcg: memory cgroup charged for the nodes of @runs (NULL: the
+ *	caller's).
+ */
+struct gmem_attrs {
+	struct maple_tree runs;
+	struct rw_semaphore *lock;
+	struct mem_cgroup *memcg;
+};
+
+void gmem_attrs_init(struct gmem_attrs *a, struct rw_semaphore *lock,
+		     struct mem_cgroup *memcg);
+void gmem_attrs_destroy(struct gmem_attrs *a);
+u64 gmem_attrs_get(struct gmem_attrs *a, pgoff_t index, pgoff_t *last);
+int gmem_attrs_set(struct gmem_attrs *a, pgoff_t start, pgoff_t end,
+		   u64 attrs, u64 mask);
+int gmem_attrs_check(const struct gmem_attributes *args, bool set);
 
 /**
  * struct gmem_file - state of one gmem file (one inode, one struct file)
@@ -55,6 +83,10 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
  * @kvm: the VM the file is bound to, pinned from the first bind until the
  *	file is released; NULL before.  Set under @lock.
  * @bindings: memslot of each bound page offset, under @lock.
+ * @attrs: the attributes of the pages, under @lock: guest faults read
+ *	them with @lock shared, GMEM_SET_ATTRIBUTES changes them with @lock
+ *	held exclusively between zapping the guest's mappings and letting
+ *	faults map the range again.
  */
 struct gmem_file {
 	struct gmem_store store;
@@ -63,6 +95,7 @@ struct gmem_file {
 	u64 flags;
 	struct kvm *kvm;
 	struct xarray bindings;
+	struct gmem_attrs attrs;
 };
 
 bool gmem_is_gmem_file(struct file *file);
@@ -81,6 +114,8 @@ void gmem_stats_add_pages(long nr);
 
 VISIBLE_IF_KUNIT long gmem_dev_ioctl(struct file *file, unsigned int cmd,
 				     unsigned long arg);
+VISIBLE_IF_KUNIT int gmem_page_range(loff_t size, u64 offset, u64 len,
+				     pgoff_t *start, pgoff_t *end);
 VISIBLE_IF_KUNIT int gmem_falloc_range(loff_t size, int mode, loff_t offset,
 				       loff_t len, pgoff_t *start, pgoff_t *end);
 

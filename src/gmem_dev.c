@@ -91,6 +91,31 @@ VISIBLE_IF_KUNIT int gmem_falloc_range(loff_t size, int mode, loff_t offset,
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_falloc_range);
 
+/**
+ * gmem_page_range() - check a range of an ioctl, compute its pages
+ * @size: size of the file
+ * @offset: byte offset of the range, from userspace
+ * @len: byte length of the range, from userspace
+ * @start: first page of the range (output)
+ * @end: page after the last (output), greater than @start
+ *
+ * Return: 0; -EINVAL for an unaligned or empty range, or one that ends
+ * past the size.
+ */
+VISIBLE_IF_KUNIT int gmem_page_range(loff_t size, u64 offset, u64 len,
+				     pgoff_t *start, pgoff_t *end)
+{
+	u64 last;
+
+	if (!len || !PAGE_ALIGNED(offset) || !PAGE_ALIGNED(len) ||
+	    check_add_overflow(offset, len, &last) || last > (u64)size)
+		return -EINVAL;
+	*start = offset >> PAGE_SHIFT;
+	*end = last >> PAGE_SHIFT;
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_page_range);
+
 static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 			   loff_t len)
 {
@@ -148,6 +173,7 @@ static int gmem_release(struct inode *inode, struct file *file)
 	 */
 	kvm = gmem_kvm_release(gf);
 	gmem_store_destroy(&gf->store);
+	gmem_attrs_destroy(&gf->attrs);
 	mem_cgroup_put(gf->store.memcg);
 	kfree(gf);
 	atomic_long_dec(&gmem_nr_files);
@@ -170,10 +196,185 @@ static void gmem_show_fdinfo(struct seq_file *m, struct file *file)
 		seq_printf(m, "gmem-vm:\t%s\n", vm);
 }
 
+static long gmem_set_attributes(struct file *file,
+				struct gmem_attributes __user *uarg)
+{
+	struct gmem_file *gf = file->private_data;
+	struct gmem_attributes args;
+	pgoff_t start, end;
+	unsigned long n;
+	int r;
+
+	if (copy_from_user(&args, uarg, sizeof(args)))
+		return -EFAULT;
+	if (!(file->f_mode & FMODE_WRITE))
+		return -EBADF;
+	r = gmem_attrs_check(&args, true);
+	if (!r)
+		r = gmem_page_range(gf->size, args.offset, args.size, &start, &end);
+	if (r)
+		return r;
+
+	/*
+	 * Exclusive: guest faults read the attributes with the lock shared.
+	 * Zap the guest's mappings of the range first: KVM keeps vCPUs from
+	 * mapping it again until the invalidation ends, and every fault
+	 * after that sees the new attributes.
+	 */
+	if (down_write_killable(&gf->lock))
+		return -EINTR;
+	n = gmem_kvm_invalidate_begin(gf, start, end);
+	r = gmem_attrs_set(&gf->attrs, start, end, args.attributes, args.mask);
+	gmem_kvm_invalidate_end(gf, n);
+	up_write(&gf->lock);
+	return r;
+}
+
+static long gmem_get_attributes(struct file *file,
+				struct gmem_attributes __user *uarg)
+{
+	struct gmem_file *gf = file->private_data;
+	pgoff_t index, last, size_pages = gf->size >> PAGE_SHIFT;
+	struct gmem_attributes args;
+	int r;
+
+	if (copy_from_user(&args, uarg, sizeof(args)))
+		return -EFAULT;
+	r = gmem_attrs_check(&args, false);
+	if (r)
+		return r;
+	if (!PAGE_ALIGNED(args.offset) || args.offset >= (u64)gf->size)
+		return -EINVAL;
+	index = args.offset >> PAGE_SHIFT;
+
+	down_read(&gf->lock);
+	args.attributes = gmem_attrs_get(&gf->attrs, index, &last);
+	up_read(&gf->lock);
+	last = min(last, size_pages - 1);
+	args.size = (u64)(last - index + 1) << PAGE_SHIFT;
+	args.mask = GMEM_ATTRS;
+	if (copy_to_user(uarg, &args, sizeof(args)))
+		return -EFAULT;
+	return 0;
+}
+
+/*
+ * Write one page from @src, a kernel buffer, into page @index.  Returns
+ * 0, -EPERM if a guest may map the page, -EHWPOISON, -ENOMEM or -EINTR.
+ */
+static int gmem_write_page(struct gmem_file *gf, pgoff_t index, const void *src)
+{
+	struct folio *folio;
+	int r = 0;
+
+	/*
+	 * Exclusive: guest faults hold the lock shared, so none can hand the
+	 * page to KVM while it is half written, and neither the page's
+	 * attributes nor its guest mark change between the check and the
+	 * copy.  A page with USERFAULT cannot be mapped by a guest: setting
+	 * the bit zapped its mappings, and faults refuse it.
+	 */
+	if (down_write_killable(&gf->lock))
+		return -EINTR;
+	if (!(gmem_attrs_get(&gf->attrs, index, NULL) & GMEM_ATTR_USERFAULT) &&
+	    gmem_store_test_guest(&gf->store, index)) {
+		r = -EPERM;
+		goto out;
+	}
+	folio = gmem_store_get(&gf->store, index, true);
+	if (IS_ERR(folio)) {
+		r = PTR_ERR(folio);
+		goto out;
+	}
+	if (folio_test_hwpoison(folio))
+		r = -EHWPOISON;
+	else
+		memcpy_to_folio(folio, (index & (folio_nr_pages(folio) - 1)) << PAGE_SHIFT,
+				src, PAGE_SIZE);
+	folio_put(folio);
+out:
+	up_write(&gf->lock);
+	return r;
+}
+
+/*
+ * Write pages [@start, @end) from @src through the kernel page @bounce.
+ * Sets *@done to the first page not written.  Returns 0 or -errno.
+ */
+static int __gmem_write(struct gmem_file *gf, pgoff_t start, pgoff_t end,
+			const char __user *src, void *bounce, pgoff_t *done)
+{
+	pgoff_t index;
+	int r = 0;
+
+	for (index = start; index < end; index++, src += PAGE_SIZE) {
+		if (signal_pending(current)) {
+			r = -EINTR;
+			break;
+		}
+		/*
+		 * Copy with no lock held: the source may fault, take
+		 * mmap_lock or wait on userfaultfd for as long as it likes.
+		 */
+		if (copy_from_user(bounce, src, PAGE_SIZE)) {
+			r = -EFAULT;
+			break;
+		}
+		r = gmem_write_page(gf, index, bounce);
+		if (r)
+			break;
+		cond_resched();
+	}
+	*done = index;
+	return r;
+}
+
+static long gmem_write(struct file *file, struct gmem_write __user *uarg)
+{
+	struct gmem_file *gf = file->private_data;
+	struct gmem_write args;
+	pgoff_t start, end, done;
+	void *bounce;
+	int r;
+
+	if (copy_from_user(&args, uarg, sizeof(args)))
+		return -EFAULT;
+	if (!(file->f_mode & FMODE_WRITE))
+		return -EBADF;
+	if (args.flags || memchr_inv(args.reserved, 0, sizeof(args.reserved)))
+		return -EINVAL;
+	r = gmem_page_range(gf->size, args.offset, args.size, &start, &end);
+	if (r)
+		return r;
+
+	bounce = kmalloc(PAGE_SIZE, GFP_KERNEL);
+	if (!bounce)
+		return -ENOMEM;
+	r = __gmem_write(gf, start, end, u64_to_user_ptr(args.user_addr), bounce,
+			 &done);
+	kfree(bounce);
+	if (done != start)
+		file_modified(file);
+	if (put_user((u64)(done - start) << PAGE_SHIFT, &uarg->written))
+		return -EFAULT;
+	return r;
+}
+
 static long gmem_file_ioctl(struct file *file, unsigned int cmd,
 			    unsigned long arg)
 {
-	return -ENOTTY;
+	void __user *uarg = (void __user *)arg;
+
+	switch (cmd) {
+	case GMEM_SET_ATTRIBUTES:
+		return gmem_set_attributes(file, uarg);
+	case GMEM_GET_ATTRIBUTES:
+		return gmem_get_attributes(file, uarg);
+	case GMEM_WRITE:
+		return gmem_write(file, uarg);
+	default:
+		return -ENOTTY;
+	}
 }
 
 static const struct file_operations gmem_fops = {
@@ -250,6 +451,26 @@ static int __gmem_create(struct gmem_file *gf, unsigned int fd_flags)
 	return fd;
 }
 
+/* The file-wide attributes that GMEM_CREATE's flags ask for. */
+static int gmem_create_attrs(struct gmem_file *gf)
+{
+	u64 attrs = 0;
+	int r;
+
+	if (gf->flags & GMEM_CREATE_NOALLOC)
+		attrs |= GMEM_ATTR_NOALLOC;
+	if (gf->flags & GMEM_CREATE_USERFAULT)
+		attrs |= GMEM_ATTR_USERFAULT;
+	if (!attrs)
+		return 0;
+	/* Nobody else can see the file yet: taken for the lock checks. */
+	down_write(&gf->lock);
+	r = gmem_attrs_set(&gf->attrs, 0, gf->size >> PAGE_SHIFT, attrs,
+			   GMEM_ATTRS);
+	up_write(&gf->lock);
+	return r;
+}
+
 static int gmem_create(struct file *dev, struct gmem_create __user *uarg)
 {
 	struct gmem_create args;
@@ -276,11 +497,15 @@ static int gmem_create(struct file *dev, struct gmem_create __user *uarg)
 	gmem_store_init(&gf->store, get_mem_cgroup_from_mm(current->mm));
 	init_rwsem(&gf->lock);
 	xa_init(&gf->bindings);
+	gmem_attrs_init(&gf->attrs, &gf->lock, gf->store.memcg);
 	gf->size = args.size;
 	gf->flags = args.flags;
 
-	fd = __gmem_create(gf, args.flags & GMEM_CREATE_CLOEXEC ? O_CLOEXEC : 0);
+	fd = gmem_create_attrs(gf);
+	if (!fd)
+		fd = __gmem_create(gf, args.flags & GMEM_CREATE_CLOEXEC ? O_CLOEXEC : 0);
 	if (fd < 0) {
+		gmem_attrs_destroy(&gf->attrs);
 		mem_cgroup_put(gf->store.memcg);
 		kfree(gf);
 	}

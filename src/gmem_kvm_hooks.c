@@ -181,9 +181,44 @@ static void gmem_kvm_unbind(struct kvm_memory_slot *slot)
 }
 
 /*
+ * The folio for a guest fault on page @index, following the page's
+ * attributes (checked in this order): POISON fails with -EHWPOISON,
+ * USERFAULT with -EFAULT, NOALLOC with -EFAULT when the page is a hole;
+ * otherwise a hole is allocated.  KVM turns both errors into a
+ * KVM_EXIT_MEMORY_FAULT exit of KVM_RUN (failing with EFAULT or
+ * EHWPOISON); the VMM tells the attributes apart with
+ * GMEM_GET_ATTRIBUTES.  Returns the folio with a reference, marked as
+ * handed to the guest, or an ERR_PTR.  Caller holds @gf->lock shared.
+ */
+static struct folio *gmem_kvm_fault_folio(struct gmem_file *gf, pgoff_t index)
+{
+	u64 attrs = gmem_attrs_get(&gf->attrs, index, NULL);
+	struct folio *folio;
+
+	lockdep_assert_held_read(&gf->lock);
+	if (attrs & GMEM_ATTR_POISON)
+		return ERR_PTR(-EHWPOISON);
+	if (attrs & GMEM_ATTR_USERFAULT)
+		return ERR_PTR(-EFAULT);
+	folio = gmem_store_get(&gf->store, index, !(attrs & GMEM_ATTR_NOALLOC));
+	if (!folio)
+		return ERR_PTR(-EFAULT);
+	if (IS_ERR(folio))
+		return folio;
+	if (folio_test_hwpoison(folio)) {
+		folio_put(folio);
+		return ERR_PTR(-EHWPOISON);
+	}
+	/* From now on GMEM_WRITE leaves the page alone (EPERM). */
+	gmem_store_set_guest(&gf->store, index);
+	return folio;
+}
+
+/*
  * Resolve a private guest fault: the page at @gfn's offset, allocated and
- * zeroed on first use, with a reference that KVM drops when the fault is
- * done.  Called with kvm->srcu held.
+ * zeroed on first use unless the page's attributes say otherwise (see
+ * gmem_kvm_fault_folio()), with a reference that KVM drops when the fault
+ * is done.  Called with kvm->srcu held.
  */
 static int gmem_kvm_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot,
 			    gfn_t gfn, kvm_pfn_t *pfn, int *max_order)
@@ -199,20 +234,19 @@ static int gmem_kvm_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot,
 		return -EFAULT;
 	gf = file->private_data;
 
-	/* Shared: faults race only with allocations, never with removal. */
+	/*
+	 * Shared: faults race only with allocations, never with removal or
+	 * with a change of attributes or of GMEM_WRITE's page, which take
+	 * the lock exclusively.
+	 */
 	down_read(&gf->lock);
 	if (xa_load(&gf->bindings, index) != slot) {
 		r = -EIO;
 		goto out;
 	}
-	folio = gmem_store_get(&gf->store, index, true);
+	folio = gmem_kvm_fault_folio(gf, index);
 	if (IS_ERR(folio)) {
 		r = PTR_ERR(folio);
-		goto out;
-	}
-	if (folio_test_hwpoison(folio)) {
-		folio_put(folio);
-		r = -EHWPOISON;
 		goto out;
 	}
 	*pfn = folio_pfn(folio) + (index & (folio_nr_pages(folio) - 1));

@@ -30,6 +30,13 @@
  */
 #define GMEM_TENTATIVE XA_MARK_1
 
+/*
+ * Marks a page that was handed to a guest (gmem_store_set_guest()): the
+ * guest may map it, so its content must not change under the guest.
+ * Removing the page from the store clears the mark.
+ */
+#define GMEM_GUEST XA_MARK_2
+
 /**
  * gmem_store_init() - set up an empty store
  * @s: the store
@@ -235,6 +242,36 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
 	return nr;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_remove);
+
+/**
+ * gmem_store_set_guest() - remember that page @index was handed to a guest
+ * @s: the store
+ * @index: page offset of a page in the store
+ *
+ * The caller excludes removal.  The mark stays until the page is removed.
+ */
+void gmem_store_set_guest(struct gmem_store *s, pgoff_t index)
+{
+	if (!xa_get_mark(&s->pages, index, GMEM_GUEST))
+		xa_set_mark(&s->pages, index, GMEM_GUEST);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_set_guest);
+
+/**
+ * gmem_store_test_guest() - was page @index handed to a guest?
+ * @s: the store
+ * @index: page offset
+ *
+ * The caller excludes removal and gmem_store_set_guest() on @index.
+ *
+ * Return: true if the page is in the store and was handed to a guest
+ * since it was inserted; false for a hole or a page no guest was given.
+ */
+bool gmem_store_test_guest(struct gmem_store *s, pgoff_t index)
+{
+	return xa_get_mark(&s->pages, index, GMEM_GUEST);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_test_guest);
 
 /**
  * gmem_store_destroy() - free every page and the xarray

@@ -12,6 +12,14 @@
  * below and close(2).  read, write, pread, pwrite, readv, writev fail
  * with EINVAL, mmap with ENODEV, splice and sendfile with EINVAL, lseek
  * with ESPIPE, ftruncate with EINVAL.
+ *
+ * Every page of a file has attributes (GMEM_ATTR_*) that decide what a
+ * private guest fault on it does: allocate a zeroed page (no attribute,
+ * the default), exit to userspace when the page is a hole
+ * (GMEM_ATTR_NOALLOC), exit to userspace always (GMEM_ATTR_USERFAULT,
+ * for post-copy), or report a memory error (GMEM_ATTR_POISON).
+ * GMEM_SET_ATTRIBUTES and GMEM_GET_ATTRIBUTES change and read them,
+ * GMEM_WRITE fills pages that no guest can have seen yet.
  */
 #ifndef _UAPI_GMEM_H
 #define _UAPI_GMEM_H
@@ -35,9 +43,29 @@
 #define GMEM_CREATE_CLOEXEC	(1ULL << 0)
 
 /**
+ * define GMEM_CREATE_NOALLOC - every page of the new file starts NOALLOC
+ *
+ * The file is created with GMEM_ATTR_NOALLOC set on all its pages, as if
+ * by GMEM_SET_ATTRIBUTES on the whole file: guest faults never allocate,
+ * only fallocate(2) and GMEM_WRITE do.  GMEM_SET_ATTRIBUTES can clear it
+ * later, page by page.
+ */
+#define GMEM_CREATE_NOALLOC	(1ULL << 1)
+
+/**
+ * define GMEM_CREATE_USERFAULT - every page of the new file starts USERFAULT
+ *
+ * The file is created with GMEM_ATTR_USERFAULT set on all its pages:
+ * every guest fault exits to userspace until GMEM_SET_ATTRIBUTES clears
+ * the bit (the post-copy start state, see GMEM_ATTR_USERFAULT).
+ */
+#define GMEM_CREATE_USERFAULT	(1ULL << 2)
+
+/**
  * define GMEM_CREATE_FLAGS - every flag GMEM_CREATE knows
  */
-#define GMEM_CREATE_FLAGS	(GMEM_CREATE_CLOEXEC)
+#define GMEM_CREATE_FLAGS	(GMEM_CREATE_CLOEXEC | GMEM_CREATE_NOALLOC | \
+				 GMEM_CREATE_USERFAULT)
 
 /**
  * struct gmem_create - argument of GMEM_CREATE
@@ -64,11 +92,171 @@ struct gmem_create {
  * allocated and charged to the memory cgroup of the task that created
  * the file; they are never swapped, migrated or put on an LRU list.
  *
+ * /proc/<pid>/fdinfo/<fd> of the new file shows the flags it was created
+ * with as gmem-flags (hex); GMEM_GET_ATTRIBUTES shows the attributes that
+ * GMEM_CREATE_NOALLOC and GMEM_CREATE_USERFAULT set.
+ *
  * Return: the new fd.  Errors: EFAULT (bad pointer), EINVAL (non-zero
  * reserved field, unknown flag, size 0, not page aligned or above
  * max_file_size), EBADF (/dev/gmem not opened for writing), EMFILE,
  * ENFILE, ENOMEM.
  */
 #define GMEM_CREATE		_IOW(GMEM_IOCTL_MAGIC, 0x01, struct gmem_create)
+
+/**
+ * define GMEM_ATTR_NOALLOC - guest faults do not allocate the page
+ *
+ * A private guest fault on a hole of the file (a page that was never
+ * allocated, or was punched) does not allocate it: KVM_RUN fails with
+ * EFAULT and exit reason KVM_EXIT_MEMORY_FAULT (flags
+ * KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa of the page, size one page).  The VMM
+ * allocates the page with fallocate(2) or fills it with GMEM_WRITE and
+ * runs the vCPU again.  Faults on pages that are allocated are not
+ * affected.
+ */
+#define GMEM_ATTR_NOALLOC	(1ULL << 0)
+
+/**
+ * define GMEM_ATTR_USERFAULT - every guest fault exits to userspace
+ *
+ * Every private guest fault on the page, allocated or not, fails KVM_RUN
+ * with EFAULT and exit reason KVM_EXIT_MEMORY_FAULT, as for
+ * GMEM_ATTR_NOALLOC.  Setting the bit zaps the guest's mappings of the
+ * page, so the next guest access faults.  GMEM_WRITE may always write a
+ * page that has this bit set.  Post-copy: the VMM serves the exit with
+ * GMEM_WRITE, clears the bit with GMEM_SET_ATTRIBUTES and runs the vCPU
+ * again.
+ */
+#define GMEM_ATTR_USERFAULT	(1ULL << 1)
+
+/**
+ * define GMEM_ATTR_POISON - the page reports a memory error
+ *
+ * Every private guest fault on the page fails KVM_RUN with EHWPOISON and
+ * exit reason KVM_EXIT_MEMORY_FAULT (the same fields as above).  Setting
+ * the bit zaps the guest's mappings of the page; the page itself, if
+ * allocated, is kept, and the guest sees its content again once the bit
+ * is cleared.
+ */
+#define GMEM_ATTR_POISON	(1ULL << 2)
+
+/**
+ * define GMEM_ATTRS - every attribute gmem knows
+ *
+ * When several are set, a fault checks GMEM_ATTR_POISON first, then
+ * GMEM_ATTR_USERFAULT, then GMEM_ATTR_NOALLOC.  KVM's exit does not say
+ * which attribute fired: the VMM reads the attributes of the faulting
+ * page with GMEM_GET_ATTRIBUTES at the file offset of the gpa.  An exit
+ * may be stale (the attributes changed since the fault); running the
+ * vCPU again is always safe.
+ */
+#define GMEM_ATTRS		(GMEM_ATTR_NOALLOC | GMEM_ATTR_USERFAULT | \
+				 GMEM_ATTR_POISON)
+
+/**
+ * struct gmem_attributes - argument of GMEM_SET_ATTRIBUTES and GMEM_GET_ATTRIBUTES
+ * @offset: byte offset in the file of the first page, page aligned.
+ * @size: SET: length of the range in bytes, page aligned, non-zero, and
+ *	@offset + @size at most the file size.  GET (output only): length
+ *	in bytes of the run of pages from @offset that have the same
+ *	attributes, up to the end of the file.
+ * @attributes: SET: the values of the bits in @mask, a subset of @mask.
+ *	GET (output only): the attributes of the page at @offset.
+ * @mask: SET: the GMEM_ATTR_* bits to change, non-zero and known; bits
+ *	outside @mask keep their value, page by page.  GET (output only):
+ *	GMEM_ATTRS, the attributes this module knows.
+ * @flags: must be zero.
+ * @reserved: must be zero.
+ */
+struct gmem_attributes {
+	__u64 offset;
+	__u64 size;
+	__u64 attributes;
+	__u64 mask;
+	__u64 flags;
+	__u64 reserved[3];
+};
+
+/**
+ * define GMEM_SET_ATTRIBUTES - change the attributes of a range of pages
+ *
+ * Issued on a gmem file with a &struct gmem_attributes.  For every page of
+ * [@offset, @offset + @size): attributes = (attributes & ~@mask) |
+ * @attributes.  Ranges are stored as runs, not page by page: setting an
+ * attribute on a whole 1 TiB file costs a few hundred bytes.  Guest
+ * mappings of the range are zapped before the call returns, so the next
+ * guest access to any page of the range follows the new attributes.
+ * Pages are neither allocated nor freed.
+ *
+ * Return: 0.  Errors: EFAULT (bad pointer), EBADF (file not open for
+ * writing), EINVAL (non-zero @flags or reserved field, @mask zero or with
+ * unknown bits, @attributes outside @mask, @offset or @size not page
+ * aligned, @size zero, range past the end of the file), ENOMEM, EINTR.
+ * After ENOMEM or EINTR, a part of the range may have its new attributes
+ * already; the call can be repeated as it is.
+ */
+#define GMEM_SET_ATTRIBUTES	_IOW(GMEM_IOCTL_MAGIC, 0x10, struct gmem_attributes)
+
+/**
+ * define GMEM_GET_ATTRIBUTES - read the attributes of a run of pages
+ *
+ * Issued on a gmem file with a &struct gmem_attributes.  Reads @offset,
+ * @flags and @reserved; fills @attributes with the attributes of the page
+ * at @offset, @size with the length of the run of pages from @offset
+ * that share them (a run is as long as possible: the page after it, if
+ * any, has other attributes) and @mask with GMEM_ATTRS.  A VMM walks the
+ * whole file with offset += size until offset reaches the file size.
+ *
+ * Return: 0.  Errors: EFAULT (bad pointer), EINVAL (non-zero @flags or
+ * reserved field, @offset not page aligned or not below the file size).
+ */
+#define GMEM_GET_ATTRIBUTES	_IOWR(GMEM_IOCTL_MAGIC, 0x11, struct gmem_attributes)
+
+/**
+ * struct gmem_write - argument of GMEM_WRITE
+ * @offset: byte offset in the file of the first page, page aligned.
+ * @size: bytes to write, page aligned, non-zero, and @offset + @size at
+ *	most the file size.
+ * @user_addr: address of the @size bytes to copy, in the caller's
+ *	address space; any alignment.
+ * @flags: must be zero.
+ * @written: output: bytes written, from @offset on, also when the call
+ *	fails part way.
+ * @reserved: must be zero.
+ */
+struct gmem_write {
+	__u64 offset;
+	__u64 size;
+	__u64 user_addr;
+	__u64 flags;
+	__u64 written;
+	__u64 reserved[3];
+};
+
+/**
+ * define GMEM_WRITE - fill pages that no guest can see
+ *
+ * Issued on a gmem file with a &struct gmem_write.  Copies @size bytes
+ * from @user_addr into the pages of [@offset, @offset + @size), page by
+ * page in order, allocating holes (zeroed, then written; charged to the
+ * file's memory cgroup like fallocate(2)) whatever the page's
+ * attributes.  A page may be written if no guest was handed it since it
+ * was allocated (fallocate(2) and GMEM_WRITE do not hand pages out; a
+ * guest fault does, and punching the page makes it new), or if it has
+ * GMEM_ATTR_USERFAULT set (no guest can map it then).  A guest fault
+ * never sees a page half written: it sees the page before or after the
+ * write.  GMEM_WRITE cannot read anything back.
+ *
+ * Return: 0 when all @size bytes are written.  Errors: EFAULT (bad
+ * pointer to the struct, or @user_addr not readable), EBADF (file not
+ * open for writing), EINVAL (non-zero @flags or reserved field, @offset
+ * or @size not page aligned, @size zero, range past the end of the file),
+ * EPERM (a page of the range may be mapped by a guest), EHWPOISON (a
+ * page has a memory error), ENOMEM (out of memory, or the memory cgroup
+ * limit reached), EINTR (a signal arrived).  On any error after the
+ * arguments were checked, @written says how far the call got: the pages
+ * before hold the new data, the pages from there on are untouched.
+ */
+#define GMEM_WRITE		_IOWR(GMEM_IOCTL_MAGIC, 0x12, struct gmem_write)
 
 #endif /* _UAPI_GMEM_H */
