@@ -68,9 +68,10 @@ static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index,
 		set_active_memcg(old_memcg);
 		return ERR_PTR(-ENOMEM);
 	}
+	/* Nodes too: past the memcg limit, fail with -ENOMEM, never OOM-kill. */
 	xa_lock(&s->pages);
 	old = __xa_cmpxchg(&s->pages, index, NULL, folio,
-			   GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+			   GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
 	if (!old && tentative)
 		__xa_set_mark(&s->pages, index, GMEM_TENTATIVE);
 	else if (old && !xa_is_err(old))
