@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -524,6 +525,96 @@ TEST(write_charged_to_memcg)
 	EXPECT_EQ(res.written, res.allocated);
 	TH_LOG("wrote %llu KiB before memory.max", (unsigned long long)res.written >> 10);
 	munmap(src, 4 * CG_MAX);
+}
+
+#define COST_FILES	512
+#define COST_RUNS	100000
+
+/*
+ * Bytes of slab in the whole system, per-cpu counters folded first: the
+ * pages of slab caches, so only changes of many objects show.
+ */
+static long long slab_bytes(void)
+{
+	char line[256];
+	long long kb = -1;
+	FILE *f;
+
+	if (write_file("/proc/sys/vm/stat_refresh", "1"))
+		return -1;
+	f = fopen("/proc/meminfo", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "Slab:", 5))
+			kb = strtoll(line + 5, NULL, 10);
+	fclose(f);
+	return kb * 1024;
+}
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/*
+ * What attributes cost in memory (the system's slab) and time: for an
+ * attribute on all of a 1 TiB file, and per run of pages.
+ */
+TEST(tib_costs_little)
+{
+	struct rlimit nofile = { COST_FILES + 64, COST_FILES + 64 };
+	long long s0, s1, s2, s3;
+	double t0, t1, t2, t3;
+	int fds[COST_FILES], i;
+
+	close(gmem_open_dev(_metadata));
+	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &nofile)) TH_LOG("%s", strerror(errno));
+	for (i = 0; i < COST_FILES; i++) {
+		fds[i] = __gmem_create_file(TIB, 0);
+		ASSERT_LE(0, fds[i]) TH_LOG("GMEM_CREATE 1 TiB: %s", strerror(errno));
+	}
+	s0 = slab_bytes();
+	ASSERT_LE(0, s0) TH_LOG("no Slab in /proc/meminfo");
+	t0 = now_us();
+	for (i = 0; i < COST_FILES; i++)
+		ASSERT_EQ(0, __gmem_set_attrs(fds[i], 0, TIB, N, N));
+	t1 = now_us();
+	s1 = slab_bytes();
+	TH_LOG("NOALLOC on all of a 1 TiB file: %.1f us, %lld bytes of slab (mean of %d files)",
+	       (t1 - t0) / COST_FILES, (s1 - s0) / COST_FILES, COST_FILES);
+	EXPECT_GT(1024, (s1 - s0) / COST_FILES);
+	EXPECT_GT(10000, (t1 - t0) / COST_FILES);
+	for (i = 1; i < COST_FILES; i++)
+		close(fds[i]);
+
+	/* Fragment one file: every other page of the first 2 * COST_RUNS. */
+	s1 = slab_bytes();
+	t1 = now_us();
+	for (i = 0; i < COST_RUNS; i++)
+		ASSERT_EQ(0, __gmem_set_attrs(fds[0], (2ULL * i + 1) * PG, PG, 0, N));
+	t2 = now_us();
+	s2 = slab_bytes();
+	EXPECT_RUN(fds[0], 0, N, PG);
+	EXPECT_RUN(fds[0], 2 * COST_RUNS * PG, N, TIB - 2 * COST_RUNS * PG);
+	TH_LOG("%d runs: %.1f us per change, %lld bytes of slab per run",
+	       COST_RUNS, (t2 - t1) / COST_RUNS, (s2 - s1) / COST_RUNS);
+	EXPECT_LT(0, s2 - s1);
+	EXPECT_GT(128, (s2 - s1) / COST_RUNS);
+	/* One call clears them all, and gives the memory back. */
+	t2 = now_us();
+	ASSERT_EQ(0, __gmem_set_attrs(fds[0], 0, TIB, 0, GMEM_ATTRS));
+	t3 = now_us();
+	s3 = slab_bytes();
+	TH_LOG("clearing 1 TiB holding %d runs: %.0f us, slab %+lld KiB",
+	       COST_RUNS, t3 - t2, (s3 - s2) >> 10);
+	EXPECT_RUN(fds[0], 0, 0, TIB);
+	EXPECT_LT((s2 - s1) / 2, s2 - s3) TH_LOG("the runs' memory was not freed");
+	EXPECT_GT(2e6, t3 - t2);
+	close(fds[0]);
 }
 
 /* The file's ioctls are not /dev/gmem's, and the other way round. */
