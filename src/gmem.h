@@ -75,9 +75,11 @@ int gmem_attrs_check(const struct gmem_attributes *args, bool set);
 /**
  * struct gmem_file - state of one gmem file (one inode, one struct file)
  * @store: the pages.
- * @lock: taken shared to allocate or look up pages, exclusively to remove
- *	pages or change bindings, so that guest mappings can be invalidated
- *	around a removal with the bindings stable.
+ * @lock: taken shared to allocate or look up pages (guest faults too),
+ *	exclusively to remove pages, change bindings or attributes, or
+ *	write a page with GMEM_WRITE, so that guest mappings can be
+ *	invalidated around a change with the bindings stable, and no fault
+ *	sees a page half written.
  * @size: size in bytes, fixed at creation.
  * @flags: GMEM_CREATE_* flags the file was created with.
  * @kvm: the VM the file is bound to, pinned from the first bind until the

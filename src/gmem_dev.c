@@ -5,8 +5,9 @@
  * The /dev/gmem misc device and the files it creates.  GMEM_CREATE on
  * /dev/gmem returns a new fd with its own inode whose pages live in a
  * per-file store (gmem_store.c).  The fd has no read, write or mmap: host
- * userspace can size, allocate, punch and describe the memory, never see
- * its contents.
+ * userspace can size, allocate, punch and describe the memory, and fill
+ * pages no guest can see (GMEM_WRITE), never see its contents.  The
+ * attributes of its pages (gmem_attrs.c) decide what guest faults do.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 

@@ -5,7 +5,8 @@
  * open("/dev/gmem", O_RDWR), then GMEM_CREATE makes a private memory
  * file: a new fd whose pages can back a KVM_MEM_GUEST_MEMFD memslot
  * (pass it in the guest_memfd field of KVM_SET_USER_MEMORY_REGION2) but
- * can never be read, written or mapped by host userspace.
+ * can never be read or mapped by host userspace, nor written where a
+ * guest may see it (GMEM_WRITE fills only pages no guest can see).
  *
  * A gmem file supports fallocate(2) (allocate, or
  * FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE), fstat(2), the ioctls

@@ -91,19 +91,24 @@ static unsigned long nr_runs(struct kunit *test)
 	}
 }
 
-#define EXPECT_RUN(test, index, v, first, lst) do {			\
-	pgoff_t __l = 0xdead;						\
-	KUNIT_EXPECT_EQ_MSG(test, get(test, index, &__l), (u64)(v),	\
-			    "attributes of page %#lx", (pgoff_t)(index)); \
-	KUNIT_EXPECT_EQ_MSG(test, __l, (pgoff_t)(lst),			\
-			    "end of the run from page %#lx", (pgoff_t)(index)); \
-	KUNIT_EXPECT_EQ(test, get(test, first, NULL), (u64)(v));	\
-} while (0)
+/* Page @index has attributes @v, in a run [@first, @last]. */
+static void expect_run(struct kunit *test, pgoff_t index, u64 v, pgoff_t first,
+		       pgoff_t last)
+{
+	pgoff_t l = 0xdead;
+
+	KUNIT_EXPECT_EQ_MSG(test, get(test, index, &l), v,
+			    "attributes of page %#lx", index);
+	KUNIT_EXPECT_EQ_MSG(test, l, last, "end of the run from page %#lx", index);
+	KUNIT_EXPECT_EQ_MSG(test, get(test, first, NULL), v,
+			    "attributes of page %#lx, first of the run of %#lx",
+			    first, index);
+}
 
 static void gmem_attrs_empty_test(struct kunit *test)
 {
-	EXPECT_RUN(test, 0, 0, 0, ULONG_MAX);
-	EXPECT_RUN(test, LAST, 0, 0, ULONG_MAX);
+	expect_run(test, 0, 0, 0, ULONG_MAX);
+	expect_run(test, LAST, 0, 0, ULONG_MAX);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 0);
 	/* An empty range changes nothing. */
 	KUNIT_EXPECT_EQ(test, set(test, 5, 5, N, N), 0);
@@ -113,13 +118,13 @@ static void gmem_attrs_empty_test(struct kunit *test)
 static void gmem_attrs_whole_tib_test(struct kunit *test)
 {
 	KUNIT_ASSERT_EQ(test, set(test, 0, TIB, N, ALL), 0);
-	EXPECT_RUN(test, 0, N, 0, TIB - 1);
-	EXPECT_RUN(test, TIB / 2, N, 0, TIB - 1);
-	EXPECT_RUN(test, TIB, 0, TIB, ULONG_MAX);
+	expect_run(test, 0, N, 0, TIB - 1);
+	expect_run(test, TIB / 2, N, 0, TIB - 1);
+	expect_run(test, TIB, 0, TIB, ULONG_MAX);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 1);
 	/* Masked: visits runs, not pages; still one run. */
 	KUNIT_ASSERT_EQ(test, set(test, 0, TIB, U, U), 0);
-	EXPECT_RUN(test, 12345, N | U, 0, TIB - 1);
+	expect_run(test, 12345, N | U, 0, TIB - 1);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 1);
 	KUNIT_ASSERT_EQ(test, set(test, 0, TIB, 0, ALL), 0);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 0);
@@ -130,22 +135,22 @@ static void gmem_attrs_split_merge_test(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, set(test, 0, 100, N, N), 0);
 	/* A sub-range with another value splits the run in three. */
 	KUNIT_ASSERT_EQ(test, set(test, 10, 20, U, ALL), 0);
-	EXPECT_RUN(test, 0, N, 0, 9);
-	EXPECT_RUN(test, 10, U, 10, 19);
-	EXPECT_RUN(test, 20, N, 20, 99);
+	expect_run(test, 0, N, 0, 9);
+	expect_run(test, 10, U, 10, 19);
+	expect_run(test, 20, N, 20, 99);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 3);
 	/* Clearing the middle leaves a gap... */
 	KUNIT_ASSERT_EQ(test, set(test, 10, 20, 0, ALL), 0);
-	EXPECT_RUN(test, 15, 0, 10, 19);
+	expect_run(test, 15, 0, 10, 19);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 2);
 	/* ...and setting it again merges the three back into one. */
 	KUNIT_ASSERT_EQ(test, set(test, 10, 20, N, N), 0);
-	EXPECT_RUN(test, 50, N, 0, 99);
+	expect_run(test, 50, N, 0, 99);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 1);
 	/* Extending at either end merges too. */
 	KUNIT_ASSERT_EQ(test, set(test, 100, 110, N, ALL), 0);
 	KUNIT_ASSERT_EQ(test, set(test, 0, 0, N, ALL), 0);
-	EXPECT_RUN(test, 0, N, 0, 109);
+	expect_run(test, 0, N, 0, 109);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 1);
 	/* Clearing everything leaves nothing. */
 	KUNIT_ASSERT_EQ(test, set(test, 0, 200, 0, N), 0);
@@ -156,19 +161,19 @@ static void gmem_attrs_mask_test(struct kunit *test)
 {
 	KUNIT_ASSERT_EQ(test, set(test, 0, 100, N, N), 0);
 	KUNIT_ASSERT_EQ(test, set(test, 50, 150, U, U), 0);
-	EXPECT_RUN(test, 0, N, 0, 49);
-	EXPECT_RUN(test, 50, N | U, 50, 99);
-	EXPECT_RUN(test, 100, U, 100, 149);
+	expect_run(test, 0, N, 0, 49);
+	expect_run(test, 50, N | U, 50, 99);
+	expect_run(test, 100, U, 100, 149);
 	/* Clearing N over all of it: the two U runs become one. */
 	KUNIT_ASSERT_EQ(test, set(test, 0, 200, 0, N), 0);
-	EXPECT_RUN(test, 0, 0, 0, 49);
-	EXPECT_RUN(test, 75, U, 50, 149);
+	expect_run(test, 0, 0, 0, 49);
+	expect_run(test, 75, U, 50, 149);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 1);
 	/* A bit outside the mask is left alone. */
 	KUNIT_ASSERT_EQ(test, set(test, 0, 200, X, X), 0);
-	EXPECT_RUN(test, 60, U | X, 50, 149);
-	EXPECT_RUN(test, 0, X, 0, 49);
-	EXPECT_RUN(test, 150, X, 150, 199);
+	expect_run(test, 60, U | X, 50, 149);
+	expect_run(test, 0, X, 0, 49);
+	expect_run(test, 150, X, 150, 199);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 3);
 }
 
@@ -176,19 +181,19 @@ static void gmem_attrs_edges_test(struct kunit *test)
 {
 	KUNIT_ASSERT_EQ(test, set(test, LAST, LAST + 1, X, X), 0);
 	KUNIT_ASSERT_EQ(test, set(test, 0, 1, U, U), 0);
-	EXPECT_RUN(test, 0, U, 0, 0);
-	EXPECT_RUN(test, 1, 0, 1, LAST - 1);
-	EXPECT_RUN(test, LAST, X, LAST, LAST);
-	EXPECT_RUN(test, LAST + 1, 0, LAST + 1, ULONG_MAX);
+	expect_run(test, 0, U, 0, 0);
+	expect_run(test, 1, 0, 1, LAST - 1);
+	expect_run(test, LAST, X, LAST, LAST);
+	expect_run(test, LAST + 1, 0, LAST + 1, ULONG_MAX);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 2);
 	/* Fill the middle: the first and last page merge with it. */
 	KUNIT_ASSERT_EQ(test, set(test, 1, LAST, U | X, ALL), 0);
 	KUNIT_ASSERT_EQ(test, set(test, 0, LAST + 1, U | X, U | X), 0);
-	EXPECT_RUN(test, LAST / 3, U | X, 0, LAST);
+	expect_run(test, LAST / 3, U | X, 0, LAST);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 1);
 	KUNIT_ASSERT_EQ(test, set(test, LAST, LAST + 1, 0, ALL), 0);
 	KUNIT_ASSERT_EQ(test, set(test, 0, 1, 0, ALL), 0);
-	EXPECT_RUN(test, 1, U | X, 1, LAST - 1);
+	expect_run(test, 1, U | X, 1, LAST - 1);
 	KUNIT_ASSERT_EQ(test, set(test, 0, LAST + 1, 0, ALL), 0);
 	KUNIT_EXPECT_EQ(test, nr_runs(test), 0);
 }
