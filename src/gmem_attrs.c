@@ -105,10 +105,19 @@ static int gmem_attrs_store(struct gmem_attrs *a, pgoff_t first, pgoff_t last,
 			last = mas.last;
 	}
 	mas_set_range(&mas, first, last);
+	/*
+	 * Preallocate, so that every node is charged to the file's memcg
+	 * (mas_store_gfp() tries an uncharged GFP_NOWAIT allocation first),
+	 * and past its limit fail with -ENOMEM rather than OOM-kill.
+	 */
 	old_memcg = set_active_memcg(a->memcg);
-	r = mas_store_gfp(&mas, entry, GFP_KERNEL_ACCOUNT);
+	r = mas_preallocate(&mas, entry,
+			    GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
 	set_active_memcg(old_memcg);
-	return r;
+	if (r)
+		return r;
+	mas_store_prealloc(&mas, entry);
+	return 0;
 }
 
 /**

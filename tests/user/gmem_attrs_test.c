@@ -434,6 +434,7 @@ TEST(write_interrupted)
 #define CG_ROOT		"/sys/fs/cgroup"
 #define CG_DIR		CG_ROOT "/gmem-attrs-test"
 #define CG_MAX		(16ULL << 20)
+#define CG_RUNS		1000000
 
 static int write_file(const char *path, const char *text)
 {
@@ -450,10 +451,12 @@ static int write_file(const char *path, const char *text)
 struct cg_result {
 	int r, err;
 	uint64_t written, allocated;
+	int set_err, runs;
 };
 
 /*
- * In a child moved into CG_DIR: create a file, write 4 * CG_MAX to it.
+ * In a child moved into CG_DIR: create a 1 TiB file, write 4 * CG_MAX to
+ * it, then split its attributes into runs until that fails.
  * Past the limit, allocate nothing until the file is closed (the cgroup
  * is full: anything more would wake its OOM killer).
  */
@@ -467,12 +470,19 @@ static void cg_child(int out, void *src)
 	memset(&st, 0, sizeof(st));
 	snprintf(pid, sizeof(pid), "%d", getpid());
 	if (!write_file(CG_DIR "/cgroup.procs", pid)) {
-		fd = __gmem_create_file(4 * CG_MAX, 0);
+		fd = __gmem_create_file(TIB, 0);
 		if (fd >= 0) {
 			res.r = __gmem_write(fd, 0, 4 * CG_MAX, src, &res.written);
 			res.err = errno;
 			if (!fstat(fd, &st))
 				res.allocated = (uint64_t)st.st_blocks * 512;
+			/* Attributes are charged too: fragment them until full. */
+			for (res.runs = 0; res.runs < CG_RUNS; res.runs++)
+				if (__gmem_set_attrs(fd, (2ULL * res.runs + 1) * PG, PG,
+						     GMEM_ATTR_NOALLOC, GMEM_ATTR_NOALLOC)) {
+					res.set_err = errno;
+					break;
+				}
 			close(fd);
 		}
 	}
@@ -481,7 +491,10 @@ static void cg_child(int out, void *src)
 	_exit(0);
 }
 
-/* Pages GMEM_WRITE allocates are charged to the file's memory cgroup. */
+/*
+ * Pages GMEM_WRITE allocates, and the runs of attributes, are charged to
+ * the file's memory cgroup: at memory.max both fail with ENOMEM.
+ */
 TEST(write_charged_to_memcg)
 {
 	struct cg_result res = {};
@@ -523,7 +536,10 @@ TEST(write_charged_to_memcg)
 	EXPECT_LT(0ULL, (unsigned long long)res.written);
 	EXPECT_GT(CG_MAX, res.written);
 	EXPECT_EQ(res.written, res.allocated);
-	TH_LOG("wrote %llu KiB before memory.max", (unsigned long long)res.written >> 10);
+	TH_LOG("wrote %llu KiB, then split attributes into %d runs before memory.max",
+	       (unsigned long long)res.written >> 10, res.runs);
+	EXPECT_EQ(ENOMEM, res.set_err) TH_LOG("SET ATTRIBUTES at memory.max: errno %d (%s) after %d runs, expected ENOMEM",
+					      res.set_err, strerror(res.set_err), res.runs);
 	munmap(src, 4 * CG_MAX);
 }
 
