@@ -184,7 +184,8 @@ struct gmem_attributes {
  * Issued on a gmem file with a &struct gmem_attributes.  For every page of
  * [@offset, @offset + @size): attributes = (attributes & ~@mask) |
  * @attributes.  Ranges are stored as runs, not page by page: setting an
- * attribute on a whole 1 TiB file costs a few hundred bytes.  Guest
+ * attribute on a whole 1 TiB file costs a few hundred bytes, charged
+ * like the file's pages to the memory cgroup of its creator.  Guest
  * mappings of the range are zapped before the call returns, so the next
  * guest access to any page of the range follows the new attributes.
  * Pages are neither allocated nor freed.
@@ -192,8 +193,9 @@ struct gmem_attributes {
  * Return: 0.  Errors: EFAULT (bad pointer), EBADF (file not open for
  * writing), EINVAL (non-zero @flags or reserved field, @mask zero or with
  * unknown bits, @attributes outside @mask, @offset or @size not page
- * aligned, @size zero, range past the end of the file), ENOMEM, EINTR.
- * After ENOMEM or EINTR, a part of the range may have its new attributes
+ * aligned, @size zero, range past the end of the file), ENOMEM (out of
+ * memory, or the memory cgroup limit reached), EINTR.  After ENOMEM or
+ * EINTR, a part of the range may have its new attributes
  * already; the call can be repeated as it is.
  */
 #define GMEM_SET_ATTRIBUTES	_IOW(GMEM_IOCTL_MAGIC, 0x10, struct gmem_attributes)
