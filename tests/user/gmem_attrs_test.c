@@ -431,6 +431,48 @@ TEST(write_interrupted)
 	munmap(src, size);
 }
 
+/*
+ * A signal stops a masked change that visits many runs; the change is
+ * then partly done, and repeating the call as it is completes it.
+ */
+#define INTR_RUNS	50000
+
+TEST(set_interrupted)
+{
+	struct itimerval it = { { 0, 1000 }, { 0, 1000 } };
+	struct sigaction sa = { .sa_handler = on_alarm };
+	const uint64_t range = 2 * INTR_RUNS * PG;
+	int fd, i, r = 0, err = 0, tries;
+
+	close(gmem_open_dev(_metadata));
+	fd = __gmem_create_file(TIB, 0);
+	ASSERT_LE(0, fd);
+	for (i = 0; i < INTR_RUNS; i++)
+		ASSERT_EQ(0, __gmem_set_attrs(fd, (2ULL * i + 1) * PG, PG, N, N));
+	ASSERT_EQ(0, sigaction(SIGALRM, &sa, NULL));
+	for (tries = 0; tries < 5 && !err; tries++) {
+		ASSERT_EQ(0, setitimer(ITIMER_REAL, &it, NULL));
+		r = __gmem_set_attrs(fd, 0, range, U, U);
+		err = r ? errno : 0;
+		setitimer(ITIMER_REAL, &(struct itimerval){}, NULL);
+		/* Done before any signal: undo and try again. */
+		if (!r)
+			ASSERT_EQ(0, __gmem_set_attrs(fd, 0, range, 0, U));
+	}
+	EXPECT_EQ(EINTR, err) TH_LOG("SET: errno %d (%s), expected EINTR after %d tries",
+				     err, strerror(err), tries);
+	/* The first run was done, the last one not. */
+	EXPECT_RUN(fd, 0, U, PG);
+	EXPECT_RUN(fd, range - PG, N, PG);
+	ASSERT_EQ(0, __gmem_set_attrs(fd, 0, range, U, U));
+	EXPECT_RUN(fd, 0, U, PG);
+	EXPECT_RUN(fd, PG, N | U, PG);
+	EXPECT_RUN(fd, range - 2 * PG, U, PG);
+	EXPECT_RUN(fd, range - PG, N | U, PG);
+	EXPECT_RUN(fd, range, 0, TIB - range);
+	close(fd);
+}
+
 #define CG_ROOT		"/sys/fs/cgroup"
 #define CG_DIR		CG_ROOT "/gmem-attrs-test"
 #define CG_MAX		(16ULL << 20)
