@@ -109,7 +109,7 @@ TEST(create_attribute_flags)
 	int fd;
 
 	close(gmem_open_dev(_metadata));
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
 		fd = __gmem_create_file(TIB, cases[i].flags);
 		ASSERT_LE(0, fd) TH_LOG("GMEM_CREATE 1 TiB flags %#llx: %s",
 					(unsigned long long)cases[i].flags,
@@ -117,7 +117,7 @@ TEST(create_attribute_flags)
 		EXPECT_EQ((long long)(cases[i].flags), gmem_fdinfo(fd, "gmem-flags"));
 		EXPECT_RUN(fd, 0, cases[i].attrs, TIB);
 		EXPECT_RUN(fd, TIB - PG, cases[i].attrs, PG);
-		EXPECT_EQ((long long)(0), gmem_fdinfo(fd, "gmem-allocated"));
+		EXPECT_EQ(0LL, gmem_fdinfo(fd, "gmem-allocated"));
 		close(fd);
 	}
 }
@@ -140,14 +140,14 @@ TEST_F(attrs, set_and_walk)
 	ASSERT_EQ(0, __gmem_set_attrs(self->fd, 60 * PG, 4 * PG, X, N | U | X));
 	while (offset < NPAGES * PG) {
 		ASSERT_EQ(0, __gmem_get_attrs(self->fd, offset, &a));
-		ASSERT_LT(i, sizeof(runs) / sizeof(runs[0]));
+		ASSERT_LT(i, ARRAY_SIZE(runs));
 		EXPECT_EQ(runs[i].first * PG, offset);
 		EXPECT_EQ(runs[i].pages * PG, a.size) TH_LOG("run %u", i);
 		EXPECT_EQ(runs[i].attrs, a.attributes) TH_LOG("run %u", i);
 		offset += a.size;
 		i++;
 	}
-	EXPECT_EQ(sizeof(runs) / sizeof(runs[0]), i);
+	EXPECT_EQ(ARRAY_SIZE(runs), i);
 	EXPECT_EQ(NPAGES * PG, offset);
 
 	/* Inside a run, GET gives the rest of the run. */
@@ -160,7 +160,7 @@ TEST_F(attrs, set_and_walk)
 	ASSERT_EQ(0, __gmem_set_attrs(self->fd, 0, NPAGES * PG, 0, GMEM_ATTRS));
 	EXPECT_RUN(self->fd, 0, 0, NPAGES * PG);
 	/* Attributes alone allocate nothing. */
-	EXPECT_EQ((long long)(0), gmem_fdinfo(self->fd, "gmem-allocated"));
+	EXPECT_EQ(0LL, gmem_fdinfo(self->fd, "gmem-allocated"));
 }
 
 TEST_F(attrs, set_errors)
@@ -188,7 +188,7 @@ TEST_F(attrs, set_errors)
 	struct gmem_attributes a;
 	unsigned int i;
 
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
 		a = (struct gmem_attributes){
 			.offset = cases[i].offset,
 			.size = cases[i].size,
@@ -240,7 +240,7 @@ TEST_F(attrs, get_errors)
 	struct gmem_attributes a;
 	unsigned int i;
 
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
 		a = (struct gmem_attributes){
 			.offset = cases[i].offset,
 			.flags = cases[i].flags,
@@ -290,7 +290,7 @@ TEST_F(attrs, write_errors)
 	unsigned int i;
 
 	ASSERT_NE(NULL, buf);
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
 		w = (struct gmem_write){
 			.offset = cases[i].offset,
 			.size = cases[i].size,
@@ -310,7 +310,7 @@ TEST_F(attrs, write_errors)
 			     "WRITE from %#llx", (unsigned long long)bad[i]);
 		EXPECT_EQ(0ULL, (unsigned long long)written);
 	}
-	EXPECT_EQ((long long)(0), gmem_fdinfo(self->fd, "gmem-allocated"));
+	EXPECT_EQ(0LL, gmem_fdinfo(self->fd, "gmem-allocated"));
 	free(buf);
 }
 
@@ -380,7 +380,7 @@ TEST(write_allocates)
 	EXPECT_EQ((long long)(4 * PG), gmem_fdinfo(fd, "gmem-allocated"));
 	/* Punched pages are holes again. */
 	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, size));
-	EXPECT_EQ((long long)(0), gmem_fdinfo(fd, "gmem-allocated"));
+	EXPECT_EQ(0LL, gmem_fdinfo(fd, "gmem-allocated"));
 	close(fd);
 	free(src);
 }

@@ -644,7 +644,7 @@ static void *toggle_thread(void *arg)
 	uint64_t a;
 
 	while (atomic_load(&t->changes) < RACE_CHANGES) {
-		a = cycle[i++ % (sizeof(cycle) / sizeof(cycle[0]))];
+		a = cycle[i++ % ARRAY_SIZE(cycle)];
 		exits = atomic_load(&t->exits);
 		set_attrs(t->fd, 0, size, a, a);
 		if (a & (U | X)) {
@@ -693,9 +693,9 @@ TEST_F_TIMEOUT(attrs, changes_race_faults, KVM_TEST_TIMEOUT)
 	}
 	atomic_store(&t.stop, true);
 	pthread_join(thread, NULL);
-	TH_LOG("%lu attribute changes (%lu that stop the guest) in %lu guest rounds, "
-	       "%lu EFAULT and %lu EHWPOISON exits", atomic_load(&t.changes), t.blocking,
-	       atomic_load(&t.rounds), efault, ehwpoison);
+	TH_LOG("%lu attribute changes (%lu stopping the guest), %lu guest rounds",
+	       atomic_load(&t.changes), t.blocking, atomic_load(&t.rounds));
+	TH_LOG("%lu EFAULT and %lu EHWPOISON exits", efault, ehwpoison);
 	TEST_ASSERT(efault > 0 && ehwpoison > 0 && efault + ehwpoison >= t.blocking,
 		    "%lu changes that stop the guest, but %lu + %lu exits",
 		    t.blocking, efault, ehwpoison);
