@@ -160,6 +160,11 @@ static void gmem_store_populate_remove_test(struct kunit *test)
 
 	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 8), 0);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 8);
+	/* Populate keeps no reference of its own: removal frees the page. */
+	f = gmem_store_get(s, 7, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	KUNIT_EXPECT_EQ(test, folio_ref_count(f), 2);	/* store + ours */
+	folio_put(f);
 	/* Populating again allocates nothing new. */
 	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 4, 12), 0);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 12);
