@@ -51,12 +51,15 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
  *	around a removal with the bindings stable.
  * @size: size in bytes, fixed at creation.
  * @flags: GMEM_CREATE_* flags the file was created with.
+ * @rcu: frees the struct after a grace period: the inode, whose i_private
+ *	points here until release, can outlive the file (O_PATH fds).
  */
 struct gmem_file {
 	struct gmem_store store;
 	struct rw_semaphore lock;
 	loff_t size;
 	u64 flags;
+	struct rcu_head rcu;
 };
 
 /* Module-wide counters, shown in /sys/class/misc/gmem/. */
