@@ -55,6 +55,8 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
  * @kvm: the VM the file is bound to, pinned from the first bind until the
  *	file is released; NULL before.  Set under @lock.
  * @bindings: memslot of each bound page offset, under @lock.
+ * @rcu: frees the struct after a grace period: the inode, whose i_private
+ *	points here until release, can outlive the file (O_PATH fds).
  */
 struct gmem_file {
 	struct gmem_store store;
@@ -63,6 +65,7 @@ struct gmem_file {
 	u64 flags;
 	struct kvm *kvm;
 	struct xarray bindings;
+	struct rcu_head rcu;
 };
 
 bool gmem_is_gmem_file(struct file *file);
