@@ -7,6 +7,7 @@
 #   make check           build the patched test kernel, the module and the tests,
 #                        run them all in the test VM; exit status is the verdict
 #   make kunit           only the KUnit suites, judged by kunit.py
+#   make bench           gmem against KVM's guest_memfd, in the test VM
 #   make install         modules_install + depmod for KERNELDIR
 #
 # The kbuild rules live in Kbuild; this file only forwards to kbuild and
@@ -38,4 +39,7 @@ check:
 kunit:
 	tests/vm/check --kunit
 
-.PHONY: all module clean install demo check kunit
+bench:
+	bench/run
+
+.PHONY: all module clean install demo check kunit bench

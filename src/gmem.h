@@ -85,6 +85,8 @@ int gmem_attrs_check(const struct gmem_attributes *args, bool set);
  * @kvm: the VM the file is bound to, pinned from the first bind until the
  *	file is released; NULL before.  Set under @lock.
  * @bindings: memslot of each bound page offset, under @lock.
+ * @rcu: frees the struct after a grace period: the inode, whose i_private
+ *	points here until release, can outlive the file (O_PATH fds).
  * @attrs: the attributes of the pages, under @lock: guest faults read
  *	them with @lock shared, GMEM_SET_ATTRIBUTES changes them with @lock
  *	held exclusively between zapping the guest's mappings and letting
@@ -97,6 +99,7 @@ struct gmem_file {
 	u64 flags;
 	struct kvm *kvm;
 	struct xarray bindings;
+	struct rcu_head rcu;
 	struct gmem_attrs attrs;
 };
 

@@ -18,6 +18,7 @@
 #include <linux/memcontrol.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/rcupdate.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 
@@ -167,16 +168,20 @@ static int gmem_release(struct inode *inode, struct file *file)
 	struct kvm *kvm;
 
 	/*
-	 * Last reference.  Cut the file off its memslots (zapping the
-	 * guest's mappings) before freeing the pages, and drop the VM
-	 * last: that may destroy it, and its memslots' unbind must find
-	 * nothing left to do.
+	 * Last reference to the file, not necessarily to the inode: an
+	 * O_PATH fd opened through /proc/<pid>/fd/ holds the dentry, and
+	 * fstat on it still reaches gmem_getattr().  Unhook @gf from the
+	 * inode (it is freed only after the RCU readers there are done),
+	 * cut the file off its memslots (zapping the guest's mappings)
+	 * before freeing the pages, and drop the VM last: that may destroy
+	 * it, and its memslots' unbind must find nothing left to do.
 	 */
+	WRITE_ONCE(inode->i_private, NULL);
 	kvm = gmem_kvm_release(gf);
 	gmem_store_destroy(&gf->store);
 	gmem_attrs_destroy(&gf->attrs);
 	mem_cgroup_put(gf->store.memcg);
-	kfree(gf);
+	kfree_rcu(gf, rcu);
 	atomic_long_dec(&gmem_nr_files);
 	if (kvm)
 		kvm_put_kvm(kvm);
@@ -403,11 +408,18 @@ static int gmem_getattr(struct mnt_idmap *idmap, const struct path *path,
 			unsigned int query_flags)
 {
 	struct inode *inode = d_inode(path->dentry);
-	struct gmem_file *gf = inode->i_private;
+	struct gmem_file *gf;
 
 	generic_fillattr(idmap, request_mask, inode, stat);
 	stat->blksize = PAGE_SIZE;
-	stat->blocks = atomic_long_read(&gf->store.nr_pages) << (PAGE_SHIFT - 9);
+	stat->blocks = 0;
+	/* NULL once the file is released (gmem_release()): no pages. */
+	rcu_read_lock();
+	gf = READ_ONCE(inode->i_private);
+	if (gf)
+		stat->blocks = atomic_long_read(&gf->store.nr_pages) <<
+			       (PAGE_SHIFT - 9);
+	rcu_read_unlock();
 	return 0;
 }
 

@@ -164,6 +164,8 @@ int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end)
 		folio = gmem_store_insert_new(s, index, true);
 		if (IS_ERR(folio))
 			return PTR_ERR(folio);
+		/* The store keeps its own reference. */
+		folio_put(folio);
 		cond_resched();
 	}
 	gmem_store_confirm(s, start, index);
@@ -226,11 +228,19 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
 
 	xas_lock(&xas);
 	xas_for_each(&xas, folio, end - 1) {
+		unsigned long n = folio_nr_pages(folio);
+
 		xas_store(&xas, NULL);
-		nr += folio_nr_pages(folio);
+		nr += n;
 		folio_put(folio);
 		if (need_resched()) {
-			xas_pause(&xas);
+			/*
+			 * Restart after this entry, not xas_pause(): if the
+			 * store freed the node, @xas now points into the
+			 * parent and 6.12's xas_pause() steps over the rest
+			 * of the parent's slot (63 pages left behind).
+			 */
+			xas_set(&xas, (xas.xa_index | (n - 1)) + 1);
 			xas_unlock(&xas);
 			cond_resched();
 			xas_lock(&xas);

@@ -8,11 +8,29 @@
  * can never be read or mapped by host userspace, nor written where a
  * guest may see it (GMEM_WRITE fills only pages no guest can see).
  *
- * A gmem file supports fallocate(2) (allocate, or
- * FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE), fstat(2), the ioctls
- * below and close(2).  read, write, pread, pwrite, readv, writev fail
- * with EINVAL, mmap with ENODEV, splice and sendfile with EINVAL, lseek
- * with ESPIPE, ftruncate with EINVAL.
+ * A gmem file supports fallocate(2), fstat(2), the ioctls below and
+ * close(2).  Host access fails: read, write, readv, writev with EINVAL;
+ * pread, pwrite, preadv, pwritev with ESPIPE (the file is not seekable);
+ * mmap with ENODEV; splice, to or from the file, with EINVAL (also when
+ * given an offset); sendfile with EINVAL, or ESPIPE when given an offset
+ * to read the gmem file at; lseek with ESPIPE; ftruncate with EINVAL.
+ *
+ * fallocate(2) takes two modes: FALLOC_FL_KEEP_SIZE allocates the holes
+ * of the range, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE frees the
+ * pages of the range; every other mode fails with EOPNOTSUPP.  Offset
+ * and length must be page aligned (EINVAL); an allocation must end at
+ * or before the size (EINVAL), a punched range may end past it.  The VFS
+ * adds EINVAL for a negative offset or a length <= 0, and EFBIG for an
+ * offset + length beyond LLONG_MAX.  An allocation fails with ENOMEM
+ * when memory or the creator's memory cgroup limit runs out, and then
+ * leaves nothing of what it allocated; it fails with EINTR when a signal
+ * arrives, and keeps what it allocated until then.
+ *
+ * fstat(2) reports st_size = the size, st_blksize = the page size and
+ * st_blocks = the allocated bytes / 512.  /proc/<pid>/fdinfo/<fd> shows
+ * gmem-id (the inode number), gmem-size and gmem-allocated (bytes) and
+ * gmem-flags (the GMEM_CREATE flags, hex).  /sys/class/misc/gmem/files
+ * and .../allocated_bytes count the files and bytes of the whole module.
  *
  * Every page of a file has attributes (GMEM_ATTR_*) that decide what a
  * private guest fault on it does: allocate a zeroed page (no attribute,
@@ -20,7 +38,7 @@
  * (GMEM_ATTR_NOALLOC), exit to userspace always (GMEM_ATTR_USERFAULT,
  * for post-copy), or report a memory error (GMEM_ATTR_POISON).
  * GMEM_SET_ATTRIBUTES and GMEM_GET_ATTRIBUTES change and read them,
- * GMEM_WRITE fills pages that no guest can have seen yet.
+ * GMEM_WRITE fills pages that no guest can see.
  */
 #ifndef _UAPI_GMEM_H
 #define _UAPI_GMEM_H
@@ -71,8 +89,10 @@
 /**
  * struct gmem_create - argument of GMEM_CREATE
  * @size: size of the file in bytes: a non-zero multiple of the page
- *	size, at most the module parameter max_file_size (default 1 TiB).
- *	The size is fixed for the life of the file.
+ *	size, at most the module parameter max_file_size (default 1 TiB;
+ *	root can change it in /sys/module/gmem/parameters/, where 0 or an
+ *	unaligned value fails with EINVAL).  The size is fixed for the life
+ *	of the file.
  * @flags: GMEM_CREATE_* flags; unknown bits are rejected.
  * @reserved: must be zero.
  */

@@ -89,7 +89,7 @@ TEST(create_flags_sweep)
 		}
 		ASSERT_LE(0, fd) TH_LOG("flag %#llx: %s", (unsigned long long)flag,
 					strerror(errno));
-		EXPECT_EQ((long long)(flag), gmem_fdinfo(fd, "gmem-flags"));
+		EXPECT_EQ((long long)(flag), gmem_attrs_fdinfo(fd, "gmem-flags"));
 		close(fd);
 	}
 }
@@ -114,10 +114,10 @@ TEST(create_attribute_flags)
 		ASSERT_LE(0, fd) TH_LOG("GMEM_CREATE 1 TiB flags %#llx: %s",
 					(unsigned long long)cases[i].flags,
 					strerror(errno));
-		EXPECT_EQ((long long)(cases[i].flags), gmem_fdinfo(fd, "gmem-flags"));
+		EXPECT_EQ((long long)(cases[i].flags), gmem_attrs_fdinfo(fd, "gmem-flags"));
 		EXPECT_RUN(fd, 0, cases[i].attrs, TIB);
 		EXPECT_RUN(fd, TIB - PG, cases[i].attrs, PG);
-		EXPECT_EQ(0LL, gmem_fdinfo(fd, "gmem-allocated"));
+		EXPECT_EQ(0LL, gmem_attrs_fdinfo(fd, "gmem-allocated"));
 		close(fd);
 	}
 }
@@ -160,7 +160,7 @@ TEST_F(attrs, set_and_walk)
 	ASSERT_EQ(0, __gmem_set_attrs(self->fd, 0, NPAGES * PG, 0, GMEM_ATTRS));
 	EXPECT_RUN(self->fd, 0, 0, NPAGES * PG);
 	/* Attributes alone allocate nothing. */
-	EXPECT_EQ(0LL, gmem_fdinfo(self->fd, "gmem-allocated"));
+	EXPECT_EQ(0LL, gmem_attrs_fdinfo(self->fd, "gmem-allocated"));
 }
 
 TEST_F(attrs, set_errors)
@@ -310,7 +310,7 @@ TEST_F(attrs, write_errors)
 			     "WRITE from %#llx", (unsigned long long)bad[i]);
 		EXPECT_EQ(0ULL, (unsigned long long)written);
 	}
-	EXPECT_EQ(0LL, gmem_fdinfo(self->fd, "gmem-allocated"));
+	EXPECT_EQ(0LL, gmem_attrs_fdinfo(self->fd, "gmem-allocated"));
 	free(buf);
 }
 
@@ -344,7 +344,7 @@ TEST_F(attrs, write_partial_efault)
 	EXPECT_ERRNO(EFAULT, __gmem_write(self->fd, 8 * PG, 2 * PG, src, &written),
 		     "WRITE from a half-readable buffer");
 	EXPECT_EQ(PG, written);
-	EXPECT_EQ((long long)(PG), gmem_fdinfo(self->fd, "gmem-allocated"));
+	EXPECT_EQ((long long)(PG), gmem_attrs_fdinfo(self->fd, "gmem-allocated"));
 	/* An unaligned source is fine. */
 	ASSERT_EQ(0, mprotect(src + PG, PG, PROT_READ));
 	EXPECT_EQ(0, __gmem_write(self->fd, 0, PG, src + 1, &written))
@@ -374,13 +374,13 @@ TEST(write_allocates)
 	EXPECT_EQ(0, __gmem_write(fd, 8 * PG, 4 * PG, src, &written))
 		TH_LOG("WRITE: %s", strerror(errno));
 	EXPECT_EQ(4 * PG, written);
-	EXPECT_EQ((long long)(4 * PG), gmem_fdinfo(fd, "gmem-allocated"));
+	EXPECT_EQ((long long)(4 * PG), gmem_attrs_fdinfo(fd, "gmem-allocated"));
 	EXPECT_RUN(fd, 0, N | U, size);
 	EXPECT_EQ(0, __gmem_write(fd, 8 * PG, 4 * PG, src, &written));
-	EXPECT_EQ((long long)(4 * PG), gmem_fdinfo(fd, "gmem-allocated"));
+	EXPECT_EQ((long long)(4 * PG), gmem_attrs_fdinfo(fd, "gmem-allocated"));
 	/* Punched pages are holes again. */
 	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, size));
-	EXPECT_EQ(0LL, gmem_fdinfo(fd, "gmem-allocated"));
+	EXPECT_EQ(0LL, gmem_attrs_fdinfo(fd, "gmem-allocated"));
 	close(fd);
 	free(src);
 }
@@ -421,7 +421,7 @@ TEST(write_interrupted)
 					     err, strerror(err));
 		EXPECT_LT(written, size);
 		EXPECT_EQ(0, (int)(written % PG));
-		EXPECT_EQ((long long)(written), gmem_fdinfo(fd, "gmem-allocated"));
+		EXPECT_EQ((long long)(written), gmem_attrs_fdinfo(fd, "gmem-allocated"));
 		TH_LOG("interrupted after %llu of %llu bytes",
 		       (unsigned long long)written, (unsigned long long)size);
 		close(fd);

@@ -75,7 +75,7 @@ static inline int __gmem_write(int fd, uint64_t offset, uint64_t size,
 }
 
 /* The value of key @key in /proc/self/fdinfo/@fd, or -1 if absent. */
-static inline long long gmem_fdinfo(int fd, const char *key)
+static inline long long gmem_attrs_fdinfo(int fd, const char *key)
 {
 	char path[64], line[256];
 	size_t n = strlen(key);

@@ -271,14 +271,14 @@ TEST_F_TIMEOUT(attrs, noalloc, KVM_TEST_TIMEOUT)
 
 	expect_exit(&g, EFAULT, 1);
 	expect_exit(&g, EFAULT, 1);	/* Still a hole: again. */
-	TEST_ASSERT_EQ(gmem_fdinfo(g.fd, "gmem-allocated"), PAGE_SIZE);
+	TEST_ASSERT_EQ(gmem_attrs_fdinfo(g.fd, "gmem-allocated"), PAGE_SIZE);
 	gmem_write(g.fd, PAGE_SIZE, PAGE_SIZE, src + PAGE_SIZE);
 
 	expect_exit(&g, EFAULT, 2);
-	TEST_ASSERT_EQ(gmem_fdinfo(g.fd, "gmem-allocated"), 2 * PAGE_SIZE);
+	TEST_ASSERT_EQ(gmem_attrs_fdinfo(g.fd, "gmem-allocated"), 2 * PAGE_SIZE);
 	gmem_write(g.fd, 2 * PAGE_SIZE, 2 * PAGE_SIZE, src + 2 * PAGE_SIZE);
 	expect_ucall(&g, UCALL_DONE);
-	TEST_ASSERT_EQ(gmem_fdinfo(g.fd, "gmem-allocated"), 4 * PAGE_SIZE);
+	TEST_ASSERT_EQ(gmem_attrs_fdinfo(g.fd, "gmem-allocated"), 4 * PAGE_SIZE);
 	guest_destroy(&g);
 
 	/* fallocate fills a hole as well; the guest then reads zeros. */
@@ -286,7 +286,7 @@ TEST_F_TIMEOUT(attrs, noalloc, KVM_TEST_TIMEOUT)
 	vcpu_args_set(g.vcpu, 5, BASE_GPA, 1, FIRST_NONE, 0, 0);
 	expect_ucall(&g, UCALL_SYNC);
 	expect_exit(&g, EFAULT, 0);
-	TEST_ASSERT_EQ(gmem_fdinfo(g.fd, "gmem-allocated"), 0);
+	TEST_ASSERT_EQ(gmem_attrs_fdinfo(g.fd, "gmem-allocated"), 0);
 	TEST_ASSERT(!fallocate(g.fd, FALLOC_FL_KEEP_SIZE, 0, PAGE_SIZE), "fallocate: %s",
 		    strerror(errno));
 	expect_ucall(&g, UCALL_DONE);
@@ -312,7 +312,7 @@ TEST_F_TIMEOUT(attrs, userfault, KVM_TEST_TIMEOUT)
 	vcpu_args_set(g.vcpu, 5, BASE_GPA, 2, FIRST_ZERO, 0, seed);
 	/* The guest maps both pages (zeros) in phase 1. */
 	expect_ucall(&g, UCALL_SYNC);
-	TEST_ASSERT_EQ(gmem_fdinfo(g.fd, "gmem-allocated"), 2 * PAGE_SIZE);
+	TEST_ASSERT_EQ(gmem_attrs_fdinfo(g.fd, "gmem-allocated"), 2 * PAGE_SIZE);
 	/* The guest has them: GMEM_WRITE may not touch them. */
 	errno = 0;
 	TEST_ASSERT(__gmem_write(g.fd, 0, PAGE_SIZE, src, NULL) == -1 && errno == EPERM,
@@ -329,7 +329,7 @@ TEST_F_TIMEOUT(attrs, userfault, KVM_TEST_TIMEOUT)
 	}
 	expect_ucall(&g, UCALL_DONE);
 	/* Nothing allocated beyond the two pages. */
-	TEST_ASSERT_EQ(gmem_fdinfo(g.fd, "gmem-allocated"), 2 * PAGE_SIZE);
+	TEST_ASSERT_EQ(gmem_attrs_fdinfo(g.fd, "gmem-allocated"), 2 * PAGE_SIZE);
 	guest_destroy(&g);
 	free(src);
 }
@@ -481,7 +481,7 @@ TEST_F_TIMEOUT(attrs, postcopy, KVM_TEST_TIMEOUT)
 	TH_LOG("served %lu + %lu USERFAULT exits", p[0].served, p[1].served);
 	TEST_ASSERT_EQ(p[0].served, half);
 	TEST_ASSERT_EQ(p[1].served, half);
-	TEST_ASSERT_EQ(gmem_fdinfo(fd, "gmem-allocated"), PC_PAGES * PAGE_SIZE);
+	TEST_ASSERT_EQ(gmem_attrs_fdinfo(fd, "gmem-allocated"), PC_PAGES * PAGE_SIZE);
 	/* Every bit cleared: one run without attributes. */
 	TEST_ASSERT(!__gmem_get_attrs(fd, 0, &a), "GET: %s", strerror(errno));
 	TEST_ASSERT_EQ(a.attributes, 0);
@@ -700,7 +700,7 @@ TEST_F_TIMEOUT(attrs, changes_race_faults, KVM_TEST_TIMEOUT)
 		    "%lu changes that stop the guest, but %lu + %lu exits",
 		    t.blocking, efault, ehwpoison);
 	/* Only attributes changed: every page is still there. */
-	TEST_ASSERT_EQ(gmem_fdinfo(g.fd, "gmem-allocated"), RACE_PAGES * PAGE_SIZE);
+	TEST_ASSERT_EQ(gmem_attrs_fdinfo(g.fd, "gmem-allocated"), RACE_PAGES * PAGE_SIZE);
 	guest_destroy(&g);
 }
 

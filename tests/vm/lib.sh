@@ -65,6 +65,8 @@ vm_prepare() {
 		die "module build failed"
 	make -s -C "$GMEM_TOP/tests/user" KDIR="$KDIR" OUT="$VM_OUT/bin" >&2 ||
 		die "selftest build failed"
+	make -s -C "$GMEM_TOP/bench" KDIR="$KDIR" OUT="$VM_OUT/bin" >&2 ||
+		die "benchmark build failed"
 	if [ -f "$GMEM_TOP/tools/Makefile" ]; then
 		make -s -C "$GMEM_TOP/tools" KDIR="$KDIR" OUT="$VM_OUT/bin" >&2 ||
 			die "tools build failed"

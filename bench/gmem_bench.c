@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * gmem-bench: gmem against KVM's own guest_memfd, side by side in one
+ * boot, alternating runs.
+ *
+ * Rows (each the median of -r alternating runs, with min and max):
+ *   populate        fallocate() of the whole file, GiB/s
+ *   punch           punch-hole of the whole (allocated) file, GiB/s
+ *   first touch     a guest writes one word to every page of its private
+ *                   memory, holes allocated on fault; pages/s, exits included
+ *   populate+touch  populate, then first touch; GiB/s over both
+ *   conversion      private->shared->private round trips of 4 KiB pages as
+ *                   a VMM does them (KVM_SET_MEMORY_ATTRIBUTES + punch-hole,
+ *                   fallocate back); round trips/s
+ *   overhead        kernel memory beyond the pages per GiB allocated
+ *                   (slab bytes charged to the benchmark's own memory
+ *                   cgroup by the populate: xarray nodes and the like),
+ *                   KiB/GiB (lower is better)
+ *   memset          userspace memset of the same size (already faulted):
+ *                   the zeroing bandwidth the machine allows, GiB/s
+ *
+ * Ratio = gmem / guest_memfd: above 1 gmem is faster, except for overhead,
+ * where below 1 gmem uses less.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/falloc.h>
+#include <linux/sizes.h>
+
+#include "kvm_util.h"
+#include "processor.h"
+#include "test_util.h"
+#include "ucall_common.h"
+
+#include <gmem.h>
+
+#define MAX_RUNS	15
+#define MAX_SIZES	8
+#define DATA_GPA	(1ULL << 32)
+#define DATA_SLOT	10
+#define CONV_PAGES	256
+
+enum backend { GMEM, GUEST_MEMFD, NR_BACKENDS };
+
+static const struct vm_shape protected_shape = {
+	.mode = VM_MODE_DEFAULT,
+	.type = KVM_X86_SW_PROTECTED_VM,
+};
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double gib(uint64_t bytes)
+{
+	return bytes / (double)SZ_1G;
+}
+
+/* A new private memory file of @size from @b; @vm owns guest_memfds. */
+static int new_file(enum backend b, struct kvm_vm *vm, uint64_t size)
+{
+	struct gmem_create args = { .size = size };
+	int dev, fd;
+
+	if (b == GUEST_MEMFD)
+		return vm_create_guest_memfd(vm, size, 0);
+	dev = open("/dev/gmem", O_RDWR | O_CLOEXEC);
+	TEST_ASSERT(dev >= 0, "open /dev/gmem: %s", strerror(errno));
+	fd = ioctl(dev, GMEM_CREATE, &args);
+	TEST_ASSERT(fd >= 0, "GMEM_CREATE: %s", strerror(errno));
+	close(dev);
+	return fd;
+}
+
+static void falloc(int fd, int mode, uint64_t off, uint64_t len)
+{
+	TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE | mode, off, len),
+		    "fallocate(mode %#x, %#lx, %#lx): %s", mode, off, len,
+		    strerror(errno));
+}
+
+/*
+ * The benchmark runs in a memory cgroup of its own, so that the slab
+ * objects a populate allocates (counted in bytes, object by object, in
+ * memory.stat) can be told from everything else on the machine.
+ */
+#define BENCH_CGROUP	"/sys/fs/cgroup/gmem-bench"
+
+static void write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY);
+
+	TEST_ASSERT(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text),
+		    "write '%s' to %s: %s", text, path, strerror(errno));
+	close(fd);
+}
+
+static void enter_cgroup(void)
+{
+	char pid[32];
+
+	write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
+	TEST_ASSERT(!mkdir(BENCH_CGROUP, 0755) || errno == EEXIST,
+		    "mkdir " BENCH_CGROUP ": %s", strerror(errno));
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	write_file(BENCH_CGROUP "/cgroup.procs", pid);
+}
+
+static long cgroup_slab_bytes(void)
+{
+	char line[128];
+	long v = -1;
+	FILE *f = fopen(BENCH_CGROUP "/memory.stat", "r");
+
+	TEST_ASSERT(f, BENCH_CGROUP "/memory.stat: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "slab ", 5))
+			v = strtol(line + 5, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+/* populate and punch of one file; returns seconds for each. */
+static void run_populate_punch(enum backend b, uint64_t size, double *pop,
+			       double *punch, double *overhead)
+{
+	struct kvm_vm *vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	int fd = new_file(b, vm, size);
+	long slab0 = cgroup_slab_bytes();
+	double t;
+
+	t = now();
+	falloc(fd, 0, 0, size);
+	*pop = now() - t;
+	*overhead = (cgroup_slab_bytes() - slab0) / 1024.0 / gib(size);
+	t = now();
+	falloc(fd, FALLOC_FL_PUNCH_HOLE, 0, size);
+	*punch = now() - t;
+	close(fd);
+	kvm_vm_free(vm);
+}
+
+static void guest_touch(uint64_t base, uint64_t size)
+{
+	uint64_t off;
+
+	for (off = 0; off < size; off += PAGE_SIZE)
+		*(volatile uint64_t *)(base + off) = off;
+	GUEST_DONE();
+}
+
+/*
+ * A guest touches every page of @size bytes of private memory backed by a
+ * new file of @b, populated first if @populate.  Returns the seconds the
+ * populate and the touch took.
+ */
+static void run_touch(enum backend b, uint64_t size, bool populate,
+		      double *pop, double *touch)
+{
+	uint64_t npages = size / PAGE_SIZE;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+	double t;
+	int fd;
+
+	/* Guest page tables use 2M pages: room for them in slot 0. */
+	vm = __vm_create_shape_with_one_vcpu(protected_shape, &vcpu,
+					     size / SZ_2M + 64, guest_touch);
+	fd = new_file(b, vm, size);
+	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA, DATA_SLOT, npages,
+		   KVM_MEM_GUEST_MEMFD, fd, 0);
+	virt_map_level(vm, DATA_GPA, DATA_GPA, size, PG_LEVEL_2M);
+	vm_mem_set_private(vm, DATA_GPA, size);
+	vcpu_args_set(vcpu, 2, DATA_GPA, size);
+
+	*pop = 0;
+	if (populate) {
+		t = now();
+		falloc(fd, 0, 0, size);
+		*pop = now() - t;
+	}
+	t = now();
+	vcpu_run(vcpu);
+	*touch = now() - t;
+	TEST_ASSERT(get_ucall(vcpu, &uc) == UCALL_DONE,
+		    "guest did not finish: exit %u, ucall %lu",
+		    vcpu->run->exit_reason, uc.cmd);
+	kvm_vm_free(vm);
+	close(fd);
+}
+
+/* CONV_PAGES round trips private->shared->private; returns seconds. */
+static double run_conversion(enum backend b)
+{
+	uint64_t size = CONV_PAGES * PAGE_SIZE, gpa;
+	struct kvm_vm *vm;
+	double t;
+	int fd;
+
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	fd = new_file(b, vm, size);
+	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA, DATA_SLOT, CONV_PAGES,
+		   KVM_MEM_GUEST_MEMFD, fd, 0);
+	vm_mem_set_private(vm, DATA_GPA, size);
+	falloc(fd, 0, 0, size);
+
+	t = now();
+	for (gpa = DATA_GPA; gpa < DATA_GPA + size; gpa += PAGE_SIZE) {
+		vm_mem_set_shared(vm, gpa, PAGE_SIZE);
+		falloc(fd, FALLOC_FL_PUNCH_HOLE, gpa - DATA_GPA, PAGE_SIZE);
+		vm_mem_set_private(vm, gpa, PAGE_SIZE);
+		falloc(fd, 0, gpa - DATA_GPA, PAGE_SIZE);
+	}
+	t = now() - t;
+	kvm_vm_free(vm);
+	close(fd);
+	return t;
+}
+
+/* glibc's memset() over @size bytes, timed by gmem-bench-memset. */
+static double run_memset(uint64_t size)
+{
+	char cmd[PATH_MAX + 64], self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	double t = 0;
+	FILE *p;
+
+	TEST_ASSERT(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
+	self[n] = 0;
+	snprintf(cmd, sizeof(cmd), "%s-memset %lu", self, size);
+	p = popen(cmd, "r");
+	TEST_ASSERT(p && fscanf(p, "%lf", &t) == 1 && !pclose(p) && t > 0,
+		    "%s failed", cmd);
+	return t;
+}
+
+enum row { POPULATE, PUNCH, TOUCH, POP_TOUCH, CONVERSION, OVERHEAD, MEMSET, NR_ROWS };
+static const struct {
+	const char *name, *unit;
+} rows[] = {
+	[POPULATE]	= { "populate", "GiB/s" },
+	[PUNCH]		= { "punch", "GiB/s" },
+	[TOUCH]		= { "first touch", "pages/s" },
+	[POP_TOUCH]	= { "populate+touch", "GiB/s" },
+	[CONVERSION]	= { "conversion 4K", "trips/s" },
+	[OVERHEAD]	= { "overhead", "KiB/GiB" },
+	[MEMSET]	= { "memset (ref)", "GiB/s" },
+};
+
+static double results[NR_ROWS][NR_BACKENDS][MAX_RUNS];
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void stats(double *v, int n, double *med, double *min, double *max)
+{
+	double s[MAX_RUNS];
+
+	memcpy(s, v, n * sizeof(*v));
+	qsort(s, n, sizeof(*s), cmp_double);
+	*min = s[0];
+	*max = s[n - 1];
+	*med = n & 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static void run_size(uint64_t size, int runs, bool touch)
+{
+	double pop, punch, ovh, t;
+	int r, i;
+
+	for (r = 0; r < runs; r++) {
+		for (i = 0; i < NR_BACKENDS; i++) {
+			/* Alternate which side goes first. */
+			enum backend b = (i + r) % NR_BACKENDS;
+
+			run_populate_punch(b, size, &pop, &punch, &ovh);
+			results[POPULATE][b][r] = gib(size) / pop;
+			results[PUNCH][b][r] = gib(size) / punch;
+			results[OVERHEAD][b][r] = ovh;
+			if (touch) {
+				run_touch(b, size, false, &pop, &t);
+				results[TOUCH][b][r] = size / PAGE_SIZE / t;
+				run_touch(b, size, true, &pop, &t);
+				results[POP_TOUCH][b][r] = gib(size) / (pop + t);
+			}
+			results[CONVERSION][b][r] = CONV_PAGES / run_conversion(b);
+		}
+		results[MEMSET][GMEM][r] = gib(size) / run_memset(size);
+	}
+}
+
+static void report(FILE *csv, uint64_t size, int runs, bool touch)
+{
+	double med[NR_BACKENDS], min[NR_BACKENDS], max[NR_BACKENDS];
+	int row, b;
+
+	for (row = 0; row < NR_ROWS; row++) {
+		if (!touch && (row == TOUCH || row == POP_TOUCH))
+			continue;
+		for (b = 0; b < NR_BACKENDS; b++)
+			stats(results[row][b], runs, &med[b], &min[b], &max[b]);
+		if (row == MEMSET) {
+			printf("%6lu MiB  %-15s %-8s %12.2f [%.2f-%.2f]\n",
+			       size >> 20, rows[row].name, rows[row].unit,
+			       med[GMEM], min[GMEM], max[GMEM]);
+			fprintf(csv, "%lu,%s,%s,%.4f,%.4f,%.4f,,,,\n", size >> 20,
+				rows[row].name, rows[row].unit, med[GMEM],
+				min[GMEM], max[GMEM]);
+			continue;
+		}
+		printf("%6lu MiB  %-15s %-8s %12.2f [%.2f-%.2f]  %12.2f [%.2f-%.2f]  %6.2fx\n",
+		       size >> 20, rows[row].name, rows[row].unit,
+		       med[GMEM], min[GMEM], max[GMEM],
+		       med[GUEST_MEMFD], min[GUEST_MEMFD], max[GUEST_MEMFD],
+		       med[GMEM] / med[GUEST_MEMFD]);
+		fprintf(csv, "%lu,%s,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
+			size >> 20, rows[row].name, rows[row].unit, med[GMEM],
+			min[GMEM], max[GMEM], med[GUEST_MEMFD], min[GUEST_MEMFD],
+			max[GUEST_MEMFD], med[GMEM] / med[GUEST_MEMFD]);
+	}
+}
+
+static void usage(const char *prog)
+{
+	fprintf(stderr,
+		"usage: %s [-s MiB[,MiB...]] [-t MiB] [-r runs] [-o file.csv]\n"
+		"  -s  sizes to measure (default 64,256,1024,2048)\n"
+		"  -t  largest size with guest touch rows (default 1024)\n"
+		"  -r  alternating runs per row, median reported (default 3)\n"
+		"  -o  write the CSV there too (it is always printed at the end)\n",
+		prog);
+	exit(2);
+}
+
+int main(int argc, char *argv[])
+{
+	uint64_t sizes[MAX_SIZES] = { 64, 256, 1024, 2048 }, touch_max = 1024;
+	int nsizes = 4, runs = 3, opt, i;
+	const char *out = NULL;
+	char *tok, *save;
+	FILE *csv;
+
+	while ((opt = getopt(argc, argv, "s:t:r:o:h")) != -1) {
+		switch (opt) {
+		case 's':
+			nsizes = 0;
+			for (tok = strtok_r(optarg, ",", &save); tok && nsizes < MAX_SIZES;
+			     tok = strtok_r(NULL, ",", &save))
+				sizes[nsizes++] = strtoull(tok, NULL, 0);
+			break;
+		case 't':
+			touch_max = strtoull(optarg, NULL, 0);
+			break;
+		case 'r':
+			runs = atoi(optarg);
+			if (runs < 1 || runs > MAX_RUNS)
+				usage(argv[0]);
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		default:
+			usage(argv[0]);
+		}
+	}
+	if (access("/dev/gmem", F_OK) || access("/dev/kvm", F_OK)) {
+		fprintf(stderr, "gmem-bench: needs /dev/gmem and /dev/kvm\n");
+		return 4;
+	}
+	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
+	enter_cgroup();
+
+	csv = tmpfile();
+	TEST_ASSERT(csv, "tmpfile: %s", strerror(errno));
+	fprintf(csv, "size_mib,row,unit,gmem_median,gmem_min,gmem_max,"
+		"guest_memfd_median,guest_memfd_min,guest_memfd_max,ratio\n");
+	printf("gmem-bench: %d alternating runs per row, median [min-max]; "
+	       "ratio = gmem / guest_memfd\n", runs);
+	printf("%10s  %-15s %-8s %28s  %28s  %7s\n", "size", "row", "unit",
+	       "gmem", "guest_memfd", "ratio");
+	for (i = 0; i < nsizes; i++) {
+		bool touch = sizes[i] <= touch_max;
+
+		run_size(sizes[i] << 20, runs, touch);
+		report(csv, sizes[i] << 20, runs, touch);
+		fflush(stdout);
+	}
+
+	printf("--- csv ---\n");
+	rewind(csv);
+	for (int c; (c = fgetc(csv)) != EOF;)
+		putchar(c);
+	printf("--- end ---\n");
+	if (out) {
+		FILE *f = fopen(out, "w");
+
+		TEST_ASSERT(f, "%s: %s", out, strerror(errno));
+		rewind(csv);
+		for (int c; (c = fgetc(csv)) != EOF;)
+			fputc(c, f);
+		fclose(f);
+	}
+	return 0;
+}
