@@ -57,6 +57,23 @@ FIXTURE_TEARDOWN(attrs)
 		close(self->fd);
 }
 
+/*
+ * Tests that make tens of thousands of calls: minutes, not the harness's
+ * 30 s, on a debug kernel under emulation.
+ */
+#define SLOW_TIMEOUT	600
+
+FIXTURE(slow) {
+};
+
+FIXTURE_SETUP(slow)
+{
+}
+
+FIXTURE_TEARDOWN(slow)
+{
+}
+
 /* Asserting GET: the attributes at @offset and the length of their run. */
 #define EXPECT_RUN(fd, offset, attrs, len) do {				\
 	struct gmem_attributes __a;					\
@@ -435,9 +452,9 @@ TEST(write_interrupted)
  * A signal stops a masked change that visits many runs; the change is
  * then partly done, and repeating the call as it is completes it.
  */
-#define INTR_RUNS	50000
+#define INTR_RUNS	20000
 
-TEST(set_interrupted)
+TEST_F_TIMEOUT(slow, set_interrupted, SLOW_TIMEOUT)
 {
 	struct itimerval it = { { 0, 1000 }, { 0, 1000 } };
 	struct sigaction sa = { .sa_handler = on_alarm };
@@ -610,6 +627,27 @@ static long long slab_bytes(void)
 	return kb * 1024;
 }
 
+/*
+ * KASAN's quarantine, kmemleak's metadata and their slowness make slab
+ * and time figures meaningless: skip the cost test on such kernels.
+ */
+static bool debug_kernel(void)
+{
+	char line[256];
+	bool kasan = false;
+	FILE *f;
+
+	if (!access("/sys/kernel/debug/kmemleak", F_OK))
+		return true;
+	f = fopen("/proc/kallsyms", "r");
+	if (!f)
+		return false;
+	while (!kasan && fgets(line, sizeof(line), f))
+		kasan = strstr(line, " kasan_report\n") != NULL;
+	fclose(f);
+	return kasan;
+}
+
 static double now_us(void)
 {
 	struct timespec ts;
@@ -622,7 +660,7 @@ static double now_us(void)
  * What attributes cost in memory (the system's slab) and time: for an
  * attribute on all of a 1 TiB file, and per run of pages.
  */
-TEST(tib_costs_little)
+TEST_F_TIMEOUT(slow, tib_costs_little, SLOW_TIMEOUT)
 {
 	struct rlimit nofile = { COST_FILES + 64, COST_FILES + 64 };
 	long long s0, s1, s2, s3;
@@ -630,6 +668,8 @@ TEST(tib_costs_little)
 	int fds[COST_FILES], i;
 
 	close(gmem_open_dev(_metadata));
+	if (debug_kernel())
+		SKIP(return, "KASAN or kmemleak kernel: its slab and time figures say nothing");
 	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &nofile)) TH_LOG("%s", strerror(errno));
 	for (i = 0; i < COST_FILES; i++) {
 		fds[i] = __gmem_create_file(TIB, 0);
@@ -644,12 +684,13 @@ TEST(tib_costs_little)
 	s1 = slab_bytes();
 	TH_LOG("NOALLOC on all of a 1 TiB file: %.1f us, %lld bytes of slab (mean of %d files)",
 	       (t1 - t0) / COST_FILES, (s1 - s0) / COST_FILES, COST_FILES);
-	EXPECT_GT(1024, (s1 - s0) / COST_FILES);
+	EXPECT_GT(4096, (s1 - s0) / COST_FILES);
 	EXPECT_GT(10000, (t1 - t0) / COST_FILES);
-	for (i = 1; i < COST_FILES; i++)
-		close(fds[i]);
 
-	/* Fragment one file: every other page of the first 2 * COST_RUNS. */
+	/*
+	 * Fragment one file: every other page of the first 2 * COST_RUNS.
+	 * The other files stay open, so that no freed node is reused.
+	 */
 	s1 = slab_bytes();
 	t1 = now_us();
 	for (i = 0; i < COST_RUNS; i++)
@@ -661,7 +702,7 @@ TEST(tib_costs_little)
 	TH_LOG("%d runs: %.1f us per change, %lld bytes of slab per run",
 	       COST_RUNS, (t2 - t1) / COST_RUNS, (s2 - s1) / COST_RUNS);
 	EXPECT_LT(0, s2 - s1);
-	EXPECT_GT(128, (s2 - s1) / COST_RUNS);
+	EXPECT_GT(256, (s2 - s1) / COST_RUNS);
 	/* One call clears them all, and gives the memory back. */
 	t2 = now_us();
 	ASSERT_EQ(0, __gmem_set_attrs(fds[0], 0, TIB, 0, GMEM_ATTRS));
@@ -672,7 +713,8 @@ TEST(tib_costs_little)
 	EXPECT_RUN(fds[0], 0, 0, TIB);
 	EXPECT_LT((s2 - s1) / 2, s2 - s3) TH_LOG("the runs' memory was not freed");
 	EXPECT_GT(2e6, t3 - t2);
-	close(fds[0]);
+	for (i = 0; i < COST_FILES; i++)
+		close(fds[i]);
 }
 
 /* The file's ioctls are not /dev/gmem's, and the other way round. */
