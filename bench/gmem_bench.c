@@ -120,7 +120,7 @@ static void enter_cgroup(void)
 	write_file(BENCH_CGROUP "/cgroup.procs", pid);
 }
 
-static long cgroup_slab_bytes(void)
+static long __cgroup_slab_bytes(void)
 {
 	char line[128];
 	long v = -1;
@@ -131,6 +131,26 @@ static long cgroup_slab_bytes(void)
 		if (!strncmp(line, "slab ", 5))
 			v = strtol(line + 5, NULL, 10);
 	fclose(f);
+	return v;
+}
+
+/*
+ * The cgroup's slab bytes once they stop moving: freed xarray nodes go
+ * back after an RCU grace period, so a previous run's punch may still be
+ * settling.
+ */
+static long cgroup_slab_bytes(void)
+{
+	long v = __cgroup_slab_bytes(), prev;
+	int i;
+
+	for (i = 0; i < 50; i++) {
+		usleep(20000);
+		prev = v;
+		v = __cgroup_slab_bytes();
+		if (v == prev)
+			break;
+	}
 	return v;
 }
 

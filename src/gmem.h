@@ -36,7 +36,13 @@ struct gmem_store {
 	struct mem_cgroup *memcg;
 };
 
+/* A populate allocates naturally aligned 2 MiB blocks where it can. */
+#define GMEM_BLOCK_ORDER	(21 - PAGE_SHIFT)
+#define GMEM_BLOCK_PAGES	BIT(GMEM_BLOCK_ORDER)
+
 void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg);
+pgoff_t gmem_store_block(struct gmem_store *s, pgoff_t index);
+void gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end);
 void gmem_store_destroy(struct gmem_store *s);
 struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc);
 int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end);

@@ -215,6 +215,29 @@ static struct folio *gmem_kvm_fault_folio(struct gmem_file *gf, pgoff_t index)
 }
 
 /*
+ * The order KVM may map @index with: GMEM_BLOCK_ORDER when @index lies in
+ * a whole block (gmem_store_block()) whose guest frames line up with it
+ * and whose pages all fault the same way, without USERFAULT or POISON;
+ * KVM itself still maps 4K where the memslot's edges or mixed private and
+ * shared attributes require it.  A block KVM may map at once is handed
+ * to the guest at once.  Called with @gf->lock held shared.
+ */
+static int gmem_kvm_max_order(struct gmem_file *gf, gfn_t gfn, pgoff_t index)
+{
+	pgoff_t head = gmem_store_block(&gf->store, index), last;
+	u64 attrs;
+
+	if (head == ULONG_MAX || !IS_ALIGNED(gfn ^ index, GMEM_BLOCK_PAGES))
+		return 0;
+	attrs = gmem_attrs_get(&gf->attrs, head, &last);
+	if ((attrs & (GMEM_ATTR_USERFAULT | GMEM_ATTR_POISON)) ||
+	    last < head + GMEM_BLOCK_PAGES - 1)
+		return 0;
+	gmem_store_hand_out(&gf->store, head, head + GMEM_BLOCK_PAGES);
+	return GMEM_BLOCK_ORDER;
+}
+
+/*
  * Resolve a private guest fault: the page at @gfn's offset, allocated and
  * zeroed on first use unless the page's attributes say otherwise (see
  * gmem_kvm_fault_folio()), with a reference that KVM drops when the fault
@@ -251,7 +274,7 @@ static int gmem_kvm_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot,
 	}
 	*pfn = folio_pfn(folio) + (index & (folio_nr_pages(folio) - 1));
 	if (max_order)
-		*max_order = 0;
+		*max_order = gmem_kvm_max_order(gf, gfn, index);
 out:
 	up_read(&gf->lock);
 	fput(file);

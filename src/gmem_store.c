@@ -9,12 +9,20 @@
  * short-lived references of KVM faults in flight).  Every folio is order
  * 0 today; the xarray entry carries the order (multi-index entries) so
  * that huge folios can be stored later without changing the callers.
+ *
+ * Populating a naturally aligned 2 MiB range allocates it as one
+ * physically contiguous block when the page allocator has one: the block
+ * is split into order-0 pages at once (each freed on its own by a punch),
+ * and the store marks its first index GMEM_BLOCK while all its pages are
+ * present, so that KVM may map the whole block with one 2M NPT/EPT entry
+ * (gmem_store_block()).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/gfp.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
+#include <linux/pagevec.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 
@@ -36,6 +44,16 @@
  * Removing the page from the store clears the mark.
  */
 #define GMEM_GUEST XA_MARK_2
+
+/*
+ * Marks the first index of GMEM_BLOCK_PAGES pages that are present, in
+ * order and physically contiguous, from one naturally aligned allocation.
+ * Removing any of them clears the mark.
+ */
+#define GMEM_BLOCK XA_MARK_0
+/* Opportunistic: a free block or none, no reclaim or compaction for it. */
+#define GMEM_BLOCK_GFP ((GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT | \
+			 __GFP_NORETRY | __GFP_NOWARN) & ~__GFP_DIRECT_RECLAIM)
 
 /**
  * gmem_store_init() - set up an empty store
@@ -87,6 +105,99 @@ static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index,
 	gmem_stats_add_pages(1);
 	folio_get(folio);
 	return folio;
+}
+
+/*
+ * Store the pages of the block from @page at @index + *@i onwards, tentative,
+ * advancing *@i.  Called with the xa_lock held.  Returns 0, -EEXIST when
+ * an index is taken, or the xarray's error (-ENOMEM: retry after
+ * xas_nomem()).
+ */
+static int gmem_store_fill_block(struct xa_state *xas, pgoff_t index,
+				 struct page *page, unsigned int *i)
+{
+	xas_set(xas, index + *i);
+	for (; *i < GMEM_BLOCK_PAGES; (*i)++) {
+		if (xas_load(xas))
+			return -EEXIST;
+		xas_store(xas, page_folio(page + *i));
+		if (xas_error(xas))
+			return xas_error(xas);
+		xas_set_mark(xas, GMEM_TENTATIVE);
+		xas_next(xas);
+	}
+	return 0;
+}
+
+/*
+ * Insert the GMEM_BLOCK_PAGES pages from @page at @index, tentative, and
+ * mark the block.  Returns 0, or -EEXIST or -ENOMEM with nothing of @page
+ * left in the store.
+ */
+static int __gmem_store_insert_block(struct gmem_store *s, pgoff_t index,
+				     struct page *page)
+{
+	XA_STATE(xas, &s->pages, index);
+	unsigned int i = 0;
+	int r;
+
+	do {
+		xas_lock(&xas);
+		r = gmem_store_fill_block(&xas, index, page, &i);
+		xas_unlock(&xas);
+	} while (r == -ENOMEM &&
+		 xas_nomem(&xas, GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL |
+			   __GFP_NOWARN));
+
+	xas_lock(&xas);
+	if (r) {
+		while (i--) {
+			xas_set(&xas, index + i);
+			xas_store(&xas, NULL);
+		}
+	} else {
+		xas_set(&xas, index);
+		xas_load(&xas);
+		xas_set_mark(&xas, GMEM_BLOCK);
+	}
+	xas_unlock(&xas);
+	return r;
+}
+
+/*
+ * Allocate a zeroed, naturally aligned block of GMEM_BLOCK_PAGES pages
+ * and insert it at @index, all of [@index, @index + GMEM_BLOCK_PAGES)
+ * being holes.  Returns 0, or -errno and leaves the store as it was, for
+ * the caller to fall back to single pages.
+ */
+static int gmem_store_insert_block(struct gmem_store *s, pgoff_t index)
+{
+	pgoff_t last = index + GMEM_BLOCK_PAGES - 1, first = index;
+	struct mem_cgroup *old_memcg;
+	struct page *page;
+	unsigned int i;
+	int r;
+
+	if (xa_find(&s->pages, &first, last, XA_PRESENT))
+		return -EEXIST;
+	old_memcg = set_active_memcg(s->memcg);
+	page = alloc_pages(GMEM_BLOCK_GFP, GMEM_BLOCK_ORDER);
+	if (page) {
+		/* Order-0 pages from here on, each with its own reference. */
+		split_page(page, GMEM_BLOCK_ORDER);
+		r = __gmem_store_insert_block(s, index, page);
+	} else {
+		r = -ENOMEM;
+	}
+	set_active_memcg(old_memcg);
+	if (r) {
+		for (i = 0; page && i < GMEM_BLOCK_PAGES; i++)
+			__free_page(page + i);
+		return r;
+	}
+	atomic_long_add(GMEM_BLOCK_PAGES, &s->nr_pages);
+	gmem_stats_add_pages(GMEM_BLOCK_PAGES);
+	return 0;
 }
 
 /**
@@ -155,12 +266,19 @@ int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end)
 	int r = 0;
 
 	for (index = start; index < end; index++) {
-		if (xa_load(&s->pages, index))
-			continue;
 		if (signal_pending(current)) {
 			r = -EINTR;
 			break;
 		}
+		if (IS_ALIGNED(index, GMEM_BLOCK_PAGES) &&
+		    end - index >= GMEM_BLOCK_PAGES &&
+		    !gmem_store_insert_block(s, index)) {
+			index += GMEM_BLOCK_PAGES - 1;
+			cond_resched();
+			continue;
+		}
+		if (xa_load(&s->pages, index))
+			continue;
 		folio = gmem_store_insert_new(s, index, true);
 		if (IS_ERR(folio))
 			return PTR_ERR(folio);
@@ -172,6 +290,21 @@ int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end)
 	return r;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_populate);
+
+/*
+ * Pages of [@start, @end) are about to leave the store: the blocks they
+ * belong to are no longer whole.  Called with the xa_lock held.
+ */
+static void gmem_store_break_blocks(struct gmem_store *s, pgoff_t start,
+				    pgoff_t end)
+{
+	XA_STATE(xas, &s->pages, round_down(start, GMEM_BLOCK_PAGES));
+	struct folio *folio;
+
+	lockdep_assert_held(&s->pages.xa_lock);
+	xas_for_each_marked(&xas, folio, end - 1, GMEM_BLOCK)
+		xas_clear_mark(&xas, GMEM_BLOCK);
+}
 
 /**
  * gmem_store_rollback() - free the pages a failed populate left tentative
@@ -191,6 +324,7 @@ unsigned long gmem_store_rollback(struct gmem_store *s, pgoff_t start,
 	struct folio *folio;
 
 	xas_lock(&xas);
+	gmem_store_break_blocks(s, start, end);
 	xas_for_each_marked(&xas, folio, end - 1, GMEM_TENTATIVE) {
 		xas_store(&xas, NULL);
 		nr += folio_nr_pages(folio);
@@ -220,33 +354,38 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
 				pgoff_t end)
 {
 	XA_STATE(xas, &s->pages, start);
+	struct folio_batch fbatch;
 	unsigned long nr = 0;
 	struct folio *folio;
 
 	if (start >= end)
 		return 0;
 
+	folio_batch_init(&fbatch);
 	xas_lock(&xas);
+	gmem_store_break_blocks(s, start, end);
 	xas_for_each(&xas, folio, end - 1) {
 		unsigned long n = folio_nr_pages(folio);
 
 		xas_store(&xas, NULL);
 		nr += n;
-		folio_put(folio);
-		if (need_resched()) {
-			/*
-			 * Restart after this entry, not xas_pause(): if the
-			 * store freed the node, @xas now points into the
-			 * parent and 6.12's xas_pause() steps over the rest
-			 * of the parent's slot (63 pages left behind).
-			 */
-			xas_set(&xas, (xas.xa_index | (n - 1)) + 1);
-			xas_unlock(&xas);
-			cond_resched();
-			xas_lock(&xas);
-		}
+		if (folio_batch_add(&fbatch, folio) && !need_resched())
+			continue;
+		/*
+		 * Free the batch without the lock, and restart after this
+		 * entry, not with xas_pause(): if the store freed the node,
+		 * @xas now points into the parent and 6.12's xas_pause()
+		 * steps over the rest of the parent's slot (63 pages left
+		 * behind).
+		 */
+		xas_set(&xas, (xas.xa_index | (n - 1)) + 1);
+		xas_unlock(&xas);
+		folios_put(&fbatch);
+		cond_resched();
+		xas_lock(&xas);
 	}
 	xas_unlock(&xas);
+	folios_put(&fbatch);
 
 	atomic_long_sub(nr, &s->nr_pages);
 	gmem_stats_add_pages(-(long)nr);
@@ -283,6 +422,49 @@ bool gmem_store_test_guest(struct gmem_store *s, pgoff_t index)
 	return xa_get_mark(&s->pages, index, GMEM_GUEST);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_test_guest);
+
+/**
+ * gmem_store_block() - is @index part of a whole block?
+ * @s: the store
+ * @index: page offset
+ *
+ * The caller excludes removal.
+ *
+ * Return: the first index of the naturally aligned, physically contiguous
+ * block of GMEM_BLOCK_PAGES present pages that holds @index, or
+ * ULONG_MAX if there is none.
+ */
+pgoff_t gmem_store_block(struct gmem_store *s, pgoff_t index)
+{
+	pgoff_t head = round_down(index, GMEM_BLOCK_PAGES);
+
+	return xa_get_mark(&s->pages, head, GMEM_BLOCK) ? head : ULONG_MAX;
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_block);
+
+/**
+ * gmem_store_hand_out() - pages [@start, @end) are given to a guest
+ * @s: the store
+ * @start: first page offset
+ * @end: page offset after the last; all pages in between are present
+ *
+ * What gmem_store_get() and gmem_store_set_guest() do for one page, for a
+ * range at once: a failing populate no longer takes the pages back, and
+ * GMEM_WRITE leaves them alone.  The caller excludes removal.
+ */
+void gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end)
+{
+	XA_STATE(xas, &s->pages, start);
+	struct folio *folio;
+
+	xas_lock(&xas);
+	xas_for_each(&xas, folio, end - 1) {
+		xas_clear_mark(&xas, GMEM_TENTATIVE);
+		xas_set_mark(&xas, GMEM_GUEST);
+	}
+	xas_unlock(&xas);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_hand_out);
 
 /**
  * gmem_store_destroy() - free every page and the xarray

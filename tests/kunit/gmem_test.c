@@ -227,10 +227,57 @@ static void gmem_store_remove_resched_test(struct kunit *test)
 	KUNIT_EXPECT_NULL(test, gmem_store_get(s, 126, false));
 }
 
+static void gmem_store_block_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	struct folio *first, *f;
+	pgoff_t i;
+
+	/* Two aligned blocks and a tail of single pages. */
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 2 * B + 3), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 2 * B + 3);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 0), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, B - 1), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, B + 7), B);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 2 * B), ULONG_MAX);
+
+	/* Physically contiguous and naturally aligned. */
+	first = gmem_store_get(s, B, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, first);
+	KUNIT_EXPECT_TRUE(test, IS_ALIGNED(folio_pfn(first), B));
+	for (i = 1; i < B; i++) {
+		f = gmem_store_get(s, B + i, false);
+		KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+		KUNIT_EXPECT_EQ(test, folio_pfn(f), folio_pfn(first) + i);
+		KUNIT_EXPECT_EQ(test, folio_order(f), 0);
+		folio_put(f);
+	}
+	folio_put(first);
+
+	/* Handing out a block marks every page of it. */
+	KUNIT_EXPECT_FALSE(test, gmem_store_test_guest(s, B + 9));
+	gmem_store_hand_out(s, B, 2 * B);
+	KUNIT_EXPECT_TRUE(test, gmem_store_test_guest(s, B + 9));
+
+	/* One page out: the block is no longer whole, the other stays. */
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 5, 6), 1);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 0), ULONG_MAX);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, B), B);
+	KUNIT_EXPECT_NULL(test, gmem_store_get(s, 5, false));
+
+	/* A populate that does not cover an aligned block uses single pages. */
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, 3 * B), 2 * B + 2);
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 1, B + 1), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 0), ULONG_MAX);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, B), ULONG_MAX);
+}
+
 static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_get_test),
 	KUNIT_CASE(gmem_store_populate_remove_test),
 	KUNIT_CASE(gmem_store_rollback_test),
+	KUNIT_CASE(gmem_store_block_test),
 	KUNIT_CASE(gmem_store_last_index_test),
 	KUNIT_CASE(gmem_store_remove_resched_test),
 	{}

@@ -641,6 +641,100 @@ TEST_F_TIMEOUT(kvm, punch_while_vcpu_runs, KVM_TEST_TIMEOUT)
 	close(p.fd);
 }
 
+/*
+ * Populated 2 MiB blocks: KVM maps them with 2M entries, every page of a
+ * mapped block counts as seen by the guest (GMEM_WRITE refuses it), and
+ * punching one page of a mapped block zaps the whole mapping, leaving
+ * zeros in that page only.
+ */
+#define BLK_GPA		(1ULL << 32)
+#define BLK_SIZE	(2 * SZ_2M)
+
+static void guest_blocks(void)
+{
+	volatile uint64_t *p = (uint64_t *)BLK_GPA;
+
+	p[0] = 0x1111;				/* block 0, first page */
+	GUEST_SYNC(1);
+	/* Block 1 was never touched: the host filled page 100 of it. */
+	GUEST_ASSERT_EQ(p[(SZ_2M + 100 * PAGE_SIZE) / 8], 0x2222);
+	p[5 * PAGE_SIZE / 8] = 0x5555;
+	p[6 * PAGE_SIZE / 8] = 0x6666;
+	GUEST_SYNC(2);
+	/* The host punched page 5 of block 0. */
+	GUEST_ASSERT_EQ(p[5 * PAGE_SIZE / 8], 0);
+	GUEST_ASSERT_EQ(p[6 * PAGE_SIZE / 8], 0x6666);
+	GUEST_ASSERT_EQ(p[0], 0x1111);
+	GUEST_DONE();
+}
+
+static int gmem_write(int fd, uint64_t offset, const void *buf, uint64_t size)
+{
+	struct gmem_write args = {
+		.offset = offset,
+		.size = size,
+		.user_addr = (uintptr_t)buf,
+	};
+
+	return ioctl(fd, GMEM_WRITE, &args);
+}
+
+static void run_to_sync(struct kvm_vcpu *vcpu, uint64_t stage)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	case UCALL_SYNC:
+		TEST_ASSERT_EQ(uc.args[1], stage);
+		break;
+	case UCALL_DONE:
+		TEST_ASSERT_EQ(stage, 0);
+		break;
+	default:
+		TEST_FAIL("unexpected ucall %lu", uc.cmd);
+	}
+}
+
+TEST_F_TIMEOUT(kvm, populated_blocks_map_2m, KVM_TEST_TIMEOUT)
+{
+	uint64_t data[PAGE_SIZE / 8] = { 0x2222 };
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int fd;
+
+	vm = vm_create_shape_with_one_vcpu(protected_shape, &vcpu, guest_blocks);
+	fd = gmem_file(BLK_SIZE);
+	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, BLK_GPA, DATA_SLOT,
+		   BLK_SIZE / PAGE_SIZE, KVM_MEM_GUEST_MEMFD, fd, 0);
+	virt_map(vm, BLK_GPA, BLK_GPA, BLK_SIZE / PAGE_SIZE);
+	vm_mem_set_private(vm, BLK_GPA, BLK_SIZE);
+	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, BLK_SIZE));
+
+	run_to_sync(vcpu, 1);
+	EXPECT_LE(1, vm_get_stat(vm, "pages_2m"))
+		TH_LOG("a touched populated block is not mapped with a 2M entry");
+
+	/* The guest can reach all of block 0, none of block 1. */
+	errno = 0;
+	EXPECT_EQ(-1, gmem_write(fd, 100 * PAGE_SIZE, data, PAGE_SIZE));
+	EXPECT_EQ(EPERM, errno) TH_LOG("GMEM_WRITE into a mapped block: %s",
+				       strerror(errno));
+	EXPECT_EQ(0, gmem_write(fd, SZ_2M + 100 * PAGE_SIZE, data, PAGE_SIZE))
+		TH_LOG("GMEM_WRITE into an untouched block: %s", strerror(errno));
+
+	run_to_sync(vcpu, 2);
+	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+			       5 * PAGE_SIZE, PAGE_SIZE));
+	run_to_sync(vcpu, 0);
+	kvm_vm_free(vm);
+	close(fd);
+}
+
 /* Closing the VM first: the file keeps it alive until the file goes. */
 TEST_F_TIMEOUT(kvm, vm_closed_before_file, KVM_TEST_TIMEOUT)
 {
