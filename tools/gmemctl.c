@@ -46,10 +46,12 @@
 #define EXIT_FAIL		1	/* an error, or gmem is not usable */
 #define EXIT_USAGE		2	/* bad command line */
 
+#define __printf(a, b)		__attribute__((format(printf, a, b)))
+
 static bool opt_human;
 static bool opt_json;
 
-static void __attribute__((format(printf, 1, 2))) error(const char *fmt, ...)
+static void __printf(1, 2) error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -372,7 +374,7 @@ struct table {
 	int nrows;
 };
 
-static void __attribute__((format(printf, 3, 4)))
+static void __printf(3, 4)
 table_cell(struct table *t, int col, const char *fmt, ...)
 {
 	va_list ap;
@@ -531,14 +533,18 @@ static void ps_print_json_proc(const struct gproc *p)
 	proc_sums(p, &size, &alloc, &shared);
 	printf("{\"pid\": %d, \"command\": ", p->pid);
 	json_string(p->comm);
-	printf(", \"files\": %d, \"shared\": %d, \"size\": %llu, \"allocated\": %llu, \"gmem_dev_fds\": %d, \"kvm_vm_fds\": %d, \"file_list\": [",
-	       p->nfiles, shared, size, alloc, p->ndev, p->nvms);
+	printf(", \"files\": %d, \"shared\": %d", p->nfiles, shared);
+	printf(", \"size\": %llu, \"allocated\": %llu", size, alloc);
+	printf(", \"gmem_dev_fds\": %d, \"kvm_vm_fds\": %d", p->ndev, p->nvms);
+	printf(", \"file_list\": [");
 	for (i = 0; i < p->nfiles; i++) {
 		const struct gfile *gf = &p->files[i];
 
-		printf("%s{\"id\": %llu, \"size\": %llu, \"allocated\": %llu, \"flags\": %llu, \"fds\": %d, \"processes\": %d, \"vm\": ",
-		       i ? ", " : "", gf->id, gf->size, gf->allocated,
+		printf("%s{\"id\": %llu, \"size\": %llu, \"allocated\": %llu",
+		       i ? ", " : "", gf->id, gf->size, gf->allocated);
+		printf(", \"flags\": %llu, \"fds\": %d, \"processes\": %d",
 		       gf->flags, gf->nfds, gf->nprocs);
+		printf(", \"vm\": ");
 		if (gf->vm[0])
 			json_string(gf->vm);
 		else
@@ -576,10 +582,10 @@ static void ps_notes(const struct scan *s, const struct totals *t,
 		     unsigned long long mod_files)
 {
 	if (s->denied)
-		printf("note: %d process(es) could not be inspected (permission denied): run as root to see all\n",
+		printf("note: %d process(es) not inspected (permission denied): run as root\n",
 		       s->denied);
 	if (mod_files > t->files)
-		printf("note: %llu gmem file(s) held by no fd gmemctl can see (in flight in a unix socket%s)\n",
+		printf("note: %llu gmem file(s) in no fd gmemctl can see (in a unix socket%s)\n",
 		       mod_files - t->files,
 		       s->denied ? ", or in those processes" : "");
 	else if (mod_files < t->files)
@@ -802,7 +808,7 @@ static struct provider provider_check(struct kmod_ctx *ctx)
 
 /* ---- gmemctl status -------------------------------------------------- */
 
-static void status_line(const char *key, const char *fmt, ...)
+static void __printf(2, 3) status_line(const char *key, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -814,7 +820,7 @@ static void status_line(const char *key, const char *fmt, ...)
 }
 
 /* Give @why (of @size bytes) its reason, unless it has one already. */
-static void __attribute__((format(printf, 3, 4)))
+static void __printf(3, 4)
 set_why(char *why, size_t size, const char *fmt, ...)
 {
 	va_list ap;
@@ -974,8 +980,9 @@ static void status_totals(void)
 	if (read_u64(GMEM_SYSFS "/files", &files) ||
 	    read_u64(GMEM_SYSFS "/allocated_bytes", &alloc))
 		return;
-	status_line("totals", "%llu file(s), %s bytes allocated (%s)", files,
-		    fmt_size(a, sizeof(a), alloc), GMEM_SYSFS);
+	status_line("totals", "%llu file(s), %s%s allocated (%s)", files,
+		    fmt_size(a, sizeof(a), alloc), opt_human ? "" : " bytes",
+		    GMEM_SYSFS);
 }
 
 static int cmd_status(void)
