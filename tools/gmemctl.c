@@ -239,7 +239,7 @@ static void scan_fd(struct scan *s, struct gproc *p, int dirfd, const char *fd)
 			proc_add_file(p, &gf);
 	} else if (!strcmp(link, KVM_VM_LINK)) {
 		p->nvms++;
-	} else if (link[0] == '/' && s->gmem_rdev &&
+	} else if (!strncmp(link, "/dev/", 5) && s->gmem_rdev &&
 		   !fstatat(dirfd, fd, &st, 0) && S_ISCHR(st.st_mode) &&
 		   st.st_rdev == s->gmem_rdev) {
 		p->ndev++;
@@ -754,8 +754,11 @@ static int provider_modules(struct kmod_ctx *ctx, struct provider *pv)
 	if (!mod) {
 		struct kmod_module *kvm = module_lookup(ctx, "kvm");
 
-		if (!kvm)
+		/* A built-in kvm is in no module index: this cannot tell. */
+		if (!kvm || kmod_module_get_initstate(kvm) == KMOD_MODULE_BUILTIN) {
+			kmod_module_unref(kvm);
 			return -1;
+		}
 		snprintf(pv->how, sizeof(pv->how),
 			 "the installed kvm module does not export %s",
 			 PROVIDER_SYMBOL);

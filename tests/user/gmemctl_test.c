@@ -36,6 +36,8 @@
 #define MODULE_DIR	"/sys/module/gmem"
 #define KMOD_MODPROBE	"/bin/modprobe"	/* by path: sh would run its own */
 #define KALLSYMS_SAYS_PATCHED	"kvm_gmem_register_provider in /proc/kallsyms"
+#define MODULES_SAY_PATCHED \
+	"installed module kvm exports kvm_gmem_register_provider (modules.symbols)"
 #define NOT_OPEN_TO_NOBODY \
 	"gmemctl: gmem is not usable: /dev/gmem is not open to uid 65534 for writing"
 #define MEMSLOT_REFERENCE \
@@ -656,6 +658,11 @@ TEST_F(module, load_loads_kvm_first)
 	run_cmd(&r, KMOD_MODPROBE " -r kvm_amd kvm");
 	if (!access("/sys/module/kvm", F_OK))
 		SKIP(return, "kvm cannot be unloaded here: %.200s", r.err);
+
+	/* With kvm gone, the patch shows in the installed kvm's symbols. */
+	EXPECT_EQ(1, run_gmemctl(&r, "status"));
+	EXPECT_NE(NULL, strstr(r.out, "kvm patch    yes: " MODULES_SAY_PATCHED))
+		TH_LOG("%s", r.out);
 
 	ASSERT_EQ(0, run_gmemctl(&r, "load")) TH_LOG("%s", r.err);
 	show("gmemctl load:", r.out);
