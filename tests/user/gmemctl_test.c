@@ -23,7 +23,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -536,6 +538,50 @@ TEST(ps_names_the_vm_a_file_is_bound_to)
 	snprintf(vm, sizeof(vm), "kvm-%d", pid);
 	expect_row(_metadata, r.out, pid, "holder-vmm", 1, 0, 2 * MiB, 16 * KiB, vm);
 	holder_stop(pid);
+}
+
+/*
+ * A file in flight (sent with SCM_RIGHTS, not yet received) is in no
+ * process's fds: the total misses it, and a note says where it may be.
+ */
+TEST(ps_notes_a_file_no_process_holds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = "f", .iov_len = 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	unsigned long long files, v, w;
+	struct cmsghdr *cmsg;
+	int dev, fd, sv[2];
+	struct run r;
+
+	dev = gmem_open_dev(_metadata);
+	files = gmem_read_u64(_metadata, GMEM_SYSFS "/files");
+	fd = gmem_create(_metadata, dev, 64 * KiB, 0);
+	close(dev);
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_DGRAM, 0, sv));
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	ASSERT_EQ(1, sendmsg(sv[0], &msg, 0)) TH_LOG("sendmsg: %s", strerror(errno));
+	close(fd);
+	ASSERT_EQ(files + 1, gmem_read_u64(_metadata, GMEM_SYSFS "/files"));
+
+	ASSERT_EQ(0, run_gmemctl(&r, "ps")) TH_LOG("%s", r.err);
+	show("gmemctl ps:", r.out);
+	ASSERT_EQ(0, ps_label(r.out, "total", 3, &v, &w, &w));
+	EXPECT_EQ(files, v);
+	ASSERT_EQ(0, ps_label(r.out, "gmem module", 2, &v, &w, &w));
+	EXPECT_EQ(files + 1, v);
+	EXPECT_NE(NULL, strstr(r.out, "note: 1 gmem file(s) in no fd gmemctl can see (in a unix socket)\n"))
+		TH_LOG("%s", r.out);
+	close(sv[0]);
+	close(sv[1]);
+	EXPECT_EQ(files, gmem_read_u64(_metadata, GMEM_SYSFS "/files"));
 }
 
 /* ---- load and unload ---------------------------------------------------- */
