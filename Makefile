@@ -8,7 +8,8 @@
 #                        run them all in the test VM; exit status is the verdict
 #   make kunit           only the KUnit suites, judged by kunit.py
 #   make bench           gmem against KVM's guest_memfd, in the test VM
-#   make install         modules_install + depmod for KERNELDIR
+#   make install         modules_install + depmod for KERNELDIR, and gmemctl
+#                        (DESTDIR, PREFIX: see tools/Makefile)
 #
 # The kbuild rules live in Kbuild; this file only forwards to kbuild and
 # names the developer's habits.
@@ -29,6 +30,7 @@ clean:
 install: module
 	$(MAKE) -C $(KERNELDIR) M=$(CURDIR) modules_install
 	depmod -a $(KERNELRELEASE)
+	$(MAKE) -C tools install
 
 demo:
 	tests/vm/demo

@@ -14,6 +14,9 @@
  * wrong (with a one-line reason), 4 (kselftest's "skip") if /dev/kvm or
  * /dev/gmem is missing or KVM lacks what the demo needs.
  *
+ * With --hold, a demo that passed keeps its VM and gmem file until its
+ * standard input reaches end of file (for `gmemctl ps`, make demo).
+ *
  * Build: make -C tools KDIR=<kernel tree with `make headers_install` done>
  */
 #include <errno.h>
@@ -582,10 +585,35 @@ static void show_counters(struct demo *d)
 	print_lines("/sys/class/misc/gmem/allocated_bytes", "");
 }
 
-int main(void)
+/*
+ * --hold: keep the VM and its gmem file until standard input reaches end
+ * of file, so that `gmemctl ps` can show who holds them (make demo).
+ */
+static void hold(void)
+{
+	char buf[64];
+	ssize_t n;
+
+	printf("gmem-demo: holding the VM and its gmem file until standard input closes\n");
+	do {
+		n = read(STDIN_FILENO, buf, sizeof(buf));
+	} while (n > 0 || (n < 0 && errno == EINTR));
+}
+
+int main(int argc, char **argv)
 {
 	struct demo d = { .failed = "" };
+	bool hold_at_end = false;
+	int i;
 
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--hold")) {
+			fprintf(stderr, "gmem-demo: unknown argument '%s' (usage: %s [--hold])\n",
+				argv[i], argv[0]);
+			return 1;
+		}
+		hold_at_end = true;
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("gmem-demo: a KVM guest keeps a secret in private memory from /dev/gmem\n");
 
@@ -611,5 +639,7 @@ int main(void)
 	if (d.failed[0])
 		die("%s", d.failed);
 	printf("\ngmem-demo: PASS: the guest's private memory stayed out of the host's reach\n");
+	if (hold_at_end)
+		hold();
 	return 0;
 }

@@ -51,6 +51,36 @@ kernel_dir() {
 	echo "$GMEM_CACHE/kernel/$(dpkg-query -W -f='${Version}' "$GMEM_SRC_PKG" | tr '~+:' '___')-$1-$(kernel_key "$1")/linux"
 }
 
+# vm_copy_dynamic ROOT BIN...: copy the shared libraries and the dynamic
+# loader that each BIN needs (as ldd lists them) into ROOT at the same
+# paths.  Static binaries need nothing and are skipped.
+vm_copy_dynamic() {
+	local root=$1 bin lib
+	shift
+	for bin in "$@"; do
+		ldd "$bin" >/dev/null 2>&1 || continue
+		for lib in $(ldd "$bin" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p'); do
+			[ -e "$root$lib" ] && continue
+			mkdir -p "$root$(dirname "$lib")"
+			cp -L "$lib" "$root$lib" || die "cannot copy $lib (needed by $bin)"
+		done
+	done
+}
+
+# vm_install_kmod ROOT: Debian's kmod as the VM's modprobe, rmmod, insmod,
+# lsmod, depmod and modinfo (busybox provides the rest), so that modules
+# load the way they do on a lab host, from the modules.dep of depmod.
+vm_install_kmod() {
+	local root=$1 kmod tool
+	kmod=$(command -v kmod || true)
+	[ -n "$kmod" ] || die "kmod is not installed (apt-get install kmod)"
+	install -m 755 "$kmod" "$root/bin/kmod"
+	for tool in modprobe rmmod insmod lsmod depmod modinfo; do
+		ln -sf kmod "$root/bin/$tool"
+	done
+	vm_copy_dynamic "$root" "$root/bin/kmod"
+}
+
 # vm_prepare FLAVOR: build (or reuse) the kernel, build gmem.ko, its KUnit
 # module, the selftests and the tools against it, and assemble the VM's
 # root file system.  Sets KDIR, KVER, VM_OUT and VM_ROOTFS.
@@ -75,6 +105,7 @@ vm_prepare() {
 	rm -rf "$VM_ROOTFS"
 	mkdir -p "$VM_ROOTFS"/{bin,dev,proc,sys,tmp,root,gmem/run,gmem/bin}
 	cp /bin/busybox "$VM_ROOTFS/bin/busybox"
+	vm_install_kmod "$VM_ROOTFS"
 	install -m 755 "$GMEM_TOP/tests/vm/init" "$VM_ROOTFS/init"
 	make -s -C "$KDIR" modules_install INSTALL_MOD_PATH="$VM_ROOTFS" \
 		INSTALL_MOD_STRIP=1 >/dev/null || die "modules_install failed"
@@ -84,6 +115,7 @@ vm_prepare() {
 	for bin in "$VM_OUT"/bin/*; do
 		[ -x "$bin" ] && cp "$bin" "$VM_ROOTFS/gmem/bin/"
 	done
+	vm_copy_dynamic "$VM_ROOTFS" "$VM_ROOTFS"/gmem/bin/*
 	cp "$GMEM_TOP/tests/vm/suites" "$VM_ROOTFS/gmem/bin/"
 }
 
