@@ -60,21 +60,22 @@ dkms-src:
 
 # Register, build and install with DKMS for KERNELDIR's kernel (the
 # running one by default), replacing an earlier gmem of the same version.
+# DKMS_FLAGS: more dkms options (e.g. --dkmstree, --installtree).
 dkms-install: dkms-src
-	if dkms status -m gmem -v $(VERSION) | grep -q .; then \
-		dkms remove -m gmem -v $(VERSION) --all; \
+	if dkms status -m gmem -v $(VERSION) $(DKMS_FLAGS) | grep -q .; then \
+		dkms remove -m gmem -v $(VERSION) --all $(DKMS_FLAGS); \
 	fi
-	dkms add -m gmem -v $(VERSION)
-	dkms install -m gmem -v $(VERSION) -k $(kver) \
+	dkms add -m gmem -v $(VERSION) $(DKMS_FLAGS)
+	dkms install -m gmem -v $(VERSION) -k $(kver) $(DKMS_FLAGS) \
 		$(if $(filter command line,$(origin KERNELDIR)),--kernelsourcedir $(KERNELDIR))
 	$(MAKE) -s udev-install
 
 dkms-uninstall:
-	if dkms status -m gmem -v $(VERSION) | grep -q .; then \
-		dkms remove -m gmem -v $(VERSION) --all; \
+	if dkms status -m gmem -v $(VERSION) $(DKMS_FLAGS) | grep -q .; then \
+		dkms remove -m gmem -v $(VERSION) --all $(DKMS_FLAGS); \
 	fi
-	rm -rf $(DKMSSRCDIR)
-	rm -f $(UDEVRULESDIR)/60-gmem.rules
+	rm -rf $(DESTDIR)$(DKMSSRCDIR)
+	rm -f $(DESTDIR)$(UDEVRULESDIR)/60-gmem.rules
 
 # Debian packages of the patched kernel and its headers (see README.md).
 kernel-deb:

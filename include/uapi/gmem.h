@@ -9,9 +9,9 @@
  *
  * A gmem file supports fallocate(2) (allocate, or
  * FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE), fstat(2), the ioctls
- * below and close(2).  read, write, pread, pwrite, readv, writev fail
- * with EINVAL, mmap with ENODEV, splice and sendfile with EINVAL, lseek
- * with ESPIPE, ftruncate with EINVAL.
+ * below and close(2).  read, write, readv, writev fail with EINVAL,
+ * pread, pwrite and lseek with ESPIPE, mmap with ENODEV, splice and
+ * sendfile with EINVAL, ftruncate with EINVAL.
  */
 #ifndef _UAPI_GMEM_H
 #define _UAPI_GMEM_H
