@@ -149,10 +149,25 @@ w1:
 	@$(MAKE) -s -C $(KSRC) M=$(CURDIR) W=1 modules 2>&1 | tee build/w1.log
 	@! grep -E '(warning|error):' build/w1.log
 
+# kernel-doc checks the comments it finds; the loops check that every
+# exported function and every uapi macro, struct, union and enum has one.
 kdoc:
 	@echo "kernel-doc -none -Wall"
 	@mkdir -p build
 	@$(KSRC)/scripts/kernel-doc -none -Wall $(KERNEL_SOURCES) 2>&1 | tee build/kdoc.log
+	@for f in $(filter %.c,$(KERNEL_SOURCES)); do \
+		for sym in $$(sed -n 's/^EXPORT_SYMBOL[A-Z_]*(\([A-Za-z0-9_]*\));/\1/p' $$f); do \
+			grep -q "^ \* $$sym() - " $$f || \
+				echo "$$f: $$sym() is exported without kernel-doc"; \
+		done; \
+	done | tee -a build/kdoc.log
+	@for f in $(wildcard include/uapi/*.h); do \
+		sed -n 's/^#define \([A-Za-z][A-Za-z0-9_]*\).*/define \1/p; s/^\(struct\|union\|enum\) \([a-z0-9_]*\) {.*/\1 \2/p' $$f | \
+		while read -r kind name; do \
+			grep -q "^ \* $$kind $$name - " $$f || \
+				echo "$$f: $$kind $$name has no kernel-doc"; \
+		done; \
+	done | tee -a build/kdoc.log
 	@! [ -s build/kdoc.log ]
 
 # dkms.conf is declarative: its PACKAGE_VERSION must be VERSION.

@@ -34,6 +34,14 @@ ensure_debs() {
 		"${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
 }
 
+# apt_lists: make sure apt's package lists are there (a fresh machine may
+# have none): if not, refresh them once, as root.
+apt_lists() {
+	apt-cache show linux-headers-amd64 >/dev/null 2>&1 && return 0
+	[ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1
+	return 0
+}
+
 # deb_unpack DIR PKG...: download the Debian packages PKG with apt-get and
 # unpack them under DIR/root, once (DIR/.unpacked marks a finished job).
 # Nothing is installed: their maintainer scripts never run.
@@ -43,7 +51,11 @@ deb_unpack() {
 	[ -f "$dir/.unpacked" ] && return 0
 	rm -rf "$dir"
 	mkdir -p "$dir/root"
-	( cd "$dir" && apt-get download -q "$@" ) >/dev/null 2>&1 || return 1
+	if ! ( cd "$dir" && apt-get download -q "$@" ) >/dev/null 2>&1; then
+		# Stale or missing package lists: refresh them once, as root.
+		[ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 || return 1
+		( cd "$dir" && apt-get download -q "$@" ) >/dev/null 2>&1 || return 1
+	fi
 	for deb in "$dir"/*.deb; do
 		dpkg-deb -x "$deb" "$dir/root" || return 1
 	done
@@ -60,11 +72,12 @@ udevadm_path() {
 		command -v udevadm
 		return 0
 	fi
+	apt_lists
 	ver=$(apt-cache show --no-all-versions udev 2>/dev/null | sed -n 's/^Version: //p')
 	[ -n "$ver" ] || return 1
 	dir=$GMEM_CACHE/debs/udev_$(tr '~+:' '___' <<<"$ver")
 	deb_unpack "$dir" udev || return 1
-	echo "$dir/root/bin/udevadm"
+	ls "$dir"/root/{usr/,}bin/udevadm 2>/dev/null | head -n1 | grep .
 }
 
 # stock_headers: the headers of Debian 12's own kernel (linux-headers-amd64:
@@ -73,6 +86,7 @@ udevadm_path() {
 # absolute path: build with make -f <dir>/../linux-headers-*-common/Makefile).
 stock_headers() {
 	local pkg deps
+	apt_lists
 	pkg=$(apt-cache depends linux-headers-amd64 2>/dev/null |
 		sed -n 's/^ *Depends: \(linux-headers-.*-amd64\)$/\1/p' | head -n1)
 	[ -n "$pkg" ] || return 1
