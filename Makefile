@@ -7,8 +7,9 @@
 
 KERNELRELEASE ?= $(shell uname -r)
 KERNELDIR ?= /lib/modules/$(KERNELRELEASE)/build
-# The release of the kernel in KERNELDIR, for depmod and DKMS.
-kver = $(or $(shell cat $(KERNELDIR)/include/config/kernel.release 2>/dev/null),$(KERNELRELEASE))
+# The release of the kernel in KERNELDIR (its uname -r), for depmod and DKMS.
+kver = $(or $(shell sed -n 's/^\#define UTS_RELEASE "\(.*\)"$$/\1/p' \
+	$(KERNELDIR)/include/generated/utsrelease.h 2>/dev/null),$(KERNELRELEASE))
 
 VERSION := $(shell cat $(CURDIR)/VERSION)
 DESTDIR ?=
