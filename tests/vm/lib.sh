@@ -77,7 +77,10 @@ udevadm_path() {
 	[ -n "$ver" ] || return 1
 	dir=$GMEM_CACHE/debs/udev_$(tr '~+:' '___' <<<"$ver")
 	deb_unpack "$dir" udev || return 1
-	ls "$dir"/root/{usr/,}bin/udevadm 2>/dev/null | head -n1 | grep .
+	for f in "$dir"/root/usr/bin/udevadm "$dir"/root/bin/udevadm; do
+		[ -x "$f" ] && echo "$f" && return 0
+	done
+	return 1
 }
 
 # stock_headers: the headers of Debian 12's own kernel (linux-headers-amd64:
