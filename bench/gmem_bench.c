@@ -359,15 +359,16 @@ static void report(FILE *csv, uint64_t size, int runs, bool touch)
 	}
 }
 
-static void usage(const char *prog)
+static const char help[] =
+	"  -s  sizes to measure (default 64,256,1024,2048)\n"
+	"  -t  largest size with guest touch rows (default 1024)\n"
+	"  -r  alternating runs per row, median reported (default 3)\n"
+	"  -o  write the CSV there too (it is always printed at the end)\n";
+
+static void print_usage(const char *prog)
 {
-	fprintf(stderr,
-		"usage: %s [-s MiB[,MiB...]] [-t MiB] [-r runs] [-o file.csv]\n"
-		"  -s  sizes to measure (default 64,256,1024,2048)\n"
-		"  -t  largest size with guest touch rows (default 1024)\n"
-		"  -r  alternating runs per row, median reported (default 3)\n"
-		"  -o  write the CSV there too (it is always printed at the end)\n",
-		prog);
+	fprintf(stderr, "%s [-s MiB[,MiB...]] [-t MiB] [-r runs] [-o file.csv]\n%s",
+		prog, help);
 	exit(2);
 }
 
@@ -393,13 +394,13 @@ int main(int argc, char *argv[])
 		case 'r':
 			runs = atoi(optarg);
 			if (runs < 1 || runs > MAX_RUNS)
-				usage(argv[0]);
+				print_usage(argv[0]);
 			break;
 		case 'o':
 			out = optarg;
 			break;
 		default:
-			usage(argv[0]);
+			print_usage(argv[0]);
 		}
 	}
 	if (access("/dev/gmem", F_OK) || access("/dev/kvm", F_OK)) {
@@ -411,8 +412,9 @@ int main(int argc, char *argv[])
 
 	csv = tmpfile();
 	TEST_ASSERT(csv, "tmpfile: %s", strerror(errno));
-	fprintf(csv, "size_mib,row,unit,gmem_median,gmem_min,gmem_max,"
-		"guest_memfd_median,guest_memfd_min,guest_memfd_max,ratio\n");
+	fputs("size_mib,row,unit,", csv);
+	fputs("gmem_median,gmem_min,gmem_max,", csv);
+	fputs("guest_memfd_median,guest_memfd_min,guest_memfd_max,ratio\n", csv);
 	printf("gmem-bench: %d alternating runs per row, median [min-max]; "
 	       "ratio = gmem / guest_memfd\n", runs);
 	printf("%10s  %-15s %-8s %28s  %28s  %7s\n", "size", "row", "unit",

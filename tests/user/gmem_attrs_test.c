@@ -643,7 +643,7 @@ static bool debug_kernel(void)
 	if (!f)
 		return false;
 	while (!kasan && fgets(line, sizeof(line), f))
-		kasan = strstr(line, " kasan_report\n") != NULL;
+		kasan = !!strstr(line, " kasan_report\n");
 	fclose(f);
 	return kasan;
 }

@@ -35,7 +35,7 @@ TEST_F(dev, unknown_ioctl_enotty)
 	};
 	unsigned int i;
 
-	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(cmds); i++) {
 		errno = 0;
 		EXPECT_EQ(-1, ioctl(self->fd, cmds[i], 0))
 			TH_LOG("ioctl 0x%x succeeded on /dev/gmem", cmds[i]);

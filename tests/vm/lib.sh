@@ -34,6 +34,72 @@ ensure_debs() {
 		"${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
 }
 
+# apt_lists: make sure apt's package lists are there (a fresh machine may
+# have none): if not, refresh them once, as root.
+apt_lists() {
+	apt-cache show linux-headers-amd64 >/dev/null 2>&1 && return 0
+	[ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1
+	return 0
+}
+
+# deb_unpack DIR PKG...: download the Debian packages PKG with apt-get and
+# unpack them under DIR/root, once (DIR/.unpacked marks a finished job).
+# Nothing is installed: their maintainer scripts never run.
+deb_unpack() {
+	local dir=$1 deb
+	shift
+	[ -f "$dir/.unpacked" ] && return 0
+	rm -rf "$dir"
+	mkdir -p "$dir/root"
+	if ! ( cd "$dir" && apt-get download -q "$@" ) >/dev/null 2>&1; then
+		# Stale or missing package lists: refresh them once, as root.
+		[ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 || return 1
+		( cd "$dir" && apt-get download -q "$@" ) >/dev/null 2>&1 || return 1
+	fi
+	for deb in "$dir"/*.deb; do
+		dpkg-deb -x "$deb" "$dir/root" || return 1
+	done
+	rm -f "$dir"/*.deb
+	touch "$dir/.unpacked"
+}
+
+# udevadm_path: a udevadm binary: the system's, or one unpacked from
+# Debian's udev package.  Installing that package would start udevd on
+# this machine, so it is only unpacked.  Fails when neither is there.
+udevadm_path() {
+	local ver dir
+	if command -v udevadm >/dev/null; then
+		command -v udevadm
+		return 0
+	fi
+	apt_lists
+	ver=$(apt-cache show --no-all-versions udev 2>/dev/null | sed -n 's/^Version: //p')
+	[ -n "$ver" ] || return 1
+	dir=$GMEM_CACHE/debs/udev_$(tr '~+:' '___' <<<"$ver")
+	deb_unpack "$dir" udev || return 1
+	for f in "$dir"/root/usr/bin/udevadm "$dir"/root/bin/udevadm; do
+		[ -x "$f" ] && echo "$f" && return 0
+	done
+	return 1
+}
+
+# stock_headers: the headers of Debian 12's own kernel (linux-headers-amd64:
+# a stock kernel without the KVM patches), unpacked under $GMEM_CACHE.
+# Prints the build directory (its Makefile includes the -common package by
+# absolute path: build with make -f <dir>/../linux-headers-*-common/Makefile).
+stock_headers() {
+	local pkg deps
+	apt_lists
+	pkg=$(apt-cache depends linux-headers-amd64 2>/dev/null |
+		sed -n 's/^ *Depends: \(linux-headers-.*-amd64\)$/\1/p' | head -n1)
+	[ -n "$pkg" ] || return 1
+	deps=$(apt-cache depends "$pkg" 2>/dev/null |
+		sed -n 's/^ *Depends: \(linux-headers-.*-common\|linux-kbuild-.*\)$/\1/p')
+	# shellcheck disable=SC2086 # one word per package
+	deb_unpack "$GMEM_CACHE/debs/$pkg" "$pkg" $deps || return 1
+	echo "$GMEM_CACHE/debs/$pkg/root/usr/src/$pkg"
+}
+
 # kernel_key FLAVOR: the cache key of the test kernel of FLAVOR (base, debug):
 # source package version + patches + config fragments + recipe.
 kernel_key() {
@@ -109,14 +175,36 @@ vm_prepare() {
 	install -m 755 "$GMEM_TOP/tests/vm/init" "$VM_ROOTFS/init"
 	make -s -C "$KDIR" modules_install INSTALL_MOD_PATH="$VM_ROOTFS" \
 		INSTALL_MOD_STRIP=1 >/dev/null || die "modules_install failed"
-	mkdir -p "$VM_ROOTFS/lib/modules/$KVER/extra"
-	cp "$GMEM_TOP"/*.ko "$VM_ROOTFS/lib/modules/$KVER/extra/"
-	depmod -b "$VM_ROOTFS" "$KVER" || die "depmod failed"
+	# gmem goes in as on a lab host: make install (modules, depmod, udev
+	# rule), staged in the VM's root.
+	make -s -C "$GMEM_TOP" install KERNELDIR="$KDIR" INSTALL_MOD_PATH="$VM_ROOTFS" \
+		DESTDIR="$VM_ROOTFS" >/dev/null || die "make install into the VM's root failed"
+	vm_add_users_and_udev
 	for bin in "$VM_OUT"/bin/*; do
 		[ -x "$bin" ] && cp "$bin" "$VM_ROOTFS/gmem/bin/"
 	done
 	vm_copy_dynamic "$VM_ROOTFS" "$VM_ROOTFS"/gmem/bin/*
-	cp "$GMEM_TOP/tests/vm/suites" "$VM_ROOTFS/gmem/bin/"
+	cp "$GMEM_TOP/tests/vm/suites" "$GMEM_TOP/tests/vm/install_test" \
+		"$VM_ROOTFS/gmem/bin/"
+}
+
+# vm_add_users_and_udev: users and groups like a lab host's (gmem-kvm is
+# in group kvm, gmem-user is not), and udevadm with its libraries, so that
+# the VM's init can apply the udev rules `make install` put there.
+vm_add_users_and_udev() {
+	local udevadm
+	mkdir -p "$VM_ROOTFS/etc" "$VM_ROOTFS/run"
+	printf '%s\n' root:x:0:0:root:/root:/bin/sh \
+		gmem-kvm:x:1000:1000::/tmp:/bin/sh \
+		gmem-user:x:1001:1001::/tmp:/bin/sh > "$VM_ROOTFS/etc/passwd"
+	printf '%s\n' root:x:0: kvm:x:36:gmem-kvm gmem-kvm:x:1000: \
+		gmem-user:x:1001: > "$VM_ROOTFS/etc/group"
+	if ! udevadm=$(udevadm_path); then
+		say "no udevadm (the udev package could not be fetched): /dev/gmem keeps the kernel's 0600 root:root in the VM"
+		return 0
+	fi
+	cp -L "$udevadm" "$VM_ROOTFS/bin/udevadm"
+	vm_copy_dynamic "$VM_ROOTFS" "$VM_ROOTFS/bin/udevadm"
 }
 
 # vm_boot OUTDIR JOB TIMEOUT MEM SMP [CMDLINE...]: boot the VM built by
