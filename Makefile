@@ -184,7 +184,12 @@ versions:
 	@grep -qx 'PACKAGE_VERSION="$(VERSION)"' dkms.conf || \
 		{ echo "dkms.conf: PACKAGE_VERSION is not \"$(VERSION)\"" >&2; exit 1; }
 
-lint: style sparse w1 kdoc versions
+# No merge conflict markers anywhere in the tracked tree.
+markers:
+	@echo "no merge conflict markers"
+	@! git grep -n -E '^(<<<<<<<|>>>>>>>) ' -- . ':!*.patch'
+
+lint: style sparse w1 kdoc versions markers
 
 help:
 	@echo 'make [KERNELDIR=dir]      build gmem.ko (default: the running kernel)'
@@ -197,7 +202,7 @@ help:
 	@echo 'make check                build everything, run every test in the test VM'
 	@echo 'make kunit                only the KUnit suites'
 	@echo 'make bench                gmem against KVM'"'"'s guest_memfd, in the test VM'
-	@echo 'make lint                 style sparse w1 kdoc versions (any finding fails)'
+	@echo 'make lint                 style sparse w1 kdoc versions markers (any finding fails)'
 	@echo 'make style                checkpatch --strict on code and patches'
 	@echo 'make sparse               sparse (C=2)'
 	@echo 'make w1                   W=1 build'
@@ -205,4 +210,4 @@ help:
 
 .PHONY: all module clean install uninstall udev-install dkms-src dkms-install \
 	dkms-uninstall kernel-deb demo check kunit bench style sparse w1 kdoc \
-	versions lint help
+	versions markers lint help
