@@ -63,7 +63,14 @@
  */
 void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg)
 {
-	xa_init(&s->pages);
+	/*
+	 * XA_FLAGS_ACCOUNT: nodes allocated under the xa_lock (GFP_NOWAIT)
+	 * are charged too, to the active memcg, which insertions set to
+	 * @memcg.  Such a charge fails rather than reclaims; the insertion
+	 * then retries through xas_nomem() with __GFP_RETRY_MAYFAIL, which
+	 * fails with -ENOMEM past memory.max instead of waking the OOM killer.
+	 */
+	xa_init_flags(&s->pages, XA_FLAGS_ACCOUNT);
 	atomic_long_set(&s->nr_pages, 0);
 	s->memcg = memcg;
 }

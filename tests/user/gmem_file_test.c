@@ -1209,6 +1209,23 @@ FIXTURE(memcg) {
 #define memcg_current(_metadata, self)					\
 	gmem_read_u64(_metadata, memcg_path(self, "memory.current"))
 
+/*
+ * memory.current once it stops moving: the xarray nodes of freed pages
+ * are charged until an RCU grace period frees them.
+ */
+#define memcg_current_settled(_metadata, self) ({			\
+	unsigned long long __v = memcg_current(_metadata, self), __p;	\
+	int __i;							\
+	for (__i = 0; __i < 50; __i++) {				\
+		usleep(20000);						\
+		__p = __v;						\
+		__v = memcg_current(_metadata, self);			\
+		if (__v == __p)						\
+			break;						\
+	}								\
+	__v;								\
+})
+
 FIXTURE_SETUP(memcg)
 {
 	char controllers[256];
@@ -1277,7 +1294,7 @@ TEST_F(memcg, limit)
 	/* All or nothing: what this call allocated is gone again. */
 	expect_allocated(_metadata, fd, 0);
 	expect_counters(_metadata, base, 1, 0);
-	cur1 = memcg_current(_metadata, self);
+	cur1 = memcg_current_settled(_metadata, self);
 	EXPECT_GE(cur0 + MEMCG_SLACK, cur1)
 		TH_LOG("memory.current %llu KiB before, %llu KiB after a failed allocation",
 		       cur0 >> 10, cur1 >> 10);
@@ -1290,7 +1307,7 @@ TEST_F(memcg, limit)
 		       cur1 >> 10, cur >> 10);
 
 	close(fd);
-	cur = memcg_current(_metadata, self);
+	cur = memcg_current_settled(_metadata, self);
 	EXPECT_GE(cur0 + MEMCG_SLACK, cur)
 		TH_LOG("memory.current %llu KiB before, %llu KiB after close",
 		       cur0 >> 10, cur >> 10);
@@ -1390,7 +1407,7 @@ TEST_F(memcg, charged_to_creator)
 		TH_LOG("64 MiB of a file created in a 32 MiB group: expected ENOMEM, got %s",
 		       strerror(errno));
 	expect_allocated(_metadata, fd, 0);
-	cur1 = memcg_current(_metadata, self);
+	cur1 = memcg_current_settled(_metadata, self);
 	EXPECT_GE(cur0 + MEMCG_SLACK, cur1)
 		TH_LOG("memory.current %llu KiB before, %llu KiB after a failed allocation",
 		       cur0 >> 10, cur1 >> 10);
@@ -1402,7 +1419,7 @@ TEST_F(memcg, charged_to_creator)
 		       cur1 >> 10, cur >> 10);
 
 	close(fd);
-	cur = memcg_current(_metadata, self);
+	cur = memcg_current_settled(_metadata, self);
 	EXPECT_GE(cur0 + MEMCG_SLACK, cur)
 		TH_LOG("memory.current %llu KiB before, %llu KiB after close",
 		       cur0 >> 10, cur >> 10);
