@@ -156,6 +156,8 @@ int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end)
 		folio = gmem_store_insert_new(s, index, true);
 		if (IS_ERR(folio))
 			return PTR_ERR(folio);
+		/* The store keeps its own reference; drop ours. */
+		folio_put(folio);
 		cond_resched();
 	}
 	gmem_store_confirm(s, start, index);

@@ -178,6 +178,19 @@ static void gmem_store_populate_remove_test(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
 }
 
+/* Populated pages hold the store's reference only: punched, they are freed. */
+static void gmem_store_populate_refcount_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	struct folio *f;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 4), 0);
+	f = gmem_store_get(s, 1, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	KUNIT_EXPECT_EQ(test, folio_ref_count(f), 2);	/* store + ours */
+	folio_put(f);
+}
+
 static void gmem_store_rollback_test(struct kunit *test)
 {
 	struct gmem_store *s = test->priv;
@@ -205,6 +218,7 @@ static void gmem_store_last_index_test(struct kunit *test)
 static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_get_test),
 	KUNIT_CASE(gmem_store_populate_remove_test),
+	KUNIT_CASE(gmem_store_populate_refcount_test),
 	KUNIT_CASE(gmem_store_rollback_test),
 	KUNIT_CASE(gmem_store_last_index_test),
 	{}
