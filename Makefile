@@ -6,6 +6,8 @@
 #   make demo            boot the test VM and show gmem at work
 #   make check           build the patched test kernel, the module and the tests,
 #                        run them all in the test VM; exit status is the verdict
+#   make check-debug     the same on the debug kernel (KASAN, KFENCE, lockdep,
+#                        DEBUG_VM, UBSAN, kmemleak: kernel/config/debug.config)
 #   make kunit           only the KUnit suites, judged by kunit.py
 #   make install         modules_install + depmod for KERNELDIR
 #
@@ -35,7 +37,10 @@ demo:
 check:
 	tests/vm/check
 
+check-debug:
+	tests/vm/check --flavor debug
+
 kunit:
 	tests/vm/check --kunit
 
-.PHONY: all module clean install demo check kunit
+.PHONY: all module clean install demo check check-debug kunit
