@@ -220,11 +220,20 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
 
 	xas_lock(&xas);
 	xas_for_each(&xas, folio, end - 1) {
+		unsigned long n = folio_nr_pages(folio);
+		pgoff_t next = round_down(xas.xa_index, n) + n;
+
 		xas_store(&xas, NULL);
-		nr += folio_nr_pages(folio);
+		nr += n;
 		folio_put(folio);
 		if (need_resched()) {
-			xas_pause(&xas);
+			/*
+			 * Restart after this entry, not with xas_pause(): when
+			 * xas_store() has just freed the last node's entry,
+			 * xas_pause() moves on from the parent node without
+			 * aligning the index, and steps over entries.
+			 */
+			xas_set(&xas, next);
 			xas_unlock(&xas);
 			cond_resched();
 			xas_lock(&xas);

@@ -8,6 +8,7 @@
 #include <linux/falloc.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
+#include <linux/sched.h>
 
 #include "gmem.h"
 
@@ -191,6 +192,27 @@ static void gmem_store_populate_refcount_test(struct kunit *test)
 	folio_put(f);
 }
 
+/*
+ * A removal that reschedules right after freeing an xarray node must not
+ * step over the entries of the next node: page 5 is alone in the first
+ * node, pages 64-69 fill the next one.
+ */
+static void gmem_store_remove_resched_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	struct folio *f;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 5, 6), 0);
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 64, 70), 0);
+	set_tsk_need_resched(current);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, 100), 7);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
+	f = gmem_store_get(s, 64, false);
+	KUNIT_EXPECT_NULL(test, f);
+	if (!IS_ERR_OR_NULL(f))
+		folio_put(f);
+}
+
 static void gmem_store_rollback_test(struct kunit *test)
 {
 	struct gmem_store *s = test->priv;
@@ -219,6 +241,7 @@ static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_get_test),
 	KUNIT_CASE(gmem_store_populate_remove_test),
 	KUNIT_CASE(gmem_store_populate_refcount_test),
+	KUNIT_CASE(gmem_store_remove_resched_test),
 	KUNIT_CASE(gmem_store_rollback_test),
 	KUNIT_CASE(gmem_store_last_index_test),
 	{}
