@@ -9,9 +9,15 @@
  *
  * A gmem file supports fallocate(2) (allocate, or
  * FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE), fstat(2), the ioctls
- * below and close(2).  read, write, pread, pwrite, readv, writev fail
- * with EINVAL, mmap with ENODEV, splice and sendfile with EINVAL, lseek
- * with ESPIPE, ftruncate with EINVAL.
+ * below and close(2).  read, write, readv, writev fail with EINVAL;
+ * pread, pwrite, preadv, pwritev with ESPIPE (EINVAL for a negative
+ * offset); mmap with ENODEV; splice, tee and sendfile with EINVAL
+ * (sendfile with an offset: ESPIPE); copy_file_range with EXDEV (EINVAL
+ * between two gmem files); io_uring reads and writes with EINVAL; lseek
+ * with ESPIPE; ftruncate, fchmod and fchown with EINVAL; open of
+ * /proc/<pid>/fd/<fd> with ENXIO.  Arguments that a system call rejects
+ * before it reaches the file get that call's own errno (mmap(2): EINVAL,
+ * EOVERFLOW, ENOMEM; fallocate(2): EFBIG when offset + len overflows).
  */
 #ifndef _UAPI_GMEM_H
 #define _UAPI_GMEM_H

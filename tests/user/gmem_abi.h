@@ -29,7 +29,7 @@ enum gmem_abi_op {
 	GMEM_ABI_MMAP,		/* mmap(2) of a gmem fd */
 	GMEM_ABI_SPLICE,	/* splice, sendfile, copy_file_range, from or to it */
 	GMEM_ABI_LSEEK,		/* lseek(2) */
-	GMEM_ABI_FTRUNCATE,	/* ftruncate(2) */
+	GMEM_ABI_FTRUNCATE,	/* ftruncate, truncate, fchmod, fchown */
 	GMEM_ABI_FSTAT,		/* fstat(2) */
 	GMEM_ABI_REOPEN,	/* open("/proc/self/fd/N") of a gmem fd */
 	GMEM_ABI_BIND,		/* KVM_SET_USER_MEMORY_REGION2 naming a gmem fd */
@@ -55,14 +55,12 @@ static const struct gmem_abi_row gmem_abi[GMEM_ABI_NR] = {
 	[GMEM_ABI_FALLOCATE] = { "fallocate",
 		"gmem.h; README.md: the file's rules; fallocate(2): ENODEV on /dev/gmem",
 		{ EOPNOTSUPP, EINVAL, EFBIG, ENOMEM, EINTR, EBADF, ENODEV } },
-	[GMEM_ABI_READ] = { "read/write", "gmem.h",
-		{ EINVAL, EFAULT, EBADF } },
-	[GMEM_ABI_PREAD] = { "pread/pwrite", "gmem.h",
-		{ ESPIPE, EINVAL, EFAULT, EBADF } },
+	[GMEM_ABI_READ] = { "read/write", "gmem.h", { EINVAL, EBADF } },
+	[GMEM_ABI_PREAD] = { "pread/pwrite", "gmem.h", { ESPIPE, EINVAL, EBADF } },
 	[GMEM_ABI_MMAP] = { "mmap", "gmem.h; mmap(2) for its own argument checks",
 		{ ENODEV, EINVAL, EOVERFLOW, ENOMEM, EOPNOTSUPP, EBADF } },
 	[GMEM_ABI_SPLICE] = { "splice/sendfile/copy_file_range", "gmem.h",
-		{ EINVAL, ESPIPE, EXDEV, EBADF, EFAULT } },
+		{ EINVAL, ESPIPE, EXDEV, EBADF } },
 	[GMEM_ABI_LSEEK] = { "lseek", "gmem.h", { ESPIPE, EBADF } },
 	[GMEM_ABI_FTRUNCATE] = { "ftruncate", "gmem.h; truncate(2): ENOENT for a path to a closed fd",
 		{ EINVAL, EBADF, ENOENT } },

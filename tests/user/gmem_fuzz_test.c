@@ -804,6 +804,7 @@ static void op_mmap(struct fuzz *f)
 	int prot = below(f, 8), flags = kinds[below(f, 3)];
 	uint64_t len = chance(f, 80) ? (1 + below(f, 64)) * PAGE : interesting(f, 0);
 	uint64_t off = chance(f, 80) ? below(f, 64) * PAGE : interesting(f, 0);
+	uint64_t rlen;
 	char what[96];
 	void *p;
 
@@ -814,7 +815,8 @@ static void op_mmap(struct fuzz *f)
 				   MAP_SYNC, MAP_32BIT })[below(f, 6)];
 	allow(&x, ENODEV);
 	/* mmap(2) checks the range against the largest file size first. */
-	if (off + ((len + PAGE - 1) & ~(PAGE - 1)) > LFS_MAX)
+	rlen = (len + PAGE - 1) & ~(PAGE - 1);
+	if (off > LFS_MAX || off + rlen > LFS_MAX || off + rlen < off)
 		allow(&x, EOVERFLOW);
 	/* ...and finds room for it before it asks the file. */
 	if ((flags & MAP_32BIT) || len > (1ULL << 30))
@@ -896,7 +898,7 @@ static void op_seek_trunc(struct fuzz *f)
 	struct expect x = { 0 };
 	char what[96], path[64];
 	uint64_t v = interesting(f, d ? d->size : 0);
-	int which = below(f, 3);
+	int which = below(f, 5);
 	long r;
 
 	if (!d)
@@ -914,6 +916,13 @@ static void op_seek_trunc(struct fuzz *f)
 	if (which == 1) {
 		r = ftruncate(d->fd, v);
 		snprintf(what, sizeof(what), "ftruncate(gmem, %lld)", (long long)v);
+	} else if (which == 3) {
+		r = fchmod(d->fd, v & 07777);
+		snprintf(what, sizeof(what), "fchmod(gmem, %#llo)", (unsigned long long)v & 07777);
+	} else if (which == 4) {
+		r = fchown(d->fd, v & 0xffff, v >> 16 & 0xffff);
+		snprintf(what, sizeof(what), "fchown(gmem, %llu, %llu)",
+			 (unsigned long long)v & 0xffff, (unsigned long long)v >> 16 & 0xffff);
 	} else {
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", d->fd);
 		r = truncate(path, v);
