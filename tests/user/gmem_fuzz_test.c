@@ -53,6 +53,7 @@
 #include "kselftest_harness.h"
 #include "gmem_util.h"
 #include "gmem_abi.h"
+#include "gmem_leak.h"
 
 #define PAGE		4096ULL
 #define MAX_FDS		48
@@ -66,7 +67,6 @@
 #define PARAM		"/sys/module/gmem/parameters/max_file_size"
 #define SYSFS_FILES	"/sys/class/misc/gmem/files"
 #define SYSFS_BYTES	"/sys/class/misc/gmem/allocated_bytes"
-#define KVM_DEBUGFS	"/sys/kernel/debug/kvm"
 #define LFS_MAX		((uint64_t)LLONG_MAX)
 
 enum fd_kind { K_FREE, K_DEV, K_GMEM, K_VM, K_OTHER };
@@ -1502,20 +1502,6 @@ static unsigned long env_ul(const char *name, unsigned long def)
 	return v && *v ? strtoul(v, NULL, 0) : def;
 }
 
-static int count_vms(void)
-{
-	DIR *d = opendir(KVM_DEBUGFS);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] >= '0' && e->d_name[0] <= '9';
-	closedir(d);
-	return n;
-}
-
 /*
  * The fd table against the process's real fds: a stale entry or an fd
  * nobody tracks is a fuzzer bug, and would blur the end-state check.
@@ -1596,7 +1582,8 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	pthread_rwlockattr_t ra;
 	struct timespec t0, t1;
 	unsigned long done = 0, calls = 0, errs = 0;
-	int vms0 = count_vms(), vms1 = -1, kvm, i, e, tries;
+	int vms0 = gmem_count_vms_debugfs(), vms1 = -1, kvm, i, e, tries;
+	int structs0 = gmem_count_vms_vmalloc(), structs1 = -1;
 	char param_s[32];
 
 	memset(f, 0, sizeof(*f));
@@ -1671,8 +1658,9 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	for (tries = 0; tries < 100; tries++) {
 		files1 = read_u64(SYSFS_FILES);
 		bytes1 = read_u64(SYSFS_BYTES);
-		vms1 = count_vms();
-		if (files1 == files0 && bytes1 == bytes0 && vms1 == vms0)
+		vms1 = gmem_count_vms_debugfs();
+		structs1 = gmem_count_vms_vmalloc();
+		if (files1 == files0 && bytes1 == bytes0 && vms1 == vms0 && structs1 == structs0)
 			break;
 		usleep(100000);
 	}
@@ -1708,13 +1696,14 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	for (i = 0; i < (int)NR_OPS; i++)
 		TH_LOG("  op %-10s %lu", fuzz_ops[i].name, op_counts[i]);
 	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), "
-	       "KVM VMs %d (start %d)", (unsigned long long)files1,
+	       "KVM VMs %d/%d (debugfs/vmalloc; start %d/%d)", (unsigned long long)files1,
 	       (unsigned long long)files0, (unsigned long long)bytes1,
-	       (unsigned long long)bytes0, vms1, vms0);
+	       (unsigned long long)bytes0, vms1, structs1, vms0, structs0);
 	EXPECT_EQ(0UL, (unsigned long)f->sh->failures);
 	EXPECT_EQ(files0, files1);
 	EXPECT_EQ(bytes0, bytes1);
 	EXPECT_EQ(vms0, vms1);
+	EXPECT_EQ(structs0, structs1);
 }
 
 TEST_HARNESS_MAIN

@@ -54,6 +54,7 @@
 
 #include "kselftest_harness.h"
 #include "gmem_abi.h"
+#include "gmem_leak.h"
 #include <gmem.h>
 
 #define NR_VCPUS	2
@@ -65,9 +66,6 @@
 #define OTHER_SLOT	20
 #define NR_CHAOS	2
 
-#define SYSFS_FILES	"/sys/class/misc/gmem/files"
-#define SYSFS_BYTES	"/sys/class/misc/gmem/allocated_bytes"
-#define KVM_DEBUGFS	"/sys/kernel/debug/kvm"
 
 /*
  * What the machine may legitimately hold on to after the run, beyond its
@@ -687,51 +685,9 @@ static pid_t spawn(uint64_t seed, double deadline)
 
 struct state {
 	unsigned long long files, bytes, memfree, slab;
-	int vms;
+	int vms, vm_structs;
 	char meminfo[4096];
 };
-
-static unsigned long long read_ull(const char *path)
-{
-	char b[64] = "";
-	int fd = open(path, O_RDONLY);
-
-	if (fd >= 0) {
-		if (read(fd, b, sizeof(b) - 1) < 0)
-			b[0] = 0;
-		close(fd);
-	}
-	return strtoull(b, NULL, 0);
-}
-
-static unsigned long long meminfo(const char *key)
-{
-	char line[256];
-	unsigned long long v = 0;
-	size_t n = strlen(key);
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':')
-			v = strtoull(line + n + 1, NULL, 10) << 10;
-	if (f)
-		fclose(f);
-	return v;
-}
-
-static int count_vms(void)
-{
-	DIR *d = opendir(KVM_DEBUGFS);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] >= '0' && e->d_name[0] <= '9';
-	closedir(d);
-	return n;
-}
 
 static void drop_caches(void)
 {
@@ -747,11 +703,12 @@ static void drop_caches(void)
 static void read_state(struct state *s)
 {
 	drop_caches();
-	s->files = read_ull(SYSFS_FILES);
-	s->bytes = read_ull(SYSFS_BYTES);
-	s->vms = count_vms();
-	s->memfree = meminfo("MemFree");
-	s->slab = meminfo("Slab");
+	s->files = gmem_read_ull(GMEM_SYSFS_FILES);
+	s->bytes = gmem_read_ull(GMEM_SYSFS_BYTES);
+	s->vms = gmem_count_vms_debugfs();
+	s->vm_structs = gmem_count_vms_vmalloc();
+	s->memfree = gmem_meminfo("MemFree");
+	s->slab = gmem_meminfo("Slab");
 	s->meminfo[0] = 0;
 	{
 		int fd = open("/proc/meminfo", O_RDONLY);
@@ -816,7 +773,8 @@ FIXTURE_TEARDOWN(stress)
 
 static bool settled(const struct state *a, const struct state *b)
 {
-	return a->files == b->files && a->bytes == b->bytes && a->vms == b->vms;
+	return a->files == b->files && a->bytes == b->bytes && a->vms == b->vms &&
+	       a->vm_structs == b->vm_structs;
 }
 
 /* The deadline is checked between worlds; the harness timeout is a backstop. */
@@ -875,8 +833,8 @@ TEST_F_TIMEOUT(stress, races, 4 * 3600)
 	if (kasan_kernel())
 		slab_tol = SLAB_TOLERANCE_KASAN;
 	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), "
-	       "KVM VMs %d (start %d)", end.files, base.files, end.bytes, base.bytes,
-	       end.vms, base.vms);
+	       "KVM VMs %d/%d (debugfs/vmalloc; start %d/%d)", end.files, base.files, end.bytes,
+	       base.bytes, end.vms, end.vm_structs, base.vms, base.vm_structs);
 	TH_LOG("end state: MemFree %+lld KiB (tolerance -%llu KiB), Slab %+lld KiB "
 	       "(tolerance +%llu KiB)", ((long long)end.memfree - (long long)base.memfree) >> 10,
 	       MEMFREE_TOLERANCE >> 10, ((long long)end.slab - (long long)base.slab) >> 10,
@@ -889,6 +847,7 @@ TEST_F_TIMEOUT(stress, races, 4 * 3600)
 	EXPECT_EQ(base.files, end.files);
 	EXPECT_EQ(base.bytes, end.bytes);
 	EXPECT_EQ(base.vms, end.vms);
+	EXPECT_EQ(base.vm_structs, end.vm_structs);
 	EXPECT_GE(end.memfree + MEMFREE_TOLERANCE, base.memfree);
 	EXPECT_LE(end.slab, base.slab + slab_tol);
 }
