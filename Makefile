@@ -89,6 +89,9 @@ demo:
 check:
 	tests/vm/check
 
+check-debug:
+	tests/vm/check --flavor debug
+
 kunit:
 	tests/vm/check --kunit
 
@@ -200,6 +203,7 @@ help:
 	@echo 'make kernel-deb           Debian packages of the patched kernel and headers'
 	@echo 'make demo                 boot the test VM and show gmem at work'
 	@echo 'make check                build everything, run every test in the test VM'
+	@echo 'make check-debug          the same on the debug kernel (KASAN, lockdep, kmemleak, ...)'
 	@echo 'make kunit                only the KUnit suites'
 	@echo 'make bench                gmem against KVM'"'"'s guest_memfd, in the test VM'
 	@echo 'make lint                 style sparse w1 kdoc versions markers (any finding fails)'
@@ -209,5 +213,5 @@ help:
 	@echo 'make kdoc                 kernel-doc -none -Wall'
 
 .PHONY: all module clean install uninstall udev-install dkms-src dkms-install \
-	dkms-uninstall kernel-deb demo check kunit bench style sparse w1 kdoc \
+	dkms-uninstall kernel-deb demo check check-debug kunit bench style sparse w1 kdoc \
 	versions markers lint help

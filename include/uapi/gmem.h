@@ -10,10 +10,15 @@
  *
  * A gmem file supports fallocate(2), fstat(2), the ioctls below and
  * close(2).  Host access fails: read, write, readv, writev with EINVAL;
- * pread, pwrite, preadv, pwritev with ESPIPE (the file is not seekable);
- * mmap with ENODEV; splice, to or from the file, with EINVAL (also when
- * given an offset); sendfile with EINVAL, or ESPIPE when given an offset
- * to read the gmem file at; lseek with ESPIPE; ftruncate with EINVAL.
+ * pread, pwrite, preadv, pwritev with ESPIPE (the file is not seekable;
+ * EINVAL for a negative offset); mmap with ENODEV; splice (to or from
+ * the file, also with an offset) and tee with EINVAL; sendfile with
+ * EINVAL, or ESPIPE when given an offset to read the gmem file at;
+ * copy_file_range with EXDEV (EINVAL between two gmem files); io_uring
+ * reads and writes with EINVAL; lseek with ESPIPE; ftruncate, fchmod and
+ * fchown with EINVAL; open of /proc/<pid>/fd/<fd> with ENXIO.  Arguments
+ * that a system call rejects before it reaches the file get that call's
+ * own errno (mmap(2): EINVAL, EOVERFLOW, ENOMEM).
  *
  * fallocate(2) takes two modes: FALLOC_FL_KEEP_SIZE allocates the holes
  * of the range, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE frees the

@@ -184,6 +184,40 @@ static void gmem_store_populate_remove_test(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
 }
 
+/* Populated pages hold the store's reference only: punched, they are freed. */
+static void gmem_store_populate_refcount_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	struct folio *f;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 4), 0);
+	f = gmem_store_get(s, 1, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	KUNIT_EXPECT_EQ(test, folio_ref_count(f), 2);	/* store + ours */
+	folio_put(f);
+}
+
+/*
+ * A removal that reschedules right after freeing an xarray node must not
+ * step over the entries of the next node: page 5 is alone in the first
+ * node, pages 64-69 fill the next one.
+ */
+static void gmem_store_remove_resched_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	struct folio *f;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 5, 6), 0);
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 64, 70), 0);
+	set_tsk_need_resched(current);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, 100), 7);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
+	f = gmem_store_get(s, 64, false);
+	KUNIT_EXPECT_NULL(test, f);
+	if (!IS_ERR_OR_NULL(f))
+		folio_put(f);
+}
+
 static void gmem_store_rollback_test(struct kunit *test)
 {
 	struct gmem_store *s = test->priv;
@@ -214,7 +248,7 @@ static void gmem_store_last_index_test(struct kunit *test)
  * of the parent's slot.  Only page 63 lives in node 0, so removing it
  * frees the node; need_resched is forced so that the walk pauses there.
  */
-static void gmem_store_remove_resched_test(struct kunit *test)
+static void gmem_store_remove_resched_span_test(struct kunit *test)
 {
 	struct gmem_store *s = test->priv;
 
@@ -276,10 +310,12 @@ static void gmem_store_block_test(struct kunit *test)
 static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_get_test),
 	KUNIT_CASE(gmem_store_populate_remove_test),
+	KUNIT_CASE(gmem_store_populate_refcount_test),
+	KUNIT_CASE(gmem_store_remove_resched_test),
 	KUNIT_CASE(gmem_store_rollback_test),
 	KUNIT_CASE(gmem_store_block_test),
 	KUNIT_CASE(gmem_store_last_index_test),
-	KUNIT_CASE(gmem_store_remove_resched_test),
+	KUNIT_CASE(gmem_store_remove_resched_span_test),
 	{}
 };
 

@@ -241,9 +241,9 @@ vm_boot() {
 		say "qemu failed with status $rc"
 		return 125
 	fi
-	if grep -qE 'Kernel panic|BUG:|WARNING:|Oops|KASAN:|UBSAN:|kmemleak:|Call Trace' "$out/console.log"; then
+	if grep -qE 'Kernel panic|BUG:|WARNING:|Oops|KASAN:|UBSAN:|kmemleak: [0-9]+ new suspected|Call Trace' "$out/console.log"; then
 		say "kernel splat in the VM's console (see $out/console.log):"
-		grep -E -A20 'Kernel panic|BUG:|WARNING:|Oops|KASAN:|UBSAN:|kmemleak:|Call Trace' "$out/console.log" | head -60 >&2
+		grep -E -A20 'Kernel panic|BUG:|WARNING:|Oops|KASAN:|UBSAN:|kmemleak: [0-9]+ new suspected|Call Trace' "$out/console.log" | head -60 >&2
 		return 125
 	fi
 	rc=$(tr -d '\r' < "$out/output.log" | sed -n 's/^@@gmem-exit \([0-9]*\)$/\1/p' | tail -n1)

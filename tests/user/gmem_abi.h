@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The errnos gmem's ABI documents, operation by operation, in one table.
+ *
+ * Tests that judge "every failure is a documented errno" (the fuzzer,
+ * gmem_fuzz_test.c, and the stress test, kvm_stress_test.c) look them up
+ * here and nowhere else.  Each row says where its errnos are documented:
+ * include/uapi/gmem.h (the ABI), README.md, or, for system calls that
+ * reject an argument before gmem sees it, that call's own manual page.
+ * A new ioctl is a new row (and an operation in the tests).
+ *
+ * EBADF (a closed fd, or one opened without the access the call needs)
+ * is documented for every call on a file descriptor.
+ */
+#ifndef GMEM_ABI_H
+#define GMEM_ABI_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+enum gmem_abi_op {
+	GMEM_ABI_DEV_OPEN,	/* open("/dev/gmem") */
+	GMEM_ABI_CREATE,	/* ioctl(GMEM_CREATE) on /dev/gmem */
+	GMEM_ABI_IOCTL_UNKNOWN,	/* any other ioctl, on either kind of fd */
+	GMEM_ABI_FALLOCATE,	/* fallocate(2) on a gmem fd */
+	GMEM_ABI_READ,		/* read, write, readv, writev, preadv2/pwritev2 at -1 */
+	GMEM_ABI_PREAD,		/* pread, pwrite, preadv, pwritev, preadv2/pwritev2 */
+	GMEM_ABI_MMAP,		/* mmap(2) of a gmem fd */
+	GMEM_ABI_SPLICE,	/* splice, sendfile, copy_file_range, from or to it */
+	GMEM_ABI_LSEEK,		/* lseek(2) */
+	GMEM_ABI_FTRUNCATE,	/* ftruncate, truncate, fchmod, fchown */
+	GMEM_ABI_FSTAT,		/* fstat(2) */
+	GMEM_ABI_REOPEN,	/* open("/proc/self/fd/N") of a gmem fd */
+	GMEM_ABI_BIND,		/* KVM_SET_USER_MEMORY_REGION2 naming a gmem fd */
+	GMEM_ABI_PARAM,		/* write of /sys/module/gmem/parameters/max_file_size */
+	GMEM_ABI_NR
+};
+
+#define GMEM_ABI_MAX_ERRNOS	10
+
+struct gmem_abi_row {
+	const char *name;
+	const char *doc;		/* where these errnos are documented */
+	int errnos[GMEM_ABI_MAX_ERRNOS];	/* 0-terminated */
+};
+
+static const struct gmem_abi_row gmem_abi[GMEM_ABI_NR] = {
+	[GMEM_ABI_DEV_OPEN] = { "open /dev/gmem", "open(2)",
+		{ EACCES, ENOENT, ENXIO, EMFILE, ENFILE, ENOMEM } },
+	[GMEM_ABI_CREATE] = { "GMEM_CREATE", "gmem.h: GMEM_CREATE",
+		{ EFAULT, EINVAL, EBADF, EMFILE, ENFILE, ENOMEM } },
+	[GMEM_ABI_IOCTL_UNKNOWN] = { "unknown ioctl", "gmem.h: GMEM_IOCTL_MAGIC",
+		{ ENOTTY, EBADF } },
+	[GMEM_ABI_FALLOCATE] = { "fallocate",
+		"gmem.h; README.md: the file's rules; fallocate(2): ENODEV on /dev/gmem",
+		{ EOPNOTSUPP, EINVAL, EFBIG, ENOMEM, EINTR, EBADF, ENODEV } },
+	[GMEM_ABI_READ] = { "read/write", "gmem.h", { EINVAL, EBADF } },
+	[GMEM_ABI_PREAD] = { "pread/pwrite", "gmem.h", { ESPIPE, EINVAL, EBADF } },
+	[GMEM_ABI_MMAP] = { "mmap", "gmem.h; mmap(2) for its own argument checks",
+		{ ENODEV, EINVAL, EOVERFLOW, ENOMEM, EOPNOTSUPP, EBADF } },
+	[GMEM_ABI_SPLICE] = { "splice/sendfile/copy_file_range", "gmem.h",
+		{ EINVAL, ESPIPE, EXDEV, EBADF } },
+	[GMEM_ABI_LSEEK] = { "lseek", "gmem.h", { ESPIPE, EBADF } },
+	[GMEM_ABI_FTRUNCATE] = { "ftruncate", "gmem.h; truncate(2): ENOENT for a path to a closed fd",
+		{ EINVAL, EBADF, ENOENT } },
+	[GMEM_ABI_FSTAT] = { "fstat", "fstat(2)", { EBADF, EFAULT } },
+	[GMEM_ABI_REOPEN] = { "reopen via /proc", "gmem.h", { ENXIO } },
+	[GMEM_ABI_BIND] = { "KVM_SET_USER_MEMORY_REGION2",
+		"README.md: the file's rules; KVM's api.rst (EIO: VM ioctls from a process other than the VM's creator)",
+		{ EINVAL, EEXIST, EBADF, EFAULT, ENOMEM, ENODEV, EIO } },
+	[GMEM_ABI_PARAM] = { "max_file_size", "README.md", { EINVAL } },
+};
+
+/* Is @err among the errnos documented for @op? */
+static inline bool gmem_abi_documented(enum gmem_abi_op op, int err)
+{
+	const int *e;
+
+	for (e = gmem_abi[op].errnos; *e; e++)
+		if (*e == err)
+			return true;
+	return false;
+}
+
+/* Errnos that say "no resources right now", never "bad input". */
+static inline bool gmem_abi_resource_errno(int err)
+{
+	return err == ENOMEM || err == EMFILE || err == ENFILE || err == EINTR;
+}
+
+#endif /* GMEM_ABI_H */

@@ -1,0 +1,1709 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * A fuzzer for gmem's ABI: random operations with random arguments on
+ * /dev/gmem, gmem fds and KVM VMs that bind them, judged call by call.
+ *
+ * Every call is judged twice: its errno must be one that gmem_abi.h
+ * documents for that operation, and it must agree with a model of the
+ * documented rules (a valid GMEM_CREATE or fallocate succeeds; an
+ * invalid one fails with an errno of a rule it broke; nothing that
+ * reads or maps the contents ever succeeds; a file binds to one VM
+ * only, across fork and SCM_RIGHTS).  Around the single calls: fds
+ * closed by another thread while in use, forked children and processes
+ * that receive fds over a unix socket working on the same files, files
+ * charged to a small memory cgroup (ENOMEM and its rollback), a timer
+ * signal that interrupts long allocations (EINTR).  At the end every fd
+ * is closed and gmem's counters and KVM's VMs must be back where they
+ * started.
+ *
+ * The operation sequence of each process follows from the seed; the
+ * interleaving of processes and threads does not.
+ *   GMEM_FUZZ_SEED=S     seed (default 1)
+ *   GMEM_FUZZ_OPS=N      operations of the main process (default 20000);
+ *                        children add theirs, reported separately
+ *   GMEM_FUZZ_SECONDS=T  stop after T seconds even if N is not reached
+ *   GMEM_FUZZ_VERBOSE=1  log every call
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/falloc.h>
+#include <linux/kvm.h>
+
+#include "kselftest_harness.h"
+#include "gmem_util.h"
+#include "gmem_abi.h"
+#include "gmem_leak.h"
+
+#define PAGE		4096ULL
+#define MAX_FDS		48
+#define MAX_VMS		3
+#define MAX_CHILDREN	3
+#define MAX_OWNERS	4096
+#define MAX_FAIL_LOGS	30
+#define ALLOC_BUDGET	(256ULL << 20)	/* unlimited files, all processes */
+#define MEMCG_LIMIT	(32ULL << 20)	/* the small memory cgroup */
+#define MEMCG_DIR	"/sys/fs/cgroup/gmem-fuzz"
+#define PARAM		"/sys/module/gmem/parameters/max_file_size"
+#define SYSFS_FILES	"/sys/class/misc/gmem/files"
+#define SYSFS_BYTES	"/sys/class/misc/gmem/allocated_bytes"
+#define LFS_MAX		((uint64_t)LLONG_MAX)
+
+enum fd_kind { K_FREE, K_DEV, K_GMEM, K_VM, K_OTHER };
+#define M_DEV	(1 << K_DEV)
+#define M_GMEM	(1 << K_GMEM)
+#define M_VM	(1 << K_VM)
+#define M_OTHER	(1 << K_OTHER)
+#define M_ANY	(M_DEV | M_GMEM | M_VM | M_OTHER)
+
+struct ffd {
+	int fd;
+	enum fd_kind kind;
+	bool writable;		/* K_DEV: opened for writing */
+	uint64_t size;		/* K_GMEM */
+	uint64_t ino;		/* K_GMEM */
+	bool limited;		/* K_GMEM: charged to the small memory cgroup */
+	int vm_id;		/* K_VM */
+	pid_t vm_pid;		/* K_VM: its creator, the only process that may use it */
+	bool vm_private;	/* K_VM: KVM_X86_SW_PROTECTED_VM */
+};
+
+/* Shared by every process of the run (MAP_SHARED, set up before forks). */
+struct shared {
+	pthread_mutex_t lock;		/* owners */
+	pthread_rwlock_t param_lock;	/* max_file_size vs. GMEM_CREATE */
+	pthread_rwlock_t memcg_lock;	/* filling the small cgroup vs. entering it */
+	uint64_t max_file_size;		/* under param_lock */
+	struct { uint64_t ino; int vm_id; } owners[MAX_OWNERS];
+	int nr_owners;
+	atomic_int next_vm_id;
+	atomic_ulong child_ops, children, failures, fail_logs;
+	atomic_ulong calls[GMEM_ABI_NR + 1][136];	/* [op][errno], 0 = ok */
+};
+
+#define ABI_KVM_CREATE_VM	GMEM_ABI_NR	/* KVM's, counted alongside */
+
+struct fuzz {
+	uint64_t rng;
+	const char *who;
+	struct ffd fds[MAX_FDS];
+	struct shared *sh;
+	bool child;
+	bool racing;		/* fds may be closed under us: EBADF is fine */
+	uint64_t race_mask;	/* racing: pick only these fd slots */
+	unsigned long op_nr;
+	const char *op_name;
+	char *buf;		/* 4 pages of random bytes */
+	char *guard;		/* a PROT_NONE page after buf */
+	void *unmapped;
+	char *slot_mem;		/* 2 MiB, userspace_addr of memslots */
+	pid_t kids[MAX_CHILDREN];
+	bool memcg;
+	int vm_types;		/* KVM_CAP_VM_TYPES, 0 without KVM */
+	bool verbose;
+	bool audit;		/* check the fd table after every operation */
+	bool inherited[1024];	/* fds open before the run, not ours */
+};
+
+/* ---- randomness ---- */
+
+static uint64_t rnd(struct fuzz *f)
+{
+	/* xorshift64* */
+	f->rng ^= f->rng >> 12;
+	f->rng ^= f->rng << 25;
+	f->rng ^= f->rng >> 27;
+	return f->rng * 0x2545F4914F6CDD1DULL;
+}
+
+static uint64_t below(struct fuzz *f, uint64_t n)
+{
+	return n ? rnd(f) % n : 0;
+}
+
+static bool chance(struct fuzz *f, unsigned int percent)
+{
+	return below(f, 100) < percent;
+}
+
+static void seed(struct fuzz *f, uint64_t s)
+{
+	f->rng = s * 0x9E3779B97F4A7C15ULL + 0x1234567;
+	if (!f->rng)
+		f->rng = 1;
+	for (int i = 0; i < 8; i++)
+		rnd(f);
+}
+
+/* A value from the edges of the 64-bit range and of @size. */
+static uint64_t interesting(struct fuzz *f, uint64_t size)
+{
+	static const uint64_t fixed[] = {
+		0, 1, PAGE - 1, PAGE, PAGE + 1, 2 * PAGE, 2ULL << 20, 1ULL << 30,
+		1ULL << 40, (1ULL << 40) + PAGE, LFS_MAX, LFS_MAX & ~(PAGE - 1),
+		(LFS_MAX & ~(PAGE - 1)) - PAGE, 1ULL << 63, -PAGE, -1ULL,
+		0x7ffff000, 0xfffff000, 0x100000000ULL,
+	};
+
+	switch (below(f, 6)) {
+	case 0: return fixed[below(f, sizeof(fixed) / sizeof(fixed[0]))];
+	case 1: return size;
+	case 2: return size + PAGE * (below(f, 3) - 1);
+	case 3: return below(f, size + 2 * PAGE);
+	case 4: return (below(f, (size >> 12) + 2)) * PAGE;
+	default: return rnd(f) >> below(f, 64);
+	}
+}
+
+/* A size for a new file: mostly small and valid, sometimes anything. */
+static uint64_t file_size(struct fuzz *f)
+{
+	switch (below(f, 10)) {
+	case 0: return interesting(f, 16 * PAGE);
+	case 1: return (1 + below(f, 256)) << 30;	/* sparse, up to 256 GiB */
+	case 2: return (2ULL << 20) + PAGE;
+	default: return (1 + below(f, 4096)) * PAGE;	/* up to 16 MiB */
+	}
+}
+
+/* ---- judging ---- */
+
+struct expect {
+	bool ok;		/* success is allowed */
+	int n;
+	int err[8];		/* errnos the model allows */
+};
+
+static void allow(struct expect *x, int err)
+{
+	for (int i = 0; i < x->n; i++)
+		if (x->err[i] == err)
+			return;
+	if (x->n < 8)
+		x->err[x->n++] = err;
+}
+
+static void fail(struct fuzz *f, const char *fmt, ...)
+{
+	unsigned long n = atomic_fetch_add(&f->sh->failures, 1);
+	va_list ap;
+
+	if (atomic_fetch_add(&f->sh->fail_logs, 1) >= MAX_FAIL_LOGS)
+		return;
+	fprintf(stderr, "# fuzz FAIL [%s op %lu %s] ", f->who, f->op_nr, f->op_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	(void)n;
+}
+
+static const char *errname(int e)
+{
+	static __thread char b[16];
+
+	switch (e) {
+#define E(x) case x: return #x
+	E(EPERM); E(ENOENT); E(EINTR); E(EIO); E(ENXIO); E(EBADF); E(ENOMEM);
+	E(EACCES); E(EFAULT); E(EBUSY); E(EEXIST); E(EXDEV); E(ENODEV);
+	E(EINVAL); E(ENFILE); E(EMFILE); E(ENOTTY); E(EFBIG); E(ESPIPE);
+	E(ERANGE); E(EOPNOTSUPP); E(EOVERFLOW); E(ENOTDIR); E(EISDIR);
+	E(ETXTBSY); E(EAGAIN); E(ENOSPC); E(EROFS); E(E2BIG);
+#undef E
+	}
+	snprintf(b, sizeof(b), "errno %d", e);
+	return b;
+}
+
+/*
+ * judge() - one call against the documented errnos of @op and the model
+ * @r: the call's return value, negative on failure with errno @err
+ * @what: the call, for the log
+ */
+static void judge(struct fuzz *f, int op, const struct expect *x, long r, int err,
+		  const char *what)
+{
+	bool documented, modelled = false;
+	int i;
+
+	atomic_fetch_add(&f->sh->calls[op][r < 0 ? (err > 0 && err < 136 ? err : 135) : 0], 1);
+	if (f->verbose)
+		fprintf(stderr, "# [%s %lu] %s = %ld%s%s\n", f->who, f->op_nr, what, r,
+			r < 0 ? " " : "", r < 0 ? errname(err) : "");
+	if (r >= 0) {
+		if (!x->ok)
+			fail(f, "%s succeeded (returned %ld); expected %s%s", what, r,
+			     x->n ? errname(x->err[0]) : "failure",
+			     x->n > 1 ? " or similar" : "");
+		return;
+	}
+	if (op == ABI_KVM_CREATE_VM)
+		documented = err == EINVAL || gmem_abi_resource_errno(err);
+	else
+		documented = gmem_abi_documented(op, err) ||
+			     (f->racing && err == EBADF);
+	for (i = 0; i < x->n; i++)
+		modelled |= x->err[i] == err;
+	if (x->ok && gmem_abi_resource_errno(err))
+		modelled = true;
+	if (f->racing && err == EBADF)
+		modelled = true;
+	if (!documented) {
+		fail(f, "%s: %s is not documented for %s (%s)", what, errname(err),
+		     op == ABI_KVM_CREATE_VM ? "KVM_CREATE_VM" : gmem_abi[op].name,
+		     op == ABI_KVM_CREATE_VM ? "api.rst" : gmem_abi[op].doc);
+	} else if (!modelled) {
+		char exp[128] = "";
+
+		for (i = 0; i < x->n; i++)
+			snprintf(exp + strlen(exp), sizeof(exp) - strlen(exp), "%s%s",
+				 i ? "/" : "", errname(x->err[i]));
+		fail(f, "%s: %s, expected %s", what, errname(err),
+		     x->ok ? "success" : exp);
+	}
+}
+
+/* ---- the fd table ---- */
+
+static struct ffd *pick(struct fuzz *f, unsigned int kinds)
+{
+	int i, n = 0, idx[MAX_FDS];
+
+	for (i = 0; i < MAX_FDS; i++) {
+		if (f->racing && !(f->race_mask & (1ULL << i)))
+			continue;
+		if (f->fds[i].kind != K_FREE && (kinds & (1u << f->fds[i].kind)))
+			idx[n++] = i;
+	}
+	return n ? &f->fds[idx[below(f, n)]] : NULL;
+}
+
+static void forget(struct ffd *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->fd = -1;
+}
+
+static void drop(struct ffd *d)
+{
+	close(d->fd);
+	forget(d);
+}
+
+/* A free slot, closing a random fd to make room if need be. */
+static struct ffd *slot(struct fuzz *f)
+{
+	int i;
+
+	for (i = 0; i < MAX_FDS; i++)
+		if (f->fds[i].kind == K_FREE)
+			return &f->fds[i];
+	i = below(f, MAX_FDS);
+	drop(&f->fds[i]);
+	return &f->fds[i];
+}
+
+static int count_kind(struct fuzz *f, enum fd_kind k)
+{
+	int i, n = 0;
+
+	for (i = 0; i < MAX_FDS; i++)
+		n += f->fds[i].kind == k;
+	return n;
+}
+
+/* A bad pointer: NULL, unmapped, kernel, or straddling into PROT_NONE. */
+static void *bad_ptr(struct fuzz *f, size_t len)
+{
+	switch (below(f, 4)) {
+	case 0: return NULL;
+	case 1: return f->unmapped;
+	case 2: return (void *)0xffff880000000000ULL;
+	default: return f->guard - (len > 1 ? len / 2 : 0);
+	}
+}
+
+static void fill_random(struct fuzz *f, void *p, size_t len)
+{
+	uint64_t *q = p;
+	size_t i;
+
+	for (i = 0; i < len / 8; i++)
+		q[i] = rnd(f);
+}
+
+static uint64_t read_u64(const char *path)
+{
+	char b[64] = "";
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return 0;
+	if (read(fd, b, sizeof(b) - 1) < 0)
+		b[0] = 0;
+	close(fd);
+	return strtoull(b, NULL, 0);
+}
+
+static int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, s, strlen(s)) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* ---- the bind-owner model, shared by all processes ---- */
+
+static int owner_of(struct fuzz *f, uint64_t ino)
+{
+	int i, vm = -1;
+
+	pthread_mutex_lock(&f->sh->lock);
+	for (i = 0; i < f->sh->nr_owners; i++)
+		if (f->sh->owners[i].ino == ino)
+			vm = f->sh->owners[i].vm_id;
+	pthread_mutex_unlock(&f->sh->lock);
+	return vm;
+}
+
+/* Record that @ino is bound to @vm; a different owner is a failure. */
+static void set_owner(struct fuzz *f, uint64_t ino, int vm, const char *what)
+{
+	int i, old = -1;
+
+	pthread_mutex_lock(&f->sh->lock);
+	for (i = 0; i < f->sh->nr_owners; i++)
+		if (f->sh->owners[i].ino == ino)
+			old = f->sh->owners[i].vm_id;
+	if (old < 0 && f->sh->nr_owners < MAX_OWNERS) {
+		f->sh->owners[f->sh->nr_owners].ino = ino;
+		f->sh->owners[f->sh->nr_owners++].vm_id = vm;
+	}
+	pthread_mutex_unlock(&f->sh->lock);
+	if (old >= 0 && old != vm)
+		fail(f, "%s: gmem file %" PRIu64 " bound to VM %d, but it was bound to VM %d",
+		     what, ino, vm, old);
+}
+
+/* ---- operations ---- */
+
+static void add_gmem(struct fuzz *f, int fd, uint64_t size, uint64_t flags,
+		     bool limited)
+{
+	struct ffd *d = slot(f);
+	struct stat st;
+	int fdflags = fcntl(fd, F_GETFD);
+
+	if (fstat(fd, &st)) {
+		fail(f, "fstat of a new gmem fd: %s", errname(errno));
+		close(fd);
+		return;
+	}
+	/* A file made by the cgroup helper came over a socket: no O_CLOEXEC. */
+	if (!limited && !!(fdflags & FD_CLOEXEC) != !!(flags & GMEM_CREATE_CLOEXEC))
+		fail(f, "GMEM_CREATE flags %#" PRIx64 " gave FD_CLOEXEC %d", flags,
+		     !!(fdflags & FD_CLOEXEC));
+	d->fd = fd;
+	d->kind = K_GMEM;
+	d->size = size;
+	d->ino = st.st_ino;
+	d->limited = limited;
+}
+
+static int memcg_enter(struct fuzz *f, bool in)
+{
+	char pid[32];
+
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	return write_str(in ? MEMCG_DIR "/cgroup.procs" : "/sys/fs/cgroup/cgroup.procs", pid);
+}
+
+
+static int send_fds(int sock, const int *fds, int n);
+static int recv_fds(int sock, int *fds, int flags);
+
+/*
+ * GMEM_CREATE from a helper process in the small memory cgroup, so that
+ * the file is charged there while no process of ours ever lives in it
+ * (a full cgroup with a task in it would call the OOM killer on any
+ * allocation of that task).  Only with room left in the cgroup, and
+ * nobody filling it meanwhile.  Returns the ioctl's result, with the
+ * new fd passed back over a socket.
+ */
+static long create_in_memcg(struct fuzz *f, int dev, void *arg, int *err)
+{
+	uint64_t cur, max = MEMCG_LIMIT;
+	int sv[2], fd, res[2] = { -1, 0 }, st;
+	pid_t pid;
+	long r = -2;
+
+	pthread_rwlock_wrlock(&f->sh->memcg_lock);
+	cur = read_u64(MEMCG_DIR "/memory.current");
+	if (cur + (4ULL << 20) > max ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		goto out;
+	pid = fork();
+	if (!pid) {
+		close(sv[0]);
+		if (memcg_enter(f, true))
+			_exit(1);
+		res[0] = ioctl(dev, GMEM_CREATE, arg);
+		res[1] = errno;
+		/* The fd travels as SCM_RIGHTS; a failure as "-1, errno". */
+		if (res[0] >= 0 ? send_fds(sv[1], res, 1) :
+		    write(sv[1], res, sizeof(res)) != sizeof(res))
+			_exit(1);
+		_exit(0);
+	}
+	close(sv[1]);
+	if (pid > 0) {
+		char ctl[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { .iov_base = res, .iov_len = sizeof(res) };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+				      .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+		struct cmsghdr *c;
+		ssize_t n;
+
+		do {
+			n = recvmsg(sv[0], &msg, 0);
+		} while (n < 0 && errno == EINTR);
+		c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+		if (c && c->cmsg_type == SCM_RIGHTS) {
+			memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+			r = fd;
+		} else if (n == sizeof(res)) {
+			r = -1;
+			*err = res[1];
+		}
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+	close(sv[0]);
+out:
+	pthread_rwlock_unlock(&f->sh->memcg_lock);
+	return r;
+}
+
+/* GMEM_CREATE with @arg (a struct gmem_create, or a bad pointer) on @dev. */
+static void do_create(struct fuzz *f, struct ffd *dev, void *arg, bool arg_ok)
+{
+	struct gmem_create c = { 0 };
+	struct expect x = { 0 };
+	bool limited = f->memcg && chance(f, 20);
+	char what[160];
+	unsigned int i;
+	long r;
+	int err = 0;
+
+	if (arg_ok)
+		memcpy(&c, arg, sizeof(c));
+	pthread_rwlock_rdlock(&f->sh->param_lock);
+	if (!arg_ok)
+		allow(&x, EFAULT);
+	if (!dev->writable)
+		allow(&x, EBADF);
+	for (i = 0; i < 6; i++)
+		if (c.reserved[i] && arg_ok)
+			allow(&x, EINVAL);
+	if (arg_ok && ((c.flags & ~GMEM_CREATE_FLAGS) || !c.size || c.size % PAGE ||
+		       c.size > f->sh->max_file_size))
+		allow(&x, EINVAL);
+	x.ok = !x.n;
+	r = -2;
+	if (limited)
+		r = create_in_memcg(f, dev->fd, arg, &err);
+	if (r == -2) {
+		limited = false;
+		r = ioctl(dev->fd, GMEM_CREATE, arg);
+		err = errno;
+	}
+	pthread_rwlock_unlock(&f->sh->param_lock);
+	snprintf(what, sizeof(what), "GMEM_CREATE(%s{size %#llx flags %#llx res0 %#llx})%s%s",
+		 arg_ok ? "" : "bad pointer ", (unsigned long long)c.size,
+		 (unsigned long long)c.flags, (unsigned long long)c.reserved[0],
+		 dev->writable ? "" : " on O_RDONLY", limited ? " in the small cgroup" : "");
+	judge(f, GMEM_ABI_CREATE, &x, r, err, what);
+	if (r >= 0) {
+		if (x.ok && !f->racing)
+			add_gmem(f, r, c.size, c.flags, limited);
+		else
+			close(r);
+	}
+}
+
+static struct ffd *open_dev(struct fuzz *f)
+{
+	static const int modes[] = { O_RDWR, O_RDWR, O_RDONLY, O_WRONLY };
+	int mode = modes[below(f, 4)] | (chance(f, 50) ? O_CLOEXEC : 0);
+	struct expect x = { .ok = true };
+	struct ffd *d;
+	int fd = open(GMEM_DEV, mode);
+
+	judge(f, GMEM_ABI_DEV_OPEN, &x, fd, errno, "open(/dev/gmem)");
+	if (fd < 0)
+		return NULL;
+	d = slot(f);
+	d->fd = fd;
+	d->kind = K_DEV;
+	d->writable = (mode & O_ACCMODE) != O_RDONLY;
+	return d;
+}
+
+static void op_open_dev(struct fuzz *f)
+{
+	open_dev(f);
+}
+
+static void op_create(struct fuzz *f)
+{
+	struct ffd *dev = pick(f, M_DEV);
+	struct gmem_create c = { 0 };
+
+	if (!dev && !(dev = open_dev(f)))
+		return;
+	if (chance(f, 70)) {
+		c.size = file_size(f);
+		c.flags = chance(f, 50) ? GMEM_CREATE_CLOEXEC : 0;
+	} else {
+		c.size = chance(f, 50) ? file_size(f) : interesting(f, 1 << 20);
+		c.flags = chance(f, 50) ? 1ULL << below(f, 64) : rnd(f) >> below(f, 64);
+	}
+	if (chance(f, 10))
+		c.reserved[below(f, 6)] = rnd(f) | 1;
+	if (chance(f, 5)) {
+		do_create(f, dev, bad_ptr(f, sizeof(c)), false);
+		return;
+	}
+	/* Random bytes after the struct must not matter. */
+	fill_random(f, f->buf, 4 * PAGE);
+	memcpy(f->buf, &c, sizeof(c));
+	do_create(f, dev, f->buf, true);
+}
+
+static bool vfs_ioctl_cmd(unsigned int cmd)
+{
+	unsigned int type = _IOC_TYPE(cmd);
+
+	/* Numbers the VFS answers for every file before gmem sees them. */
+	if (type == 'f' || type == 'X' || type == 0x94 || type == 0x15)
+		return true;
+	if (type == 0 && (_IOC_NR(cmd) == 1 || _IOC_NR(cmd) == 2))
+		return true;
+	return cmd == 0x5421 || cmd == 0x541B || cmd == 0x5450 ||
+	       cmd == 0x5451 || cmd == 0x5452 || cmd == 0x5460;
+}
+
+static void op_ioctl(struct fuzz *f)
+{
+	static const unsigned int foreign[] = {
+		KVM_CREATE_VM, KVM_SET_USER_MEMORY_REGION2, KVM_CREATE_GUEST_MEMFD,
+		KVM_SET_MEMORY_ATTRIBUTES, 0x5401 /* TCGETS */, _IO('X', 1),
+	};
+	struct ffd *d = pick(f, M_DEV | M_GMEM);
+	struct expect x = { 0 };
+	unsigned int cmd;
+	char what[96];
+	void *arg;
+	long r;
+
+	if (!d)
+		return;
+	do {
+		switch (below(f, 5)) {
+		case 0:
+		case 1:
+			cmd = _IOC(below(f, 4), GMEM_IOCTL_MAGIC, below(f, 256),
+				   below(f, 1 << 14));
+			break;
+		case 2:
+			cmd = rnd(f);
+			break;
+		case 3:
+			cmd = foreign[below(f, sizeof(foreign) / sizeof(foreign[0]))];
+			break;
+		default:
+			cmd = GMEM_CREATE;
+			break;
+		}
+	} while (vfs_ioctl_cmd(cmd));
+
+	fill_random(f, f->buf, 4 * PAGE);
+	arg = chance(f, 70) ? (void *)f->buf : bad_ptr(f, 64);
+	if (d->kind == K_DEV && cmd == GMEM_CREATE) {
+		do_create(f, d, arg, arg == f->buf);
+		return;
+	}
+	allow(&x, ENOTTY);
+	r = ioctl(d->fd, cmd, arg);
+	snprintf(what, sizeof(what), "ioctl(%s, %#x)", d->kind == K_DEV ? "dev" : "gmem", cmd);
+	judge(f, GMEM_ABI_IOCTL_UNKNOWN, &x, r, errno, what);
+}
+
+static void op_fallocate(struct fuzz *f)
+{
+	static const int odd_modes[] = {
+		0, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+		FALLOC_FL_ZERO_RANGE, FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE,
+		FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_NO_HIDE_STALE |
+		FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0x80 | FALLOC_FL_KEEP_SIZE,
+	};
+	struct ffd *d = pick(f, chance(f, 97) ? M_GMEM : M_DEV);
+	int64_t off, len;
+	struct expect x = { 0 };
+	uint64_t size, sum;
+	bool punch, valid_mode, overflow;
+	char what[128];
+	int mode, err;
+	long r;
+
+	if (!d)
+		return;
+	size = d->kind == K_GMEM ? d->size : 0;
+	switch (below(f, 10)) {
+	case 0:
+		mode = odd_modes[below(f, sizeof(odd_modes) / sizeof(odd_modes[0]))];
+		break;
+	case 1: case 2: case 3:
+		mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+		break;
+	default:
+		mode = FALLOC_FL_KEEP_SIZE;
+	}
+	if (chance(f, 75)) {
+		uint64_t pages = size / PAGE;
+
+		off = below(f, pages + 1) * PAGE;
+		len = (1 + below(f, 1024)) * PAGE;
+		if (chance(f, 80) && (uint64_t)off + len > size && off < (int64_t)size)
+			len = size - off;
+	} else {
+		off = interesting(f, size);
+		len = interesting(f, size);
+	}
+	punch = mode & FALLOC_FL_PUNCH_HOLE;
+	valid_mode = mode == FALLOC_FL_KEEP_SIZE ||
+		     mode == (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE);
+	/* Keep the machine alive: big valid allocations become punches. */
+	if (!punch && valid_mode && len > 0 && (uint64_t)len > (4ULL << 20))
+		mode |= FALLOC_FL_PUNCH_HOLE, punch = true;
+	if (!punch && valid_mode && !d->limited && read_u64(SYSFS_BYTES) > ALLOC_BUDGET)
+		mode |= FALLOC_FL_PUNCH_HOLE, punch = true;
+
+	overflow = __builtin_add_overflow((uint64_t)off, (uint64_t)len, &sum) ||
+		   sum > LFS_MAX;
+	/* Each rule the call breaks may be the one reported. */
+	if (off < 0 || len <= 0)
+		allow(&x, EINVAL);
+	if (!valid_mode)
+		allow(&x, EOPNOTSUPP);
+	if (d->kind == K_DEV) {
+		allow(&x, d->writable ? ENODEV : EBADF);
+	} else {
+		if (overflow)
+			allow(&x, EFBIG);
+		if (off % PAGE || len % PAGE)
+			allow(&x, EINVAL);
+		if (!punch && !overflow && sum > size)
+			allow(&x, EINVAL);
+	}
+	x.ok = !x.n;
+	if (d->limited)
+		pthread_rwlock_rdlock(&f->sh->memcg_lock);
+	r = fallocate(d->fd, mode, off, len);
+	err = errno;
+	if (d->limited)
+		pthread_rwlock_unlock(&f->sh->memcg_lock);
+	snprintf(what, sizeof(what), "fallocate(%s size %#llx, mode %#x, %#llx, %#llx)",
+		 d->kind == K_DEV ? "dev" : "gmem", (unsigned long long)size, mode,
+		 (unsigned long long)off, (unsigned long long)len);
+	judge(f, GMEM_ABI_FALLOCATE, &x, r, err, what);
+}
+
+/* read, write and their vector and positional forms: never any data. */
+static void op_rw(struct fuzz *f)
+{
+	struct ffd *d = pick(f, M_GMEM);
+	struct iovec iov[3];
+	struct iovec *v = iov;
+	struct expect x = { 0 };
+	size_t len = chance(f, 50) ? interesting(f, PAGE) & 0xffffff : PAGE;
+	void *buf = chance(f, 80) ? (void *)f->buf : bad_ptr(f, 64);
+	int64_t pos = chance(f, 70) ? (int64_t)below(f, 1 << 20) : (int64_t)interesting(f, 0);
+	int n = 1 + below(f, 3), flags = chance(f, 80) ? 0 : (int)(rnd(f) & 0x3f);
+	int which = below(f, 12), i, op = GMEM_ABI_READ;
+	const char *name;
+	char what[96];
+	long r;
+
+	if (!d)
+		return;
+	if (len > 4 * PAGE && buf == f->buf)
+		len = 4 * PAGE;
+	for (i = 0; i < n; i++) {
+		iov[i].iov_base = buf;
+		iov[i].iov_len = len / n;
+	}
+	if (chance(f, 10))
+		v = bad_ptr(f, sizeof(iov));
+	allow(&x, EINVAL);
+	switch (which) {
+	case 0: name = "read"; r = read(d->fd, buf, len); break;
+	case 1: name = "write"; r = write(d->fd, buf, len); break;
+	case 2: name = "readv"; r = readv(d->fd, v, n); break;
+	case 3: name = "writev"; r = writev(d->fd, v, n); break;
+	case 4: name = "preadv2(-1)"; r = preadv2(d->fd, v, n, -1, flags); break;
+	case 5: name = "pwritev2(-1)"; r = pwritev2(d->fd, v, n, -1, flags); break;
+	default:
+		op = GMEM_ABI_PREAD;
+		allow(&x, ESPIPE);
+		switch (which) {
+		case 6: name = "pread"; r = pread(d->fd, buf, len, pos); break;
+		case 7: name = "pwrite"; r = pwrite(d->fd, buf, len, pos); break;
+		case 8: name = "preadv"; r = preadv(d->fd, v, n, pos); break;
+		case 9: name = "pwritev"; r = pwritev(d->fd, v, n, pos); break;
+		case 10: name = "preadv2"; r = preadv2(d->fd, v, n, pos < 0 ? 0 : pos, flags); break;
+		default: name = "pwritev2"; r = pwritev2(d->fd, v, n, pos < 0 ? 0 : pos, flags); break;
+		}
+	}
+	snprintf(what, sizeof(what), "%s(gmem, len %#zx, pos %lld, flags %#x%s%s)", name,
+		 len, (long long)pos, flags, v != iov ? ", bad iovec" : "",
+		 buf != f->buf ? ", bad buffer" : "");
+	judge(f, op, &x, r, errno, what);
+}
+
+static void op_mmap(struct fuzz *f)
+{
+	static const int kinds[] = { MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE };
+	struct ffd *d = pick(f, M_GMEM);
+	struct expect x = { 0 };
+	int prot = below(f, 8), flags = kinds[below(f, 3)];
+	uint64_t len = chance(f, 80) ? (1 + below(f, 64)) * PAGE : interesting(f, 0);
+	uint64_t off = chance(f, 80) ? below(f, 64) * PAGE : interesting(f, 0);
+	uint64_t rlen;
+	char what[96];
+	void *p;
+
+	if (!d)
+		return;
+	if (chance(f, 20))
+		flags |= ((int[]){ MAP_POPULATE, MAP_NORESERVE, MAP_LOCKED, MAP_HUGETLB,
+				   MAP_SYNC, MAP_32BIT })[below(f, 6)];
+	allow(&x, ENODEV);
+	/* mmap(2) checks the range against the largest file size first. */
+	rlen = (len + PAGE - 1) & ~(PAGE - 1);
+	if (off > LFS_MAX || off + rlen > LFS_MAX || off + rlen < off)
+		allow(&x, EOVERFLOW);
+	/* ...and finds room for it before it asks the file. */
+	if ((flags & MAP_32BIT) || len > (1ULL << 30))
+		allow(&x, ENOMEM);
+	if (!len || len > (1ULL << 46) || off % PAGE || off + len < off ||
+	    (flags & MAP_HUGETLB) || ((flags & MAP_SYNC) && (flags & 3) == MAP_SHARED_VALIDATE)) {
+		allow(&x, EINVAL);
+		allow(&x, EOVERFLOW);
+		allow(&x, ENOMEM);
+		allow(&x, EOPNOTSUPP);
+	}
+	p = mmap(NULL, len, prot, flags, d->fd, off);
+	snprintf(what, sizeof(what), "mmap(len %#llx, prot %#x, flags %#x, off %#llx)",
+		 (unsigned long long)len, prot, flags, (unsigned long long)off);
+	judge(f, GMEM_ABI_MMAP, &x, p == MAP_FAILED ? -1 : 0, errno, what);
+	if (p != MAP_FAILED)
+		munmap(p, len);
+}
+
+/* splice, sendfile, copy_file_range and tee, from and to a gmem fd. */
+static void op_splice(struct fuzz *f)
+{
+	struct ffd *d = pick(f, M_GMEM);
+	struct expect x = { 0 };
+	int p[2], other, which = below(f, 7);
+	loff_t off = below(f, 1 << 20), *offp = chance(f, 50) ? &off : NULL;
+	size_t len = chance(f, 80) ? PAGE : interesting(f, PAGE) & 0xffffffff;
+	const char *name;
+	char what[96];
+	long r;
+	int err;
+
+	if (!d)
+		return;
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC))
+		return;
+	other = memfd_create("fuzz", MFD_CLOEXEC);
+	if (other < 0 || write(p[1], f->buf, PAGE) != PAGE || ftruncate(other, 1 << 20)) {
+		close(p[0]);
+		close(p[1]);
+		if (other >= 0)
+			close(other);
+		return;
+	}
+	allow(&x, EINVAL);
+	allow(&x, ESPIPE);
+	x.ok = !len;	/* zero bytes: nothing to move, nothing to refuse */
+	switch (which) {
+	case 0: name = "splice(gmem -> pipe)";
+		r = splice(d->fd, offp, p[1], NULL, len, SPLICE_F_NONBLOCK); break;
+	case 1: name = "splice(pipe -> gmem)";
+		r = splice(p[0], NULL, d->fd, offp, len, SPLICE_F_NONBLOCK); break;
+	case 2: name = "sendfile(memfd <- gmem)";
+		r = sendfile(other, d->fd, offp, len); break;
+	case 3: name = "sendfile(gmem <- memfd)";
+		r = sendfile(d->fd, other, offp, len); break;
+	case 4: name = "copy_file_range(gmem -> memfd)";
+		allow(&x, EXDEV);
+		r = copy_file_range(d->fd, offp, other, NULL, len, 0); break;
+	case 5: name = "copy_file_range(memfd -> gmem)";
+		allow(&x, EXDEV);
+		r = copy_file_range(other, NULL, d->fd, offp, len, 0); break;
+	default: name = "tee(gmem, pipe)";
+		r = tee(d->fd, p[1], len, SPLICE_F_NONBLOCK); break;
+	}
+	err = errno;
+	close(p[0]);
+	close(p[1]);
+	close(other);
+	snprintf(what, sizeof(what), "%s len %#zx%s", name, len, offp ? " with offset" : "");
+	judge(f, GMEM_ABI_SPLICE, &x, r, err, what);
+	if (r > 0)
+		fail(f, "%s moved %ld bytes of a gmem file", what, r);
+}
+
+static void op_seek_trunc(struct fuzz *f)
+{
+	struct ffd *d = pick(f, M_GMEM);
+	struct expect x = { 0 };
+	char what[96], path[64];
+	uint64_t v = interesting(f, d ? d->size : 0);
+	int which = below(f, 5);
+	long r;
+
+	if (!d)
+		return;
+	if (which == 0) {
+		allow(&x, ESPIPE);
+		r = lseek(d->fd, v, below(f, 5));
+		snprintf(what, sizeof(what), "lseek(gmem, %lld)", (long long)v);
+		judge(f, GMEM_ABI_LSEEK, &x, r, errno, what);
+		return;
+	}
+	allow(&x, EINVAL);
+	if (f->racing)
+		allow(&x, ENOENT);	/* truncate(2) of a path to a closed fd */
+	if (which == 1) {
+		r = ftruncate(d->fd, v);
+		snprintf(what, sizeof(what), "ftruncate(gmem, %lld)", (long long)v);
+	} else if (which == 3) {
+		r = fchmod(d->fd, v & 07777);
+		snprintf(what, sizeof(what), "fchmod(gmem, %#llo)", (unsigned long long)v & 07777);
+	} else if (which == 4) {
+		r = fchown(d->fd, v & 0xffff, v >> 16 & 0xffff);
+		snprintf(what, sizeof(what), "fchown(gmem, %llu, %llu)",
+			 (unsigned long long)v & 0xffff, (unsigned long long)v >> 16 & 0xffff);
+	} else {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", d->fd);
+		r = truncate(path, v);
+		snprintf(what, sizeof(what), "truncate(%s, %lld)", path, (long long)v);
+	}
+	judge(f, GMEM_ABI_FTRUNCATE, &x, r, errno, what);
+}
+
+/* fstat and fdinfo against what the file was created with. */
+static void op_stat(struct fuzz *f)
+{
+	struct ffd *d = pick(f, M_GMEM);
+	struct expect x = { .ok = true };
+	char path[64], line[128];
+	long long id = -1, size = -1;
+	struct stat st;
+	FILE *fi;
+	long r;
+
+	if (!d)
+		return;
+	r = fstat(d->fd, &st);
+	judge(f, GMEM_ABI_FSTAT, &x, r, errno, "fstat(gmem)");
+	if (r || f->racing)
+		return;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != d->size ||
+	    st.st_blksize != PAGE || (uint64_t)st.st_blocks * 512 > d->size ||
+	    st.st_ino != d->ino)
+		fail(f, "fstat: mode %#o size %lld blksize %ld blocks %lld ino %lu; "
+		     "file of size %#llx ino %llu", st.st_mode, (long long)st.st_size,
+		     (long)st.st_blksize, (long long)st.st_blocks, (unsigned long)st.st_ino,
+		     (unsigned long long)d->size, (unsigned long long)d->ino);
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", d->fd);
+	fi = fopen(path, "r");
+	if (!fi) {
+		fail(f, "open %s: %s", path, errname(errno));
+		return;
+	}
+	while (fgets(line, sizeof(line), fi)) {
+		sscanf(line, "gmem-id: %lld", &id);
+		sscanf(line, "gmem-size: %lld", &size);
+	}
+	fclose(fi);
+	if ((uint64_t)id != d->ino || (uint64_t)size != d->size)
+		fail(f, "fdinfo: gmem-id %lld gmem-size %lld; expected %llu, %llu", id, size,
+		     (unsigned long long)d->ino, (unsigned long long)d->size);
+}
+
+/* Reopening the file through /proc: no second way in. */
+static void op_reopen(struct fuzz *f)
+{
+	static const int modes[] = { O_RDONLY, O_WRONLY, O_RDWR, O_PATH };
+	struct ffd *d = pick(f, M_GMEM);
+	struct expect x = { 0 };
+	int mode = modes[below(f, 4)], fd, err;
+	char path[64], what[96];
+
+	if (!d)
+		return;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", d->fd);
+	allow(&x, ENXIO);
+	x.ok = mode == O_PATH;	/* a path, with no I/O at all */
+	fd = open(path, mode | O_CLOEXEC);
+	err = errno;
+	snprintf(what, sizeof(what), "open(%s, %#x)", path, mode);
+	judge(f, GMEM_ABI_REOPEN, &x, fd, err, what);
+	if (fd >= 0) {
+		char c;
+
+		if (read(fd, &c, 1) >= 0 || errno != EBADF)
+			fail(f, "read of an O_PATH fd of a gmem file: %s", errname(errno));
+		close(fd);
+	}
+}
+
+static void op_dup(struct fuzz *f)
+{
+	struct ffd *d = pick(f, M_ANY), *n;
+	int fd;
+
+	if (!d || f->racing)
+		return;
+	fd = chance(f, 50) ? dup(d->fd) : fcntl(d->fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0) {
+		if (errno != EMFILE)
+			fail(f, "dup of fd %d: %s", d->fd, errname(errno));
+		return;
+	}
+	n = slot(f);
+	if (n == d) {		/* slot() closed the original to make room */
+		close(fd);
+		return;
+	}
+	*n = *d;
+	n->fd = fd;
+}
+
+static void op_close(struct fuzz *f)
+{
+	struct ffd *d = pick(f, M_ANY);
+
+	if (d)
+		drop(d);
+}
+
+static int open_vm(struct fuzz *f, unsigned long type)
+{
+	struct expect x = { 0 };
+	int kvm, fd, err;
+	char what[64];
+
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		return -1;
+	x.ok = type < 32 && (f->vm_types & (1u << type));
+	if (!x.ok)
+		allow(&x, EINVAL);
+	fd = ioctl(kvm, KVM_CREATE_VM, type);
+	err = errno;
+	close(kvm);
+	snprintf(what, sizeof(what), "KVM_CREATE_VM(type %#lx)", type);
+	judge(f, ABI_KVM_CREATE_VM, &x, fd, err, what);
+	return fd;
+}
+
+static void op_vm_create(struct fuzz *f)
+{
+	unsigned long type = chance(f, 85) ? KVM_X86_SW_PROTECTED_VM :
+			     chance(f, 50) ? KVM_X86_DEFAULT_VM : rnd(f) >> below(f, 64);
+	struct ffd *d;
+	int fd;
+
+	if (!f->vm_types || count_kind(f, K_VM) >= MAX_VMS)
+		return;
+	fd = open_vm(f, type);
+	if (fd < 0)
+		return;
+	d = slot(f);
+	d->fd = fd;
+	d->kind = K_VM;
+	d->vm_id = atomic_fetch_add(&f->sh->next_vm_id, 1);
+	d->vm_pid = getpid();
+	d->vm_private = type == KVM_X86_SW_PROTECTED_VM;
+}
+
+static void op_vm_close(struct fuzz *f)
+{
+	struct ffd *d = pick(f, M_VM);
+
+	if (d && !f->racing)
+		drop(d);
+}
+
+/* KVM_SET_USER_MEMORY_REGION2 with a gmem fd, random everything else. */
+static void op_bind(struct fuzz *f)
+{
+	struct ffd *vm = pick(f, M_VM), *g;
+	struct kvm_userspace_memory_region2 m = { 0 };
+	struct expect x = { .ok = true };
+	bool gm, bad = false;
+	int owner = -1, r, err;
+	char what[192];
+
+	if (!vm)
+		return;
+	g = pick(f, chance(f, 85) ? M_GMEM : M_ANY);
+	m.slot = chance(f, 90) ? below(f, 8) : (uint32_t)rnd(f);
+	m.flags = chance(f, 80) ? KVM_MEM_GUEST_MEMFD :
+		  ((uint32_t[]){ 0, KVM_MEM_GUEST_MEMFD | KVM_MEM_READONLY,
+				 KVM_MEM_GUEST_MEMFD | KVM_MEM_LOG_DIRTY_PAGES,
+				 (uint32_t)rnd(f) })[below(f, 4)];
+	m.guest_phys_addr = chance(f, 90) ? below(f, 1 << 16) * PAGE * 4 : interesting(f, 0);
+	if (g && g->kind == K_GMEM && chance(f, 80)) {
+		m.guest_memfd_offset = below(f, g->size / PAGE) * PAGE;
+		m.memory_size = (1 + below(f, 512)) * PAGE;
+		if (m.guest_memfd_offset + m.memory_size > g->size)
+			m.memory_size = g->size - m.guest_memfd_offset;
+	} else {
+		m.guest_memfd_offset = interesting(f, g ? g->size : 0);
+		m.memory_size = interesting(f, 2 << 20);
+	}
+	if (chance(f, 5))
+		m.memory_size = 0;	/* delete */
+	m.userspace_addr = chance(f, 95) ? (uint64_t)f->slot_mem : interesting(f, 0);
+	m.guest_memfd = g ? g->fd : (int)below(f, 1024);
+
+	gm = m.flags & KVM_MEM_GUEST_MEMFD;
+	if (gm && g && g->kind == K_GMEM && m.memory_size) {
+		owner = owner_of(f, g->ino);
+		if (owner >= 0 && owner != vm->vm_id)
+			x.ok = false, allow(&x, EINVAL);	/* bound to another VM */
+	}
+	if (gm && !vm->vm_private)
+		x.ok = false, allow(&x, EINVAL);
+	if (gm && m.memory_size && g && g->kind != K_GMEM)
+		x.ok = false, allow(&x, EINVAL);	/* not a guest_memfd */
+	allow(&x, EINVAL);
+	allow(&x, EEXIST);
+	allow(&x, EBADF);
+	if (chance(f, 3)) {
+		bad = true;
+		x.ok = false;
+		allow(&x, EFAULT);
+	}
+	if (vm->vm_pid != getpid()) {
+		/* Only the VM's creator may issue its ioctls: nothing else counts. */
+		memset(&x, 0, sizeof(x));
+		allow(&x, EIO);
+	}
+	r = ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, bad ? bad_ptr(f, sizeof(m)) : (void *)&m);
+	err = errno;
+	snprintf(what, sizeof(what),
+		 "KVM_SET_USER_MEMORY_REGION2(VM %d, slot %#x, flags %#x, gpa %#llx, size %#llx, "
+		 "%s %llu, offset %#llx)%s", vm->vm_id, m.slot, m.flags,
+		 (unsigned long long)m.guest_phys_addr, (unsigned long long)m.memory_size,
+		 g && g->kind == K_GMEM ? "gmem" : "fd", g && g->kind == K_GMEM ?
+		 (unsigned long long)g->ino : (unsigned long long)m.guest_memfd,
+		 (unsigned long long)m.guest_memfd_offset, bad ? " bad pointer" : "");
+	judge(f, GMEM_ABI_BIND, &x, r, err, what);
+	if (!r && !bad && gm && g && g->kind == K_GMEM && m.memory_size)
+		set_owner(f, g->ino, vm->vm_id, what);
+}
+
+static void op_param(struct fuzz *f)
+{
+	static const char *const junk[] = { "abc", "-1", "0x", "4096 4096", "1e9", "1M" };
+	static const uint64_t good[] = { 1ULL << 40, 1ULL << 20, 16ULL << 20, PAGE,
+					 1ULL << 30, LFS_MAX & ~(PAGE - 1) };
+	struct expect x = { 0 };
+	char val[64], what[160];
+	uint64_t v = 0;
+	bool is_num = chance(f, 85);
+	int r;
+
+	if (is_num) {
+		v = chance(f, 60) ? good[below(f, 6)] : interesting(f, 1ULL << 40);
+		snprintf(val, sizeof(val), chance(f, 50) ? "%llu" : "%#llx", (unsigned long long)v);
+		x.ok = v && !(v % PAGE) && v <= (LFS_MAX & ~(PAGE - 1));
+	} else {
+		snprintf(val, sizeof(val), "%s", junk[below(f, 6)]);
+	}
+	if (!x.ok)
+		allow(&x, EINVAL);
+	pthread_rwlock_wrlock(&f->sh->param_lock);
+	r = write_str(PARAM, val);
+	if (!r)
+		f->sh->max_file_size = v;
+	pthread_rwlock_unlock(&f->sh->param_lock);
+	snprintf(what, sizeof(what), "write %s \"%s\"", PARAM, val);
+	judge(f, GMEM_ABI_PARAM, &x, r ? -1 : 0, -r, what);
+}
+
+/* ---- operations that run others: races, forks, fd passing ---- */
+
+static void run_ops(struct fuzz *f, unsigned long n, bool nested);
+static void audit_fds(struct fuzz *f);
+
+struct racer {
+	struct fuzz *f;
+	int fds[MAX_FDS];
+	int n;
+	uint64_t rng;
+	pthread_barrier_t go;
+};
+
+static void *race_closer(void *arg)
+{
+	struct racer *rc = arg;
+	struct timespec ts = { 0, 0 };
+	int i;
+
+	pthread_barrier_wait(&rc->go);
+	for (i = 0; i < rc->n; i++) {
+		ts.tv_nsec = (rc->rng >> (i * 4) & 15) * 20000;
+		nanosleep(&ts, NULL);
+		close(rc->fds[i]);
+	}
+	return NULL;
+}
+
+/*
+ * Close some gmem fds in another thread while this one keeps using them:
+ * every call either works on the file or fails with EBADF.  No fd is
+ * opened meanwhile, so a closed number cannot come back as another file.
+ */
+static void op_race_close(struct fuzz *f)
+{
+	struct racer rc = { .f = f, .rng = rnd(f) };
+	pthread_t t;
+	int i;
+
+	f->race_mask = 0;
+	for (i = 0; i < MAX_FDS; i++) {
+		if (f->fds[i].kind == K_GMEM && chance(f, 50) && rc.n < 6) {
+			rc.fds[rc.n++] = f->fds[i].fd;
+			f->race_mask |= 1ULL << i;
+		}
+	}
+	if (!rc.n)
+		return;
+	pthread_barrier_init(&rc.go, NULL, 2);
+	if (pthread_create(&t, NULL, race_closer, &rc)) {
+		pthread_barrier_destroy(&rc.go);
+		return;
+	}
+	f->racing = true;
+	pthread_barrier_wait(&rc.go);
+	run_ops(f, 10 + below(f, 30), true);
+	f->racing = false;
+	pthread_join(t, NULL);
+	pthread_barrier_destroy(&rc.go);
+	for (i = 0; i < MAX_FDS; i++)
+		if (f->race_mask & (1ULL << i))
+			forget(&f->fds[i]);
+	f->race_mask = 0;
+}
+
+static void reap(struct fuzz *f, bool wait_all)
+{
+	int i, st;
+	pid_t r;
+
+	for (i = 0; i < MAX_CHILDREN; i++) {
+		if (!f->kids[i])
+			continue;
+		do {
+			r = waitpid(f->kids[i], &st, wait_all ? 0 : WNOHANG);
+		} while (r < 0 && errno == EINTR);
+		if (r == 0)
+			continue;
+		if (r < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+			fail(f, "child %d ended with status %#x", f->kids[i], r < 0 ? -1 : st);
+		f->kids[i] = 0;
+	}
+}
+
+static void child_exit(struct fuzz *f, unsigned long ops)
+{
+	int i;
+
+	for (i = 0; i < MAX_FDS; i++)
+		if (f->fds[i].kind != K_FREE)
+			drop(&f->fds[i]);
+	atomic_fetch_add(&f->sh->child_ops, ops);
+	atomic_fetch_add(&f->sh->children, 1);
+	_exit(0);
+}
+
+static int kid_slot(struct fuzz *f)
+{
+	int i;
+
+	reap(f, false);
+	for (i = 0; i < MAX_CHILDREN; i++)
+		if (!f->kids[i])
+			return i;
+	return -1;
+}
+
+/* A child that inherits every fd and works on them while we go on. */
+static void op_fork(struct fuzz *f)
+{
+	unsigned long n = 20 + below(f, 200);
+	uint64_t s = rnd(f);
+	int k = kid_slot(f);
+	pid_t pid;
+
+	if (k < 0)
+		return;
+	pid = fork();
+	if (pid < 0)
+		return;
+	if (pid) {
+		f->kids[k] = pid;
+		return;
+	}
+	memset(f->kids, 0, sizeof(f->kids));
+	f->child = true;
+	f->who = "fork";
+	seed(f, s);
+	run_ops(f, n, false);
+	child_exit(f, n);
+}
+
+static int send_fds(int sock, const int *fds, int n)
+{
+	char ctl[CMSG_SPACE(sizeof(int) * 4)] = { 0 };
+	struct iovec iov = { .iov_base = (void *)fds, .iov_len = sizeof(int) * n };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = ctl, .msg_controllen = CMSG_SPACE(sizeof(int) * n) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* Receive up to 4 fds; returns how many, each in @fds. */
+static int recv_fds(int sock, int *fds, int flags)
+{
+	char ctl[CMSG_SPACE(sizeof(int) * 4)];
+	int data[4];
+	struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *c;
+	ssize_t r;
+
+	do {
+		r = recvmsg(sock, &msg, flags);
+	} while (r < 0 && errno == EINTR);
+	c = CMSG_FIRSTHDR(&msg);
+	if (r <= 0 || !c || c->cmsg_type != SCM_RIGHTS)
+		return 0;
+	memcpy(fds, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0));
+	return (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+}
+
+/*
+ * Pass fds over a unix socket.  To ourselves (a new fd for the same
+ * file), into the void (the socket closes with them in flight), or to
+ * a new process that has no fds of its own and binds what it gets to
+ * its own VMs while we may bind them to ours.
+ */
+static void op_pass(struct fuzz *f)
+{
+	struct ffd *src[4], sent[4];
+	int sv[2], fds[4], got[4], n = 1 + below(f, 3), i, k = -1, how = below(f, 3);
+	unsigned long ops;
+	uint64_t s = rnd(f);
+	pid_t pid;
+
+	if (f->racing)
+		return;
+	for (i = 0; i < n; i++) {
+		src[i] = pick(f, chance(f, 80) ? M_GMEM : M_ANY);
+		if (!src[i])
+			return;
+		fds[i] = src[i]->fd;
+		sent[i] = *src[i];
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return;
+	if (how == 2 && (f->child || (k = kid_slot(f)) < 0))
+		how = 0;
+	if (how == 2) {
+		pid = fork();
+		if (pid < 0) {
+			how = 1;
+		} else if (!pid) {
+			memset(f->kids, 0, sizeof(f->kids));
+			for (i = 0; i < MAX_FDS; i++)
+				if (f->fds[i].kind != K_FREE && f->fds[i].fd != sv[1])
+					close(f->fds[i].fd), forget(&f->fds[i]);
+			f->child = true;
+			f->who = "scm";
+			seed(f, s);
+			k = recv_fds(sv[1], got, chance(f, 50) ? MSG_CMSG_CLOEXEC : 0);
+			for (i = 0; i < k && i < n; i++) {
+				struct ffd *d = slot(f);
+
+				*d = sent[i];
+				d->fd = got[i];
+			}
+			close(sv[0]);
+			close(sv[1]);
+			ops = 20 + below(f, 100);
+			f->op_name = "vm-create";
+			op_vm_create(f);
+			f->op_name = "bind";
+			for (i = 0; i < 20; i++)
+				op_bind(f);
+			run_ops(f, ops, false);
+			child_exit(f, ops + 21);
+		} else {
+			f->kids[k] = pid;
+		}
+	}
+	if (send_fds(sv[0], fds, n))
+		fail(f, "sendmsg(SCM_RIGHTS): %s", errname(errno));
+	if (how == 0) {
+		k = recv_fds(sv[1], got, chance(f, 50) ? MSG_CMSG_CLOEXEC : 0);
+		if (k != n)
+			fail(f, "SCM_RIGHTS to self: got %d fds of %d", k, n);
+		for (i = 0; i < k; i++) {
+			struct ffd *d = slot(f);
+			struct stat a, b;
+
+			if (i >= n) {
+				close(got[i]);
+				continue;
+			}
+			if (!fstat(got[i], &a) && sent[i].kind == K_GMEM &&
+			    a.st_ino != sent[i].ino)
+				fail(f, "SCM_RIGHTS: received ino %lu, sent %lu",
+				     (unsigned long)a.st_ino, (unsigned long)sent[i].ino);
+			(void)b;
+			*d = sent[i];
+			d->fd = got[i];
+		}
+	}
+	/* how == 1: close with the fds still in flight. */
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static const struct fuzz_op {
+	const char *name;
+	unsigned int weight;
+	void (*fn)(struct fuzz *f);
+	bool racing_ok;		/* opens no fds: safe while fds are closed under us */
+	bool child_ok;
+} fuzz_ops[] = {
+	{ "open-dev",	3,  op_open_dev,	false, true },
+	{ "create",	12, op_create,		false, true },
+	{ "ioctl",	12, op_ioctl,		true,  true },
+	{ "fallocate",	25, op_fallocate,	true,  true },
+	{ "read-write",	6,  op_rw,		true,  true },
+	{ "mmap",	4,  op_mmap,		true,  true },
+	{ "splice",	4,  op_splice,		false, true },
+	{ "seek-trunc",	3,  op_seek_trunc,	true,  true },
+	{ "stat",	4,  op_stat,		true,  true },
+	{ "reopen",	2,  op_reopen,		false, true },
+	{ "dup",	3,  op_dup,		false, true },
+	{ "close",	6,  op_close,		false, true },
+	{ "vm-create",	2,  op_vm_create,	false, true },
+	{ "bind",	10, op_bind,		true,  true },
+	{ "vm-close",	1,  op_vm_close,	false, true },
+	{ "param",	1,  op_param,		false, false },
+	{ "pass",	2,  op_pass,		false, true },
+	{ "race-close",	1,  op_race_close,	false, false },
+	{ "fork",	1,  op_fork,		false, false },
+};
+
+#define NR_OPS (sizeof(fuzz_ops) / sizeof(fuzz_ops[0]))
+
+static unsigned long op_counts[NR_OPS];
+
+static void run_ops(struct fuzz *f, unsigned long n, bool nested)
+{
+	unsigned int total = 0, i, w;
+	unsigned long k;
+
+	for (i = 0; i < NR_OPS; i++)
+		total += fuzz_ops[i].weight;
+	for (k = 0; k < n; k++) {
+		w = below(f, total);
+		for (i = 0; w >= fuzz_ops[i].weight; i++)
+			w -= fuzz_ops[i].weight;
+		if ((f->racing && !fuzz_ops[i].racing_ok) ||
+		    (f->child && !fuzz_ops[i].child_ok) ||
+		    (nested && !fuzz_ops[i].racing_ok)) {
+			k--;
+			continue;
+		}
+		f->op_nr++;
+		f->op_name = fuzz_ops[i].name;
+		op_counts[i]++;
+		fuzz_ops[i].fn(f);
+		if (f->audit && !f->racing)
+			audit_fds(f);
+	}
+}
+
+/* ---- setup, end state ---- */
+
+static void on_signal(int sig)
+{
+}
+
+static unsigned long env_ul(const char *name, unsigned long def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? strtoul(v, NULL, 0) : def;
+}
+
+/*
+ * The fd table against the process's real fds: a stale entry or an fd
+ * nobody tracks is a fuzzer bug, and would blur the end-state check.
+ */
+static void audit_fds(struct fuzz *f)
+{
+	bool tracked[1024] = { false };
+	char path[64], link[128];
+	struct dirent *e;
+	ssize_t n;
+	DIR *d;
+	int i, fd;
+
+	for (i = 0; i < MAX_FDS; i++) {
+		if (f->fds[i].kind == K_FREE)
+			continue;
+		if (fcntl(f->fds[i].fd, F_GETFD) < 0)
+			fail(f, "audit: slot %d (kind %d) holds fd %d, which is closed", i,
+			     f->fds[i].kind, f->fds[i].fd);
+		else if (f->fds[i].fd < 1024)
+			tracked[f->fds[i].fd] = true;
+	}
+	d = opendir("/proc/self/fd");
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		fd = atoi(e->d_name);
+		if (e->d_name[0] == '.' || fd == dirfd(d) || fd >= 1024 || tracked[fd] ||
+		    f->inherited[fd])
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		link[n > 0 ? n : 0] = 0;
+		fail(f, "audit: fd %d (%s) is open but not in the table", fd, link);
+	}
+	closedir(d);
+}
+
+static bool memcg_setup(void)
+{
+	char v[32];
+
+	if (write_str("/sys/fs/cgroup/cgroup.subtree_control", "+memory"))
+		return false;
+	if (mkdir(MEMCG_DIR, 0755) && errno != EEXIST)
+		return false;
+	snprintf(v, sizeof(v), "%llu", MEMCG_LIMIT);
+	return !write_str(MEMCG_DIR "/memory.max", v);
+}
+
+FIXTURE(fuzz) {
+	struct fuzz f;
+};
+
+FIXTURE_SETUP(fuzz)
+{
+	int dev = gmem_open_dev(_metadata);
+
+	close(dev);
+}
+
+FIXTURE_TEARDOWN(fuzz)
+{
+}
+
+/* In CI: GMEM_FUZZ_OPS operations; long runs by hand may take hours. */
+TEST_F_TIMEOUT(fuzz, abi, 3600)
+{
+	struct fuzz *f = &self->f;
+	unsigned long seed_v = env_ul("GMEM_FUZZ_SEED", 1);
+	unsigned long nr = env_ul("GMEM_FUZZ_OPS", 20000);
+	unsigned long secs = env_ul("GMEM_FUZZ_SECONDS", 0);
+	uint64_t files0 = read_u64(SYSFS_FILES), bytes0 = read_u64(SYSFS_BYTES);
+	uint64_t param0 = read_u64(PARAM), files1, bytes1;
+	struct itimerval it = { { 0, 10000 }, { 0, 10000 } };
+	struct sigaction sa = { .sa_handler = on_signal };
+	pthread_mutexattr_t ma;
+	pthread_rwlockattr_t ra;
+	struct timespec t0, t1;
+	unsigned long done = 0, calls = 0, errs = 0;
+	int vms0 = gmem_count_vms_debugfs(), vms1 = -1, kvm, i, e, tries;
+	int structs0 = gmem_count_vms_vmalloc(), structs1 = -1;
+	char param_s[32];
+
+	memset(f, 0, sizeof(*f));
+	for (i = 0; i < MAX_FDS; i++)
+		forget(&f->fds[i]);
+	f->who = "main";
+	f->verbose = env_ul("GMEM_FUZZ_VERBOSE", 0);
+	f->audit = env_ul("GMEM_FUZZ_AUDIT", 0);
+	for (i = 0; i < 1024; i++)
+		f->inherited[i] = fcntl(i, F_GETFD) >= 0;
+	seed(f, seed_v);
+	f->sh = mmap(NULL, sizeof(*f->sh), PROT_READ | PROT_WRITE,
+		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, f->sh);
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutex_init(&f->sh->lock, &ma);
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setpshared(&ra, PTHREAD_PROCESS_SHARED);
+	pthread_rwlock_init(&f->sh->param_lock, &ra);
+	pthread_rwlock_init(&f->sh->memcg_lock, &ra);
+	f->sh->max_file_size = param0;
+	f->buf = mmap(NULL, 5 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, f->buf);
+	f->guard = f->buf + 4 * PAGE;
+	ASSERT_EQ(0, mprotect(f->guard, PAGE, PROT_NONE));
+	f->unmapped = mmap(NULL, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_EQ(0, munmap(f->unmapped, PAGE));
+	f->slot_mem = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(MAP_FAILED, f->slot_mem);
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm >= 0) {
+		f->vm_types = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
+		if (f->vm_types < 0)
+			f->vm_types = 0;
+		close(kvm);
+	}
+	if (!(f->vm_types & (1 << KVM_X86_SW_PROTECTED_VM)))
+		TH_LOG("no KVM_X86_SW_PROTECTED_VM: binding is not fuzzed");
+	f->memcg = memcg_setup();
+	if (!f->memcg)
+		TH_LOG("no memory cgroup: ENOMEM paths are not fuzzed");
+	ASSERT_EQ(0, sigaction(SIGALRM, &sa, NULL));
+	ASSERT_EQ(0, sigaction(SIGCHLD, &sa, NULL));
+	ASSERT_EQ(0, setitimer(ITIMER_REAL, &it, NULL));
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (done < nr) {
+		unsigned long batch = nr - done < 500 ? nr - done : 500;
+
+		run_ops(f, batch, false);
+		done += batch;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (secs && (unsigned long)(t1.tv_sec - t0.tv_sec) >= secs)
+			break;
+	}
+	memset(&it, 0, sizeof(it));
+	setitimer(ITIMER_REAL, &it, NULL);
+	audit_fds(f);
+	for (i = 0; i < MAX_FDS; i++)
+		if (f->fds[i].kind != K_FREE)
+			drop(&f->fds[i]);
+	reap(f, true);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	snprintf(param_s, sizeof(param_s), "%llu", (unsigned long long)param0);
+	EXPECT_EQ(0, write_str(PARAM, param_s));
+	if (f->memcg)
+		rmdir(MEMCG_DIR);
+
+	/* Releases run at the last close; VM destruction may follow an RCU grace. */
+	for (tries = 0; tries < 100; tries++) {
+		files1 = read_u64(SYSFS_FILES);
+		bytes1 = read_u64(SYSFS_BYTES);
+		vms1 = gmem_count_vms_debugfs();
+		structs1 = gmem_count_vms_vmalloc();
+		if (files1 == files0 && bytes1 == bytes0 && vms1 == vms0 && structs1 == structs0)
+			break;
+		usleep(100000);
+	}
+
+	for (i = 0; i <= GMEM_ABI_NR; i++) {
+		char line[512];
+		unsigned long ok = f->sh->calls[i][0], n = ok;
+		int len;
+
+		len = snprintf(line, sizeof(line), "%s:",
+			       i == GMEM_ABI_NR ? "KVM_CREATE_VM" : gmem_abi[i].name);
+		for (e = 1; e < 136; e++) {
+			unsigned long c = f->sh->calls[i][e];
+
+			if (!c)
+				continue;
+			n += c;
+			errs += c;
+			len += snprintf(line + len, sizeof(line) - len, " %s %lu",
+					errname(e), c);
+		}
+		calls += n;
+		if (n)
+			TH_LOG("  %-32s %6lu calls, %lu ok; errors:%s", line, n, ok,
+			       strchr(line, ':') + 1);
+	}
+	TH_LOG("fuzz: seed %lu: %lu operations in the main process, %lu in %lu child "
+	       "processes; %lu calls judged, %lu failed with a documented errno; "
+	       "%lu failures; %.1f s", seed_v, done, (unsigned long)f->sh->child_ops,
+	       (unsigned long)f->sh->children, calls, errs,
+	       (unsigned long)f->sh->failures,
+	       (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	for (i = 0; i < (int)NR_OPS; i++)
+		TH_LOG("  op %-10s %lu", fuzz_ops[i].name, op_counts[i]);
+	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), "
+	       "KVM VMs %d/%d (debugfs/vmalloc; start %d/%d)", (unsigned long long)files1,
+	       (unsigned long long)files0, (unsigned long long)bytes1,
+	       (unsigned long long)bytes0, vms1, structs1, vms0, structs0);
+	EXPECT_EQ(0UL, (unsigned long)f->sh->failures);
+	EXPECT_EQ(files0, files1);
+	EXPECT_EQ(bytes0, bytes1);
+	EXPECT_EQ(vms0, vms1);
+	EXPECT_EQ(structs0, structs1);
+}
+
+TEST_HARNESS_MAIN
