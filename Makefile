@@ -134,8 +134,9 @@ KERNEL_SOURCES := $(wildcard src/*.c src/*.h include/uapi/*.h tests/kunit/*.c)
 #   PREFER_DEFINED_ATTRIBUTE_MACRO
 #                            __printf() and friends are kernel macros; a
 #                            program defines them from __attribute__
+#   CAMELCASE                C99's <inttypes.h> format macros (PRIu64, ...)
 USER_SOURCES := $(wildcard tests/user/*.c tests/user/*.h tools/*.c bench/*.c)
-USER_IGNORE := PREFER_KERNEL_TYPES,BIT_MACRO,MACRO_WITH_FLOW_CONTROL,MACRO_ARG_UNUSED,MACRO_ARG_REUSE,VOLATILE,AVOID_EXTERNS,LONG_LINE_STRING,PREFER_DEFINED_ATTRIBUTE_MACRO
+USER_IGNORE := PREFER_KERNEL_TYPES,BIT_MACRO,MACRO_WITH_FLOW_CONTROL,MACRO_ARG_UNUSED,MACRO_ARG_REUSE,VOLATILE,AVOID_EXTERNS,LONG_LINE_STRING,PREFER_DEFINED_ATTRIBUTE_MACRO,CAMELCASE
 # The KVM patches, checked from inside the kernel tree.
 PATCHES := $(wildcard $(CURDIR)/kernel/patches/6.12/*.patch)
 

@@ -166,12 +166,18 @@ static uint64_t interesting(struct fuzz *f, uint64_t size)
 	};
 
 	switch (below(f, 6)) {
-	case 0: return fixed[below(f, sizeof(fixed) / sizeof(fixed[0]))];
-	case 1: return size;
-	case 2: return size + PAGE * (below(f, 3) - 1);
-	case 3: return below(f, size + 2 * PAGE);
-	case 4: return (below(f, (size >> 12) + 2)) * PAGE;
-	default: return rnd(f) >> below(f, 64);
+	case 0:
+		return fixed[below(f, ARRAY_SIZE(fixed))];
+	case 1:
+		return size;
+	case 2:
+		return size + PAGE * (below(f, 3) - 1);
+	case 3:
+		return below(f, size + 2 * PAGE);
+	case 4:
+		return (below(f, (size >> 12) + 2)) * PAGE;
+	default:
+		return rnd(f) >> below(f, 64);
 	}
 }
 
@@ -179,10 +185,16 @@ static uint64_t interesting(struct fuzz *f, uint64_t size)
 static uint64_t file_size(struct fuzz *f)
 {
 	switch (below(f, 10)) {
-	case 0: return interesting(f, 16 * PAGE);
-	case 1: return (1 + below(f, 256)) << 30;	/* sparse, up to 256 GiB */
-	case 2: return (2ULL << 20) + PAGE;
-	default: return (1 + below(f, 4096)) * PAGE;	/* up to 16 MiB */
+	case 0:
+		return interesting(f, 16 * PAGE);
+	case 1:
+		return (1 + below(f, 256)) << 30;
+		/* sparse, up to 256 GiB */
+	case 2:
+		return (2ULL << 20) + PAGE;
+	default:
+		return (1 + below(f, 4096)) * PAGE;
+		/* up to 16 MiB */
 	}
 }
 
@@ -336,10 +348,14 @@ static int count_kind(struct fuzz *f, enum fd_kind k)
 static void *bad_ptr(struct fuzz *f, size_t len)
 {
 	switch (below(f, 4)) {
-	case 0: return NULL;
-	case 1: return f->unmapped;
-	case 2: return (void *)0xffff880000000000ULL;
-	default: return f->guard - (len > 1 ? len / 2 : 0);
+	case 0:
+		return NULL;
+	case 1:
+		return f->unmapped;
+	case 2:
+		return (void *)0xffff880000000000ULL;
+	default:
+		return f->guard - (len > 1 ? len / 2 : 0);
 	}
 }
 
@@ -442,7 +458,6 @@ static int memcg_enter(struct fuzz *f, bool in)
 	snprintf(pid, sizeof(pid), "%d", getpid());
 	return write_str(in ? MEMCG_DIR "/cgroup.procs" : "/sys/fs/cgroup/cgroup.procs", pid);
 }
-
 
 static int send_fds(int sock, const int *fds, int n);
 static int recv_fds(int sock, int *fds, int flags);
@@ -584,7 +599,9 @@ static void op_create(struct fuzz *f)
 	struct ffd *dev = pick(f, M_DEV);
 	struct gmem_create c = { 0 };
 
-	if (!dev && !(dev = open_dev(f)))
+	if (!dev)
+		dev = open_dev(f);
+	if (!dev)
 		return;
 	if (chance(f, 70)) {
 		c.size = file_size(f);
@@ -644,7 +661,7 @@ static void op_ioctl(struct fuzz *f)
 			cmd = rnd(f);
 			break;
 		case 3:
-			cmd = foreign[below(f, sizeof(foreign) / sizeof(foreign[0]))];
+			cmd = foreign[below(f, ARRAY_SIZE(foreign))];
 			break;
 		default:
 			cmd = GMEM_CREATE;
@@ -686,9 +703,11 @@ static void op_fallocate(struct fuzz *f)
 	size = d->kind == K_GMEM ? d->size : 0;
 	switch (below(f, 10)) {
 	case 0:
-		mode = odd_modes[below(f, sizeof(odd_modes) / sizeof(odd_modes[0]))];
+		mode = odd_modes[below(f, ARRAY_SIZE(odd_modes))];
 		break;
-	case 1: case 2: case 3:
+	case 1:
+	case 2:
+	case 3:
 		mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 		break;
 	default:
@@ -772,22 +791,58 @@ static void op_rw(struct fuzz *f)
 		v = bad_ptr(f, sizeof(iov));
 	allow(&x, EINVAL);
 	switch (which) {
-	case 0: name = "read"; r = read(d->fd, buf, len); break;
-	case 1: name = "write"; r = write(d->fd, buf, len); break;
-	case 2: name = "readv"; r = readv(d->fd, v, n); break;
-	case 3: name = "writev"; r = writev(d->fd, v, n); break;
-	case 4: name = "preadv2(-1)"; r = preadv2(d->fd, v, n, -1, flags); break;
-	case 5: name = "pwritev2(-1)"; r = pwritev2(d->fd, v, n, -1, flags); break;
+	case 0:
+		name = "read";
+		r = read(d->fd, buf, len);
+		break;
+	case 1:
+		name = "write";
+		r = write(d->fd, buf, len);
+		break;
+	case 2:
+		name = "readv";
+		r = readv(d->fd, v, n);
+		break;
+	case 3:
+		name = "writev";
+		r = writev(d->fd, v, n);
+		break;
+	case 4:
+		name = "preadv2(-1)";
+		r = preadv2(d->fd, v, n, -1, flags);
+		break;
+	case 5:
+		name = "pwritev2(-1)";
+		r = pwritev2(d->fd, v, n, -1, flags);
+		break;
 	default:
 		op = GMEM_ABI_PREAD;
 		allow(&x, ESPIPE);
 		switch (which) {
-		case 6: name = "pread"; r = pread(d->fd, buf, len, pos); break;
-		case 7: name = "pwrite"; r = pwrite(d->fd, buf, len, pos); break;
-		case 8: name = "preadv"; r = preadv(d->fd, v, n, pos); break;
-		case 9: name = "pwritev"; r = pwritev(d->fd, v, n, pos); break;
-		case 10: name = "preadv2"; r = preadv2(d->fd, v, n, pos < 0 ? 0 : pos, flags); break;
-		default: name = "pwritev2"; r = pwritev2(d->fd, v, n, pos < 0 ? 0 : pos, flags); break;
+		case 6:
+			name = "pread";
+			r = pread(d->fd, buf, len, pos);
+			break;
+		case 7:
+			name = "pwrite";
+			r = pwrite(d->fd, buf, len, pos);
+			break;
+		case 8:
+			name = "preadv";
+			r = preadv(d->fd, v, n, pos);
+			break;
+		case 9:
+			name = "pwritev";
+			r = pwritev(d->fd, v, n, pos);
+			break;
+		case 10:
+			name = "preadv2";
+			r = preadv2(d->fd, v, n, pos < 0 ? 0 : pos, flags);
+			break;
+		default:
+			name = "pwritev2";
+			r = pwritev2(d->fd, v, n, pos < 0 ? 0 : pos, flags);
+			break;
 		}
 	}
 	snprintf(what, sizeof(what), "%s(gmem, len %#zx, pos %lld, flags %#x%s%s)", name,
@@ -865,21 +920,28 @@ static void op_splice(struct fuzz *f)
 	allow(&x, ESPIPE);
 	x.ok = !len;	/* zero bytes: nothing to move, nothing to refuse */
 	switch (which) {
-	case 0: name = "splice(gmem -> pipe)";
+	case 0:
+		name = "splice(gmem -> pipe)";
 		r = splice(d->fd, offp, p[1], NULL, len, SPLICE_F_NONBLOCK); break;
-	case 1: name = "splice(pipe -> gmem)";
+	case 1:
+		name = "splice(pipe -> gmem)";
 		r = splice(p[0], NULL, d->fd, offp, len, SPLICE_F_NONBLOCK); break;
-	case 2: name = "sendfile(memfd <- gmem)";
+	case 2:
+		name = "sendfile(memfd <- gmem)";
 		r = sendfile(other, d->fd, offp, len); break;
-	case 3: name = "sendfile(gmem <- memfd)";
+	case 3:
+		name = "sendfile(gmem <- memfd)";
 		r = sendfile(d->fd, other, offp, len); break;
-	case 4: name = "copy_file_range(gmem -> memfd)";
+	case 4:
+		name = "copy_file_range(gmem -> memfd)";
 		allow(&x, EXDEV);
 		r = copy_file_range(d->fd, offp, other, NULL, len, 0); break;
-	case 5: name = "copy_file_range(memfd -> gmem)";
+	case 5:
+		name = "copy_file_range(memfd -> gmem)";
 		allow(&x, EXDEV);
 		r = copy_file_range(other, NULL, d->fd, offp, len, 0); break;
-	default: name = "tee(gmem, pipe)";
+	default:
+		name = "tee(gmem, pipe)";
 		r = tee(d->fd, p[1], len, SPLICE_F_NONBLOCK); break;
 	}
 	err = errno;
@@ -951,8 +1013,8 @@ static void op_stat(struct fuzz *f)
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != d->size ||
 	    st.st_blksize != PAGE || (uint64_t)st.st_blocks * 512 > d->size ||
 	    st.st_ino != d->ino)
-		fail(f, "fstat: mode %#o size %lld blksize %ld blocks %lld ino %lu; "
-		     "file of size %#llx ino %llu", st.st_mode, (long long)st.st_size,
+		fail(f, "fstat: mode %#o size %lld blksize %ld blocks %lld ino %lu; file of size %#llx ino %llu",
+		     st.st_mode, (long long)st.st_size,
 		     (long)st.st_blksize, (long long)st.st_blocks, (unsigned long)st.st_ino,
 		     (unsigned long long)d->size, (unsigned long long)d->ino);
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", d->fd);
@@ -962,8 +1024,10 @@ static void op_stat(struct fuzz *f)
 		return;
 	}
 	while (fgets(line, sizeof(line), fi)) {
-		sscanf(line, "gmem-id: %lld", &id);
-		sscanf(line, "gmem-size: %lld", &size);
+		if (sscanf(line, "gmem-id: %lld", &id) == 1)
+			continue;
+		if (sscanf(line, "gmem-size: %lld", &size) == 1)
+			continue;
 	}
 	fclose(fi);
 	if ((uint64_t)id != d->ino || (uint64_t)size != d->size)
@@ -1135,8 +1199,8 @@ static void op_bind(struct fuzz *f)
 	r = ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, bad ? bad_ptr(f, sizeof(m)) : (void *)&m);
 	err = errno;
 	snprintf(what, sizeof(what),
-		 "KVM_SET_USER_MEMORY_REGION2(VM %d, slot %#x, flags %#x, gpa %#llx, size %#llx, "
-		 "%s %llu, offset %#llx)%s", vm->vm_id, m.slot, m.flags,
+		 "KVM_SET_USER_MEMORY_REGION2(VM %d, slot %#x, flags %#x, gpa %#llx, size %#llx, %s %llu, offset %#llx)%s",
+		 vm->vm_id, m.slot, m.flags,
 		 (unsigned long long)m.guest_phys_addr, (unsigned long long)m.memory_size,
 		 g && g->kind == K_GMEM ? "gmem" : "fd", g && g->kind == K_GMEM ?
 		 (unsigned long long)g->ino : (unsigned long long)m.guest_memfd,
@@ -1368,7 +1432,9 @@ static void op_pass(struct fuzz *f)
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		return;
-	if (how == 2 && (f->child || (k = kid_slot(f)) < 0))
+	if (how == 2 && !f->child)
+		k = kid_slot(f);
+	if (how == 2 && (f->child || k < 0))
 		how = 0;
 	if (how == 2) {
 		pid = fork();
@@ -1459,7 +1525,7 @@ static const struct fuzz_op {
 	{ "fork",	1,  op_fork,		false, false },
 };
 
-#define NR_OPS (sizeof(fuzz_ops) / sizeof(fuzz_ops[0]))
+#define NR_OPS ARRAY_SIZE(fuzz_ops)
 
 static unsigned long op_counts[NR_OPS];
 
@@ -1687,16 +1753,15 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 			TH_LOG("  %-32s %6lu calls, %lu ok; errors:%s", line, n, ok,
 			       strchr(line, ':') + 1);
 	}
-	TH_LOG("fuzz: seed %lu: %lu operations in the main process, %lu in %lu child "
-	       "processes; %lu calls judged, %lu failed with a documented errno; "
-	       "%lu failures; %.1f s", seed_v, done, (unsigned long)f->sh->child_ops,
+	TH_LOG("fuzz: seed %lu: %lu operations in the main process, %lu in %lu child processes; %lu calls judged, %lu failed with a documented errno; %lu failures; %.1f s",
+	       seed_v, done, (unsigned long)f->sh->child_ops,
 	       (unsigned long)f->sh->children, calls, errs,
 	       (unsigned long)f->sh->failures,
 	       (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 	for (i = 0; i < (int)NR_OPS; i++)
 		TH_LOG("  op %-10s %lu", fuzz_ops[i].name, op_counts[i]);
-	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), "
-	       "KVM VMs %d/%d (debugfs/vmalloc; start %d/%d)", (unsigned long long)files1,
+	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), KVM VMs %d/%d (debugfs/vmalloc; start %d/%d)",
+	       (unsigned long long)files1,
 	       (unsigned long long)files0, (unsigned long long)bytes1,
 	       (unsigned long long)bytes0, vms1, structs1, vms0, structs0);
 	EXPECT_EQ(0UL, (unsigned long)f->sh->failures);

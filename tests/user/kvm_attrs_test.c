@@ -29,6 +29,7 @@
 #include "ucall_common.h"
 
 #include "kselftest_harness.h"
+#include "gmem_kvm_util.h"
 #include "gmem_attrs_util.h"
 
 #define BASE_GPA	(1ULL << 32)
@@ -36,23 +37,6 @@
 #define N		GMEM_ATTR_NOALLOC
 #define U		GMEM_ATTR_USERFAULT
 #define X		GMEM_ATTR_POISON
-
-static const struct vm_shape protected_shape = {
-	.mode = VM_MODE_DEFAULT,
-	.type = KVM_X86_SW_PROTECTED_VM,
-};
-
-#define REQUIRE_GMEM_KVM() do {						\
-	if (access("/dev/gmem", F_OK))					\
-		SKIP(return, "/dev/gmem is absent (is gmem loaded?)");	\
-	if (access("/dev/kvm", F_OK))					\
-		SKIP(return, "/dev/kvm is absent");			\
-	if (!(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM))) \
-		SKIP(return, "KVM_X86_SW_PROTECTED_VM is not supported"); \
-} while (0)
-
-/* Guests under TCG are slow: allow minutes, not the harness's 30 s. */
-#define KVM_TEST_TIMEOUT	300
 
 FIXTURE(attrs) {
 };
@@ -67,15 +51,6 @@ FIXTURE_TEARDOWN(attrs)
 }
 
 /* Asserting helpers. */
-static int gmem_file(uint64_t size, uint64_t flags)
-{
-	int fd = __gmem_create_file(size, flags);
-
-	TEST_ASSERT(fd >= 0, "GMEM_CREATE(size %#lx, flags %#lx): %s", size, flags,
-		    strerror(errno));
-	return fd;
-}
-
 static void set_attrs(int fd, uint64_t offset, uint64_t size, uint64_t attrs,
 		      uint64_t mask)
 {

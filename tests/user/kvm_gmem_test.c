@@ -28,29 +28,12 @@
 #include "ucall_common.h"
 
 #include "kselftest_harness.h"
+#include "gmem_kvm_util.h"
 #include <gmem.h>
 
 #define DATA_SLOT	10
 #define DATA_GPA	(1ULL << 32)
 #define DATA_SIZE	(SZ_2M + PAGE_SIZE)	/* per vCPU: crosses a 2M boundary */
-
-static const struct vm_shape protected_shape = {
-	.mode = VM_MODE_DEFAULT,
-	.type = KVM_X86_SW_PROTECTED_VM,
-};
-
-/* Skip unless /dev/gmem and software-protected VMs are there. */
-#define REQUIRE_GMEM_KVM() do {						\
-	if (access("/dev/gmem", F_OK))					\
-		SKIP(return, "/dev/gmem is absent (is gmem loaded?)");	\
-	if (access("/dev/kvm", F_OK))					\
-		SKIP(return, "/dev/kvm is absent");			\
-	if (!(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM))) \
-		SKIP(return, "KVM_X86_SW_PROTECTED_VM is not supported"); \
-} while (0)
-
-/* Guests under TCG are slow: allow minutes, not the harness's 30 s. */
-#define KVM_TEST_TIMEOUT	300
 
 FIXTURE(kvm) {
 };
@@ -62,20 +45,6 @@ FIXTURE_SETUP(kvm)
 
 FIXTURE_TEARDOWN(kvm)
 {
-}
-
-/* A new gmem file of @size bytes; asserts success. */
-static int gmem_file(uint64_t size)
-{
-	struct gmem_create args = { .size = size };
-	int dev, fd;
-
-	dev = open("/dev/gmem", O_RDWR | O_CLOEXEC);
-	TEST_ASSERT(dev >= 0, "open /dev/gmem: %s", strerror(errno));
-	fd = ioctl(dev, GMEM_CREATE, &args);
-	TEST_ASSERT(fd >= 0, "GMEM_CREATE(size %#lx): %s", size, strerror(errno));
-	close(dev);
-	return fd;
 }
 
 /* The value of key @key in /proc/self/fdinfo/@fd, or -1 if absent. */
@@ -321,7 +290,7 @@ static void test_conversions(int nr_vcpus, int nr_slots)
 				    vcpus);
 	vm_enable_cap(vm, KVM_CAP_EXIT_HYPERCALL, BIT(KVM_HC_MAP_GPA_RANGE));
 
-	fd = gmem_file(total);
+	fd = gmem_file(total, 0);
 	for (i = 0; i < nr_slots; i++)
 		vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA + slot_size * i,
 			   DATA_SLOT + i, slot_size / vm->page_size,
@@ -402,7 +371,7 @@ static struct kvm_vm *exit_vm(struct kvm_vcpu **vcpu, int *fd)
 	struct kvm_vm *vm;
 
 	vm = vm_create_shape_with_one_vcpu(protected_shape, vcpu, guest_read_forever);
-	*fd = gmem_file(PAGE_SIZE);
+	*fd = gmem_file(PAGE_SIZE, 0);
 	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, EXIT_GPA, EXIT_SLOT, 1,
 		   KVM_MEM_GUEST_MEMFD, *fd, 0);
 	virt_map(vm, EXIT_GPA, EXIT_GPA, 1);
@@ -491,7 +460,7 @@ TEST_F_TIMEOUT(kvm, memslot_errors, KVM_TEST_TIMEOUT)
 	int fd, fd2, memfd, i;
 
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
-	fd = gmem_file(4 * MR_SIZE);
+	fd = gmem_file(4 * MR_SIZE, 0);
 
 	/* Not a guest_memfd at all. */
 	EXPECT_REGION_ERRNO(EINVAL, vm, MR_SLOT, gm, MR_GPA, MR_SIZE, vm->fd, 0);
@@ -537,7 +506,7 @@ TEST_F_TIMEOUT(kvm, memslot_errors, KVM_TEST_TIMEOUT)
 	EXPECT_EQ(0, set_region(vm, MR_SLOT + 1, 0, 4 * MR_GPA, 0, -1, 0));
 	EXPECT_REGION_ERRNO(EINVAL, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0);
 	/* A fresh file binds to the second VM, and then not to the first. */
-	fd2 = gmem_file(MR_SIZE);
+	fd2 = gmem_file(MR_SIZE, 0);
 	EXPECT_EQ(0, set_region(vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd2, 0));
 	EXPECT_REGION_ERRNO(EINVAL, vm, MR_SLOT, gm, MR_GPA, MR_SIZE, fd2, 0);
 
@@ -609,7 +578,7 @@ TEST_F_TIMEOUT(kvm, punch_while_vcpu_runs, KVM_TEST_TIMEOUT)
 	bool done = false;
 
 	vm = vm_create_shape_with_one_vcpu(protected_shape, &vcpu, guest_write_read);
-	p.fd = gmem_file(RACE_PAGES * PAGE_SIZE);
+	p.fd = gmem_file(RACE_PAGES * PAGE_SIZE, 0);
 	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, RACE_GPA, DATA_SLOT, RACE_PAGES,
 		   KVM_MEM_GUEST_MEMFD, p.fd, 0);
 	virt_map(vm, RACE_GPA, RACE_GPA, RACE_PAGES);
@@ -708,7 +677,7 @@ TEST_F_TIMEOUT(kvm, populated_blocks_map_2m, KVM_TEST_TIMEOUT)
 	int fd;
 
 	vm = vm_create_shape_with_one_vcpu(protected_shape, &vcpu, guest_blocks);
-	fd = gmem_file(BLK_SIZE);
+	fd = gmem_file(BLK_SIZE, 0);
 	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, BLK_GPA, DATA_SLOT,
 		   BLK_SIZE / PAGE_SIZE, KVM_MEM_GUEST_MEMFD, fd, 0);
 	virt_map(vm, BLK_GPA, BLK_GPA, BLK_SIZE / PAGE_SIZE);

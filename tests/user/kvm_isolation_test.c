@@ -47,9 +47,9 @@
 #include "ucall_common.h"
 
 #include "kselftest_harness.h"
+#include "gmem_kvm_util.h"
 #include <gmem.h>
 
-#define KVM_TEST_TIMEOUT	300
 #define DATA_SLOT	10
 #define DATA_GPA	(1ULL << 32)
 #define SIG_PAGES	16			/* private pages with the signature */
@@ -57,20 +57,6 @@
 #define DATA_PAGES	(SIG_PAGES + 1)
 #define SIG_WORDS	8			/* what the search looks for */
 #define MASK		0x5a5a5a5a5a5a5a5aULL
-
-static const struct vm_shape protected_shape = {
-	.mode = VM_MODE_DEFAULT,
-	.type = KVM_X86_SW_PROTECTED_VM,
-};
-
-#define REQUIRE_GMEM_KVM() do {						\
-	if (access("/dev/gmem", F_OK))					\
-		SKIP(return, "/dev/gmem is absent (is gmem loaded?)");	\
-	if (access("/dev/kvm", F_OK))					\
-		SKIP(return, "/dev/kvm is absent");			\
-	if (!(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM))) \
-		SKIP(return, "KVM_X86_SW_PROTECTED_VM is not supported"); \
-} while (0)
 
 FIXTURE(iso) {
 };
@@ -82,19 +68,6 @@ FIXTURE_SETUP(iso)
 
 FIXTURE_TEARDOWN(iso)
 {
-}
-
-static int gmem_file(uint64_t size)
-{
-	struct gmem_create args = { .size = size };
-	int dev, fd;
-
-	dev = open("/dev/gmem", O_RDWR | O_CLOEXEC);
-	TEST_ASSERT(dev >= 0, "open /dev/gmem: %s", strerror(errno));
-	fd = ioctl(dev, GMEM_CREATE, &args);
-	TEST_ASSERT(fd >= 0, "GMEM_CREATE(size %#lx): %s", size, strerror(errno));
-	close(dev);
-	return fd;
 }
 
 static long long fdinfo_allocated(int fd)
@@ -305,7 +278,8 @@ static int uring_one(uint8_t opcode, int fd, void *buf, uint32_t len, uint64_t o
 	sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned int);
 	cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
 	if (p.features & IORING_FEAT_SINGLE_MMAP)
-		sq_len = cq_len = sq_len > cq_len ? sq_len : cq_len;
+		sq_len = sq_len > cq_len ? sq_len : cq_len;
+		cq_len = sq_len;
 	sq = mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring,
 		  IORING_OFF_SQ_RING);
 	cq = (p.features & IORING_FEAT_SINGLE_MMAP) ? sq :
@@ -369,7 +343,7 @@ TEST_F_TIMEOUT(iso, host_cannot_read, KVM_TEST_TIMEOUT)
 	loff_t off;
 	int fd, pipefd[2], memfd;
 
-	fd = gmem_file(DATA_PAGES * PAGE_SIZE);
+	fd = gmem_file(DATA_PAGES * PAGE_SIZE, 0);
 	vm = data_vm(&vcpu, guest_signature, fd, &shared);
 	vcpu_args_set(vcpu, 1, seed ^ MASK);
 	ASSERT_EQ(UCALL_SYNC, run_to_ucall(vcpu, &uc));
@@ -428,24 +402,24 @@ TEST_F_TIMEOUT(iso, host_cannot_read, KVM_TEST_TIMEOUT)
 	search_init(&s, seed);
 	s.control = (uint64_t)control;
 	search_process(&s, getpid(), false);
-	TH_LOG("/proc/self/mem: %lu regions, %lu MiB: %lu copies of the signature, %lu on the "
-	       "shared control page", s.regions, s.bytes >> 20, s.hits, s.control_hits);
+	TH_LOG("/proc/self/mem: %lu regions, %lu MiB: %lu copies of the signature, %lu on the shared control page",
+	       s.regions, s.bytes >> 20, s.hits, s.control_hits);
 	EXPECT_EQ(0, s.hits);
 	EXPECT_EQ(1, s.control_hits) TH_LOG("the search does not find what is there");
 
 	search_init(&s, seed);
 	s.control = (uint64_t)control;
 	search_from_child(&s, getpid(), false);
-	TH_LOG("/proc/<pid>/mem from a child: %lu regions, %lu MiB: %lu copies, %lu on the "
-	       "control page", s.regions, s.bytes >> 20, s.hits, s.control_hits);
+	TH_LOG("/proc/<pid>/mem from a child: %lu regions, %lu MiB: %lu copies, %lu on the control page",
+	       s.regions, s.bytes >> 20, s.hits, s.control_hits);
 	EXPECT_EQ(0, s.hits);
 	EXPECT_EQ(1, s.control_hits);
 
 	search_init(&s, seed);
 	s.control = (uint64_t)control;
 	search_from_child(&s, getpid(), true);
-	TH_LOG("process_vm_readv from a child: %lu regions, %lu MiB: %lu copies, %lu on the "
-	       "control page", s.regions, s.bytes >> 20, s.hits, s.control_hits);
+	TH_LOG("process_vm_readv from a child: %lu regions, %lu MiB: %lu copies, %lu on the control page",
+	       s.regions, s.bytes >> 20, s.hits, s.control_hits);
 	EXPECT_EQ(0, s.hits);
 	EXPECT_EQ(1, s.control_hits);
 
@@ -495,7 +469,7 @@ TEST_F_TIMEOUT(iso, punched_page_reads_zero, KVM_TEST_TIMEOUT)
 	void *shared;
 	int fd, p;
 
-	fd = gmem_file(DATA_PAGES * PAGE_SIZE);
+	fd = gmem_file(DATA_PAGES * PAGE_SIZE, 0);
 	vm = data_vm(&vcpu, guest_punch, fd, &shared);
 	ASSERT_EQ(UCALL_SYNC, run_to_ucall(vcpu, &uc));
 	ASSERT_EQ(SYNC_FILLED, uc.args[1]);
@@ -613,7 +587,7 @@ TEST_F_TIMEOUT(iso, scm_rights_no_second_vm, KVM_TEST_TIMEOUT)
 	close(sv[1]);
 
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
-	fd = gmem_file(SZ_2M);
+	fd = gmem_file(SZ_2M, 0);
 	ASSERT_EQ(0, bind_file(vm, fd, hva));
 
 	/* Bound here: the other process's VM cannot have it. */
@@ -629,7 +603,7 @@ TEST_F_TIMEOUT(iso, scm_rights_no_second_vm, KVM_TEST_TIMEOUT)
 
 	/* A fresh file goes to the other process first: its VM wins. */
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
-	fd2 = gmem_file(SZ_2M);
+	fd2 = gmem_file(SZ_2M, 0);
 	res = ask_child(sv[0], fd2);
 	EXPECT_EQ(0, res) TH_LOG("the first VM to bind a passed fd: %d", res);
 	errno = 0;
@@ -682,7 +656,7 @@ static uint64_t big_vm(uint64_t pattern, bool check, bool prefault, bool punch_a
 	int fd;
 
 	vm = __vm_create_shape_with_one_vcpu(protected_shape, &vcpu, 64, guest_fill_or_check);
-	fd = gmem_file(BIG_PAGES * PAGE_SIZE);
+	fd = gmem_file(BIG_PAGES * PAGE_SIZE, 0);
 	if (prefault)
 		TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, BIG_PAGES * PAGE_SIZE),
 			    "fallocate: %s", strerror(errno));

@@ -27,9 +27,6 @@
  *   GMEM_STRESS_SECONDS=T   duration (default 60)
  *   GMEM_STRESS_PROCS=N     worker processes (default 2)
  *   GMEM_STRESS_SEED=S      seed of the operation choices (default 1)
- *   GMEM_STRESS_SKIP=a,b    leave out these operations (names as printed)
- *   GMEM_STRESS_BACKEND=kvm the same on KVM's own guest_memfd, to tell
- *                           gmem's problems from KVM's or the machine's
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -56,6 +53,7 @@
 #include "ucall_common.h"
 
 #include "kselftest_harness.h"
+#include "gmem_kvm_util.h"
 #include "gmem_abi.h"
 #include "gmem_leak.h"
 #include <gmem.h>
@@ -69,7 +67,6 @@
 #define OTHER_SLOT	20
 #define NR_CHAOS	2
 
-
 /*
  * What the machine may legitimately hold on to after the run, beyond its
  * state before (taken after a warm-up world, so that one-time allocations
@@ -79,18 +76,14 @@
  *    period, and the slab growth below.  A leaked gmem page is 4 KiB; the
  *    run churns hundreds of MiB of them, so a leak of even 1% of them
  *    exceeds this.
- *  - Slab: partially filled slabs stay allocated (16 MiB), and on KASAN
- *    kernels freed objects also wait in a quarantine of up to 1/32 of RAM
- *    before they are freed; there kmemleak is the finer leak detector.
+ *  - Slab: partially filled slabs stay allocated, and on KASAN kernels
+ *    freed objects wait in a quarantine of up to 1/32 of RAM before they
+ *    are freed; there kmemleak, not this number, is the leak detector.
  * gmem's own counters and the number of VMs must be exact.
  */
 #define MEMFREE_TOLERANCE	(32ULL << 20)
 #define SLAB_TOLERANCE		(16ULL << 20)
-
-static const struct vm_shape protected_shape = {
-	.mode = VM_MODE_DEFAULT,
-	.type = KVM_X86_SW_PROTECTED_VM,
-};
+#define SLAB_TOLERANCE_KASAN	(160ULL << 20)
 
 /* ---- the guest ---- */
 
@@ -119,8 +112,8 @@ static void guest_code(uint64_t tag, uint64_t vcpu)
 			if (i < STRICT_PAGES) {
 				/* Private all along: ours, or zero after a punch. */
 				__GUEST_ASSERT(v0 == prev || v0 == 0,
-					       "page %lu round %lu: read %#lx before writing, "
-					       "expected %#lx or 0", i, round, v0, prev);
+					       "page %lu round %lu: read %#lx before writing, expected %#lx or 0",
+					       i, round, v0, prev);
 				__GUEST_ASSERT(v1 == want || v1 == 0,
 					       "page %lu round %lu: read back %#lx, expected %#lx or 0",
 					       i, round, v1, want);
@@ -173,16 +166,6 @@ struct shared {
 
 static struct shared *sh;
 
-/*
- * Where this worker is, for the watchdog: a world that does not end
- * within WORLD_WATCHDOG seconds of its planned end is reported, with
- * what its threads were last doing, and the worker aborts.
- */
-#define WORLD_WATCHDOG	120
-static const char *volatile step = "idle";
-static bool kvm_backend;
-static struct world *volatile current_world;
-
 static void failure(const char *fmt, ...)
 {
 	va_list ap;
@@ -211,7 +194,6 @@ static void check_errno(enum gmem_abi_op op, int err, const char *what, const in
 struct chaos {
 	struct world *w;
 	pthread_t thread;
-	const char *volatile doing;	/* for the watchdog */
 	int fd;			/* this thread's own fd of the file */
 	uint64_t rng;
 	int close_after;	/* ops before closing the fd (teardown "close first") */
@@ -221,8 +203,6 @@ struct vcpu_runner {
 	struct world *w;
 	struct kvm_vcpu *vcpu;
 	pthread_t thread;
-	atomic_ulong runs;		/* KVM_RUN returns */
-	volatile int last_exit, last_errno;
 };
 
 struct world {
@@ -277,9 +257,6 @@ static void *vcpu_thread(void *arg)
 
 	while (!atomic_load(&w->stop_vcpus)) {
 		r = _vcpu_run(vcpu);
-		atomic_fetch_add(&vr->runs, 1);
-		vr->last_exit = run->exit_reason;
-		vr->last_errno = r ? errno : 0;
 		if (r) {
 			/*
 			 * A private access with no page to give: the memslot is
@@ -302,16 +279,8 @@ static void *vcpu_thread(void *arg)
 			continue;
 		case KVM_EXIT_IO:
 			break;
-		default: {
-			struct kvm_regs regs;
-			struct kvm_sregs sregs;
-
-			vcpu_regs_get(vcpu, &regs);
-			vcpu_sregs_get(vcpu, &sregs);
-			TEST_FAIL("unexpected exit reason %u: rip %#llx rsp %#llx cr2 %#llx "
-				  "cr3 %#llx", run->exit_reason, regs.rip, regs.rsp, sregs.cr2,
-				  sregs.cr3);
-		}
+		default:
+			TEST_FAIL("unexpected exit reason %u", run->exit_reason);
 		}
 		switch (get_ucall(vcpu, &uc)) {
 		case UCALL_SYNC:
@@ -426,15 +395,12 @@ static void op_memslot(struct world *w, struct chaos *c)
 		return;
 	}
 	if (w->slot_present[i]) {
-		c->doing = "memslot: deleting";
 		if (set_slot(w, i, -1, false))
 			failure("deleting memslot %d: %s", i, strerror(errno));
 		else
 			w->slot_present[i] = false;
 	}
-	c->doing = "memslot: sleeping";
 	usleep(below(&c->rng, 2000));
-	c->doing = "memslot: re-creating";
 	if (set_slot(w, i, c->fd, true))
 		check_errno(GMEM_ABI_BIND, errno, "re-creating a memslot", NULL);
 	else
@@ -451,8 +417,6 @@ static void op_fdinfo(struct world *w, struct chaos *c)
 
 	if (fstat(c->fd, &st) || st.st_size != PAGES * PAGE_SIZE)
 		failure("fstat: %s, size %lld", strerror(errno), (long long)st.st_size);
-	if (kvm_backend)
-		return;
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", c->fd);
 	fd = open(path, O_RDONLY);
 	if (fd < 0 || read(fd, buf, sizeof(buf)) <= 0 || !strstr(buf, "gmem-vm:"))
@@ -490,8 +454,6 @@ static const struct stress_op stress_ops[NR_STRESS_OPS] = {
 	{ "bind-other-vm",	3,  op_bind_other },
 };
 
-static unsigned int op_weight[NR_STRESS_OPS];
-
 static void *chaos_thread(void *arg)
 {
 	struct chaos *c = arg;
@@ -499,38 +461,22 @@ static void *chaos_thread(void *arg)
 	int done = 0;
 
 	for (i = 0; i < NR_STRESS_OPS; i++)
-		total += op_weight[i];
-	while (total && !atomic_load(&c->w->stop_chaos)) {
+		total += stress_ops[i].weight;
+	while (!atomic_load(&c->w->stop_chaos)) {
 		if (c->close_after >= 0 && done >= c->close_after)
 			break;
 		w = below(&c->rng, total);
-		for (i = 0; w >= op_weight[i]; i++)
-			w -= op_weight[i];
-		c->doing = stress_ops[i].name;
+		for (i = 0; w >= stress_ops[i].weight; i++)
+			w -= stress_ops[i].weight;
 		stress_ops[i].fn(c->w, c);
-		c->doing = "between operations";
 		atomic_fetch_add(&sh->ops[i], 1);
 		done++;
 		if (!below(&c->rng, 4))
 			usleep(below(&c->rng, 500));
 	}
-	c->doing = "done";
 	close(c->fd);
 	c->fd = -1;
 	return NULL;
-}
-
-static int gmem_file(uint64_t size)
-{
-	struct gmem_create args = { .size = size };
-	int dev, fd;
-
-	dev = open("/dev/gmem", O_RDWR | O_CLOEXEC);
-	TEST_ASSERT(dev >= 0, "open /dev/gmem: %s", strerror(errno));
-	fd = ioctl(dev, GMEM_CREATE, &args);
-	TEST_ASSERT(fd >= 0, "GMEM_CREATE: %s", strerror(errno));
-	close(dev);
-	return fd;
 }
 
 static void stop_vcpus(struct world *w)
@@ -593,8 +539,7 @@ static void run_world(uint64_t *rng, struct kvm_vm *other, double seconds)
 	w->tag = (getpid() << 12 | (atomic_load(&sh->count[C_WORLDS]) & 0xfff)) & 0xfffffff;
 	w->tag |= 1ULL << 28;		/* never zero */
 	w->vm = __vm_create_with_vcpus(protected_shape, NR_VCPUS, 0, guest_code, w->vcpus);
-	w->fd = kvm_backend ? vm_create_guest_memfd(w->vm, PAGES * PAGE_SIZE, 0) :
-		gmem_file(PAGES * PAGE_SIZE);
+	w->fd = gmem_file(PAGES * PAGE_SIZE, 0);
 	w->shared = mmap(NULL, PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	TEST_ASSERT(w->shared != MAP_FAILED, "mmap");
@@ -624,9 +569,6 @@ static void run_world(uint64_t *rng, struct kvm_vm *other, double seconds)
 		pthread_create(&c->thread, NULL, chaos_thread, c);
 	}
 	atomic_fetch_add(&sh->count[C_WORLDS], 1);
-	current_world = w;
-	step = "running";
-	alarm(seconds + WORLD_WATCHDOG);
 	usleep(seconds * 1e6);
 
 	switch (how) {
@@ -637,39 +579,28 @@ static void run_world(uint64_t *rng, struct kvm_vm *other, double seconds)
 		 * last close releases the file under the vCPUs' faults.
 		 */
 		atomic_fetch_add(&sh->count[C_TEARDOWN_CLOSE_FIRST], 1);
-		step = "close first: waiting for the chaos threads";
 		close(w->fd);
 		for (i = 0; i < NR_CHAOS; i++)
 			pthread_join(w->chaos[i].thread, NULL);
 		usleep(below(rng, 100000));
-		step = "close first: stopping the vCPUs";
 		stop_vcpus(w);
-		step = "close first: freeing the VM";
 		free_vm(w);
 		break;
 	case 1:
 		/* The VM's fds go first, the chaos goes on; the file pins the VM. */
 		atomic_fetch_add(&sh->count[C_TEARDOWN_VM_FIRST], 1);
-		step = "VM first: stopping the vCPUs";
 		stop_vcpus(w);
-		step = "VM first: freeing the VM";
 		free_vm(w);
 		usleep(below(rng, 100000));
-		step = "VM first: stopping the chaos";
 		stop_chaos(w);
-		step = "VM first: closing the file";
 		close(w->fd);		/* the VM is destroyed here */
 		break;
 	case 2:
 		/* A child holds the file; the VM dies when the child exits. */
 		atomic_fetch_add(&sh->count[C_TEARDOWN_CHILD], 1);
-		step = "child: forking";
 		child_holds_file(w, rnd(rng));
-		step = "child: stopping the chaos";
 		stop_chaos(w);
-		step = "child: stopping the vCPUs";
 		stop_vcpus(w);
-		step = "child: freeing the VM";
 		free_vm(w);
 		close(w->fd);
 		child = 1;
@@ -677,21 +608,16 @@ static void run_world(uint64_t *rng, struct kvm_vm *other, double seconds)
 	default:
 		/* Memslots deleted under the vCPUs, then the VM, then the file. */
 		atomic_fetch_add(&sh->count[C_TEARDOWN_MEMSLOTS_FIRST], 1);
-		step = "memslots first: stopping the chaos";
 		stop_chaos(w);
-		step = "memslots first: deleting memslots";
 		for (i = 0; i < 2; i++)
 			TEST_ASSERT(!w->slot_present[i] || !set_slot(w, i, -1, false),
 				    "delete memslot: %s", strerror(errno));
 		usleep(below(rng, 50000));
-		step = "memslots first: stopping the vCPUs";
 		stop_vcpus(w);
 		close(w->fd);
-		step = "memslots first: freeing the VM";
 		free_vm(w);
 		break;
 	}
-	step = "waiting for the child";
 	munmap(w->shared, PAGES * PAGE_SIZE);
 	free(w);
 	if (child) {
@@ -701,35 +627,6 @@ static void run_world(uint64_t *rng, struct kvm_vm *other, double seconds)
 			if (!WIFEXITED(st) || WEXITSTATUS(st))
 				failure("child holding the file: status %#x", st);
 	}
-	alarm(0);
-	current_world = NULL;
-	step = "idle";
-}
-
-static void watchdog(int sig)
-{
-	struct world *w = current_world;
-	int i;
-
-	fprintf(stderr, "# stress: world of pid %d stuck at \"%s\"\n", getpid(), step);
-	for (i = 0; w && i < NR_VCPUS; i++)
-		fprintf(stderr, "#   vCPU %d: %lu KVM_RUN returns, last exit %d errno %d, stop %d\n",
-			i, (unsigned long)w->runners[i].runs, w->runners[i].last_exit,
-			w->runners[i].last_errno, (int)w->stop_vcpus);
-	for (i = 0; w && i < NR_CHAOS; i++)
-		fprintf(stderr, "#   chaos %d: %s\n", i,
-			w->chaos[i].doing ? w->chaos[i].doing : "not started");
-	/* Each thread's state and where it sleeps in the kernel. */
-	{
-		char cmd[256];
-
-		snprintf(cmd, sizeof(cmd), "cd /proc/%d/task && for t in *; do "
-			 "echo \"#   task $t: $(cut -d' ' -f3 $t/stat) wchan $(cat $t/wchan) "
-			 "syscall $(cut -d' ' -f1 $t/syscall)\"; done >&2", getpid());
-		if (system(cmd))
-			;
-	}
-	abort();
 }
 
 static double now(void)
@@ -746,7 +643,6 @@ static void worker(uint64_t seed, double deadline)
 	uint64_t rng = seed * 0x9E3779B97F4A7C15ULL | 1;
 	struct kvm_vm *other = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 
-	signal(SIGALRM, watchdog);
 	while (now() < deadline) {
 		double left = deadline - now();
 		double t = 0.3 + below(&rng, 2700) / 1000.0;
@@ -775,7 +671,7 @@ struct state {
 	char meminfo[4096];
 };
 
-static void drop_caches(void)
+static void free_caches(void)
 {
 	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
 
@@ -788,7 +684,7 @@ static void drop_caches(void)
 
 static void read_state(struct state *s)
 {
-	drop_caches();
+	free_caches();
 	s->files = gmem_read_ull(GMEM_SYSFS_FILES);
 	s->bytes = gmem_read_ull(GMEM_SYSFS_BYTES);
 	s->vms = gmem_count_vms_debugfs();
@@ -834,7 +730,7 @@ static bool kasan_kernel(void)
 	FILE *f = fopen("/proc/kallsyms", "r");
 
 	while (f && !found && fgets(line, sizeof(line), f))
-		found = strstr(line, " kasan_report\n") != NULL;
+		found = !!strstr(line, " kasan_report\n");
 	if (f)
 		fclose(f);
 	return found;
@@ -868,25 +764,16 @@ TEST_F_TIMEOUT(stress, races, 4 * 3600)
 {
 	const char *e = getenv("GMEM_STRESS_SECONDS");
 	double secs = e && *e ? strtod(e, NULL) : 60;
-	int procs = getenv("GMEM_STRESS_PROCS") ? atoi(getenv("GMEM_STRESS_PROCS")) : 2;
-	uint64_t seed = getenv("GMEM_STRESS_SEED") ? strtoull(getenv("GMEM_STRESS_SEED"), NULL, 0) : 1;
+	const char *procs_env = getenv("GMEM_STRESS_PROCS");
+	int procs = procs_env ? atoi(procs_env) : 2;
+	const char *seed_env = getenv("GMEM_STRESS_SEED");
+	uint64_t seed = seed_env ? strtoull(seed_env, NULL, 0) : 1;
 	unsigned long long slab_tol = SLAB_TOLERANCE, ops = 0;
 	struct state base, end;
 	double t0, t1;
 	pid_t pids[64];
 	int i, st, tries, bad = 0;
 
-	for (i = 0; i < NR_STRESS_OPS; i++) {
-		const char *skip = getenv("GMEM_STRESS_SKIP");
-
-		op_weight[i] = skip && strstr(skip, stress_ops[i].name) ? 0 : stress_ops[i].weight;
-		if (!op_weight[i])
-			TH_LOG("leaving out %s", stress_ops[i].name);
-	}
-	kvm_backend = getenv("GMEM_STRESS_BACKEND") &&
-		      !strcmp(getenv("GMEM_STRESS_BACKEND"), "kvm");
-	if (kvm_backend)
-		TH_LOG("backend: KVM's own guest_memfd (KVM_CREATE_GUEST_MEMFD)");
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, sh);
 	ASSERT_LE(procs, 64);
@@ -924,16 +811,16 @@ TEST_F_TIMEOUT(stress, races, 4 * 3600)
 	}
 	for (i = 0; i < C_NR; i++)
 		TH_LOG("  %-40s %lu", counter_names[i], (unsigned long)sh->count[i]);
-	TH_LOG("stress: %d processes for %.1f s (seed %llu): %llu host operations, %lu guest "
-	       "page accesses, %lu worlds", procs, t1 - t0, (unsigned long long)seed, ops,
+	TH_LOG("stress: %d processes for %.1f s (seed %llu): %llu host operations, %lu guest page accesses, %lu worlds",
+	       procs, t1 - t0, (unsigned long long)seed, ops,
 	       (unsigned long)sh->count[C_GUEST_ACCESSES], (unsigned long)sh->count[C_WORLDS]);
 	if (kasan_kernel())
-		slab_tol += gmem_meminfo("MemTotal") / 32;	/* KASAN's quarantine */
-	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), "
-	       "KVM VMs %d/%d (debugfs/vmalloc; start %d/%d)", end.files, base.files, end.bytes,
+		slab_tol = SLAB_TOLERANCE_KASAN;
+	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), KVM VMs %d/%d (debugfs/vmalloc; start %d/%d)",
+	       end.files, base.files, end.bytes,
 	       base.bytes, end.vms, end.vm_structs, base.vms, base.vm_structs);
-	TH_LOG("end state: MemFree %+lld KiB (tolerance -%llu KiB), Slab %+lld KiB "
-	       "(tolerance +%llu KiB)", ((long long)end.memfree - (long long)base.memfree) >> 10,
+	TH_LOG("end state: MemFree %+lld KiB (tolerance -%llu KiB), Slab %+lld KiB (tolerance +%llu KiB)",
+	       ((long long)end.memfree - (long long)base.memfree) >> 10,
 	       MEMFREE_TOLERANCE >> 10, ((long long)end.slab - (long long)base.slab) >> 10,
 	       slab_tol >> 10);
 

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Helpers shared by the selftests that run guests on gmem memory.
+ * Include after kvm_util.h and kselftest_harness.h.
+ */
+#ifndef GMEM_KVM_UTIL_H
+#define GMEM_KVM_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <gmem.h>
+
+/* Guests under TCG are slow: allow minutes, not the harness's 30 s. */
+#define KVM_TEST_TIMEOUT	300
+
+static const struct vm_shape protected_shape = {
+	.mode = VM_MODE_DEFAULT,
+	.type = KVM_X86_SW_PROTECTED_VM,
+};
+
+/* Skip unless /dev/gmem and software-protected VMs are there. */
+#define REQUIRE_GMEM_KVM() do {						\
+	if (access("/dev/gmem", F_OK))					\
+		SKIP(return, "/dev/gmem is absent (is gmem loaded?)");	\
+	if (access("/dev/kvm", F_OK))					\
+		SKIP(return, "/dev/kvm is absent");			\
+	if (!(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM))) \
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM is not supported"); \
+} while (0)
+
+/* A new gmem file of @size bytes with GMEM_CREATE @flags; asserts success. */
+static inline int gmem_file(uint64_t size, uint64_t flags)
+{
+	struct gmem_create args = { .size = size, .flags = flags };
+	int dev, fd;
+
+	dev = open("/dev/gmem", O_RDWR | O_CLOEXEC);
+	TEST_ASSERT(dev >= 0, "open /dev/gmem: %s", strerror(errno));
+	fd = ioctl(dev, GMEM_CREATE, &args);
+	TEST_ASSERT(fd >= 0, "GMEM_CREATE(size %#lx, flags %#lx): %s", size, flags,
+		    strerror(errno));
+	close(dev);
+	return fd;
+}
+
+#endif /* GMEM_KVM_UTIL_H */
