@@ -277,9 +277,10 @@ static int uring_one(uint8_t opcode, int fd, void *buf, uint32_t len, uint64_t o
 	TEST_ASSERT(ring >= 0, "io_uring_setup: %s", strerror(errno));
 	sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned int);
 	cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
-	if (p.features & IORING_FEAT_SINGLE_MMAP)
+	if (p.features & IORING_FEAT_SINGLE_MMAP) {
 		sq_len = sq_len > cq_len ? sq_len : cq_len;
 		cq_len = sq_len;
+	}
 	sq = mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring,
 		  IORING_OFF_SQ_RING);
 	cq = (p.features & IORING_FEAT_SINGLE_MMAP) ? sq :
