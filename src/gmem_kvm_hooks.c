@@ -31,6 +31,7 @@ static pgoff_t gmem_kvm_index(struct kvm_memory_slot *slot, gfn_t gfn)
  * @start: first page offset
  * @end: page offset after the last
  *
+ * The range is widened to the whole blocks it touches (see below).
  * Caller holds @gf->lock exclusively, which keeps the bindings stable,
  * and calls gmem_kvm_invalidate_end() with the returned count once the
  * pages are gone or changed.
@@ -46,6 +47,21 @@ unsigned long gmem_kvm_invalidate_begin(struct gmem_file *gf, pgoff_t start,
 	lockdep_assert_held_write(&gf->lock);
 	if (!gf->kvm)
 		return 0;
+
+	/*
+	 * A fault in flight may have found a whole block and be about to
+	 * map all of it at once (gmem_kvm_max_order()), but KVM checks
+	 * whether an invalidation is in progress only for the faulting gfn.
+	 * Invalidate the whole blocks that [@start, @end) touches, so that
+	 * such a fault retries instead of mapping a page that is about to
+	 * be freed, or whose attributes are about to change.  A block's
+	 * mark is stable here: only removal clears it, under @gf->lock.
+	 */
+	if (gmem_store_block(&gf->store, start) != ULONG_MAX)
+		start = round_down(start, GMEM_BLOCK_PAGES);
+	if (end < ULONG_MAX - GMEM_BLOCK_PAGES &&
+	    gmem_store_block(&gf->store, end - 1) != ULONG_MAX)
+		end = round_up(end, GMEM_BLOCK_PAGES);
 
 	/* A memslot's range may be stored as several multi-index entries. */
 	xa_for_each_range(&gf->bindings, index, slot, start, end - 1) {
