@@ -881,6 +881,7 @@ static void check_set(struct fuzz *f, struct ffd *d, const struct gmem_attribute
 	uint64_t off = a->offset, end = a->offset + a->size, run_end = 0;
 	uint64_t first = 0, prev = 0;
 	struct gmem_attributes g;
+	bool crosses, alike;
 	int i;
 
 	for (i = 0; off < end; i++) {
@@ -903,16 +904,23 @@ static void check_set(struct fuzz *f, struct ffd *d, const struct gmem_attribute
 		off = run_end;
 	}
 	count_exact(f, X_SET_GET);
-	if (has_edge[0] && get_attrs(f, d, a->offset - PAGE, &g) &&
-	    (g.attributes != edge[0].attributes || (g.size > PAGE) != (g.attributes == first)))
-		fail(f, "%s: the page before the range had attributes %#llx, now %#llx for %#llx bytes",
-		     what, (unsigned long long)edge[0].attributes,
-		     (unsigned long long)g.attributes, (unsigned long long)g.size);
-	if (has_edge[1] && get_attrs(f, d, end, &g) &&
-	    (g.attributes != edge[1].attributes || (run_end > end) != (g.attributes == prev)))
-		fail(f, "%s: the page after the range had attributes %#llx, now %#llx; the last run of the range ends at %#llx",
-		     what, (unsigned long long)edge[1].attributes,
-		     (unsigned long long)g.attributes, (unsigned long long)run_end);
+	/* A run crosses an end of the range exactly when both sides are alike. */
+	if (has_edge[0] && get_attrs(f, d, a->offset - PAGE, &g)) {
+		crosses = g.size > PAGE;
+		alike = g.attributes == first;
+		if (g.attributes != edge[0].attributes || crosses != alike)
+			fail(f, "%s: the page before the range had attributes %#llx, now %#llx for %#llx bytes",
+			     what, (unsigned long long)edge[0].attributes,
+			     (unsigned long long)g.attributes, (unsigned long long)g.size);
+	}
+	if (has_edge[1] && get_attrs(f, d, end, &g)) {
+		crosses = run_end > end;
+		alike = g.attributes == prev;
+		if (g.attributes != edge[1].attributes || crosses != alike)
+			fail(f, "%s: the page after the range had attributes %#llx, now %#llx; the last run of the range ends at %#llx",
+			     what, (unsigned long long)edge[1].attributes,
+			     (unsigned long long)g.attributes, (unsigned long long)run_end);
+	}
 	if (has_edge[0] || has_edge[1])
 		count_exact(f, X_SET_EDGES);
 }
