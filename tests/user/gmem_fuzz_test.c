@@ -831,15 +831,23 @@ static void op_create(struct fuzz *f)
 	do_create(f, dev, f->buf, ARG_RW);
 }
 
-/* A gmem fd; half the time one bound to a VM, when there is one. */
+/*
+ * A gmem fd; half the time one bound to a VM, if one of four candidates
+ * is.  Always four draws: which files other processes bound must not
+ * change what this process draws next.
+ */
 static struct ffd *pick_gmem(struct fuzz *f)
 {
-	struct ffd *d = pick(f, M_GMEM);
-	int tries = chance(f, 50) ? 4 : 0;
+	bool bound = chance(f, 50);
+	struct ffd *c[4];
+	int i;
 
-	while (d && tries-- && owner_of(f, d->ino) < 0)
-		d = pick(f, M_GMEM);
-	return d;
+	for (i = 0; i < 4; i++)
+		c[i] = pick(f, M_GMEM);
+	for (i = 0; bound && c[0] && i < 4; i++)
+		if (owner_of(f, c[i]->ino) >= 0)
+			return c[i];
+	return c[0];
 }
 
 /*
