@@ -852,11 +852,12 @@ static struct ffd *pick_gmem(struct fuzz *f)
 
 /*
  * A range of a file of @size for SET or GMEM_WRITE: mostly page aligned,
- * inside the file and at most @max_pages long, now and then the whole
- * file; sometimes anything (unaligned, empty, past the end, wrapping).
+ * inside the file and at most @max_pages long, the whole file in @whole
+ * percent of the cases; sometimes anything (unaligned, empty, past the
+ * end, wrapping).
  */
 static void pick_range(struct fuzz *f, uint64_t size, uint64_t max_pages,
-		       __u64 *off, __u64 *len)
+		       unsigned int whole, __u64 *off, __u64 *len)
 {
 	uint64_t pages = size / PAGE, first;
 
@@ -865,7 +866,7 @@ static void pick_range(struct fuzz *f, uint64_t size, uint64_t max_pages,
 		*len = chance(f, 50) ? interesting(f, size) : interesting(f, 16 * PAGE);
 		return;
 	}
-	if (chance(f, 5)) {
+	if (chance(f, whole)) {
 		*off = 0;
 		*len = size;
 		return;
@@ -994,7 +995,7 @@ static void op_set_attrs(struct fuzz *f)
 
 	if (!d)
 		return;
-	pick_range(f, d->size, chance(f, 70) ? 16 : 4096, &a.offset, &a.size);
+	pick_range(f, d->size, chance(f, 70) ? 16 : 4096, 5, &a.offset, &a.size);
 	if (chance(f, 85))
 		a.mask = 1 + below(f, GMEM_ATTRS);	/* a non-empty set of known bits */
 	else
@@ -1189,8 +1190,13 @@ static void op_write(struct fuzz *f)
 
 	if (!d)
 		return;
-	pick_range(f, d->size, chance(f, 80) ? 4 : SRC_PAGES, &w.offset, &w.size);
+	/* Mostly a few pages: every page written is a page allocated and copied. */
+	pick_range(f, d->size, chance(f, 90) ? 4 : chance(f, 90) ? 64 : SRC_PAGES, 1,
+		   &w.offset, &w.size);
 	len = w.size < SRC_PAGES * PAGE ? w.size : SRC_PAGES * PAGE;
+	/* A long range mostly gets a source that runs out after 64 pages. */
+	if (len > 64 * PAGE && chance(f, 80))
+		len = 64 * PAGE;
 	room = SRC_PAGES * PAGE - len;
 	switch (below(f, 10)) {
 	case 0:
@@ -1202,7 +1208,7 @@ static void op_write(struct fuzz *f)
 		src = f->guard - below(f, len + 1);
 		break;
 	default:
-		/* Enough source, aligned or not. */
+		/* @len bytes of source (all the range needs, but for long ranges). */
 		src = f->guard - len - (chance(f, 20) ? below(f, room + 1) :
 					below(f, room / PAGE + 1) * PAGE);
 		break;
