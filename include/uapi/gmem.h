@@ -54,7 +54,9 @@
 /**
  * define GMEM_IOCTL_MAGIC - ioctl type byte of all gmem ioctls
  *
- * Any ioctl that gmem does not define fails with ENOTTY.
+ * Any ioctl that gmem does not define for the fd it is issued on fails
+ * with ENOTTY: also GMEM_CREATE on a gmem file, and GMEM_SET_ATTRIBUTES,
+ * GMEM_GET_ATTRIBUTES or GMEM_WRITE on /dev/gmem.
  */
 #define GMEM_IOCTL_MAGIC	0xB9
 
@@ -276,14 +278,16 @@ struct gmem_write {
  * write.  GMEM_WRITE cannot read anything back.
  *
  * Return: 0 when all @size bytes are written.  Errors: EFAULT (bad
- * pointer to the struct, or @user_addr not readable), EBADF (file not
- * open for writing), EINVAL (non-zero @flags or reserved field, @offset
- * or @size not page aligned, @size zero, range past the end of the file),
- * EPERM (a page of the range may be mapped by a guest), EHWPOISON (a
- * page has a memory error), ENOMEM (out of memory, or the memory cgroup
- * limit reached), EINTR (a signal arrived).  On any error after the
- * arguments were checked, @written says how far the call got: the pages
- * before hold the new data, the pages from there on are untouched.
+ * pointer to the struct, @user_addr not readable, or @written cannot be
+ * stored), EBADF (file not open for writing), EINVAL (non-zero @flags or
+ * reserved field, @offset or @size not page aligned, @size zero, range
+ * past the end of the file), EPERM (a page of the range may be mapped by
+ * a guest), EHWPOISON (a page has a memory error), ENOMEM (out of memory,
+ * or the memory cgroup limit reached), EINTR (a signal arrived).  On any
+ * error after the arguments were checked, @written says how far the call
+ * got: the pages before hold the new data, the pages from there on are
+ * untouched.  @written is stored last: when that fails (EFAULT), the
+ * pages may have been written all the same.
  */
 #define GMEM_WRITE		_IOWR(GMEM_IOCTL_MAGIC, 0x12, struct gmem_write)
 

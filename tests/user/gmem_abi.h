@@ -22,7 +22,10 @@
 enum gmem_abi_op {
 	GMEM_ABI_DEV_OPEN,	/* open("/dev/gmem") */
 	GMEM_ABI_CREATE,	/* ioctl(GMEM_CREATE) on /dev/gmem */
-	GMEM_ABI_IOCTL_UNKNOWN,	/* any other ioctl, on either kind of fd */
+	GMEM_ABI_IOCTL_UNKNOWN,	/* any other ioctl, or one of ours on the other kind of fd */
+	GMEM_ABI_SET_ATTRS,	/* ioctl(GMEM_SET_ATTRIBUTES) on a gmem fd */
+	GMEM_ABI_GET_ATTRS,	/* ioctl(GMEM_GET_ATTRIBUTES) on a gmem fd */
+	GMEM_ABI_WRITE,		/* ioctl(GMEM_WRITE) on a gmem fd */
 	GMEM_ABI_FALLOCATE,	/* fallocate(2) on a gmem fd */
 	GMEM_ABI_READ,		/* read, write, readv, writev, preadv2/pwritev2 at -1 */
 	GMEM_ABI_PREAD,		/* pread, pwrite, preadv, pwritev, preadv2/pwritev2 */
@@ -52,6 +55,12 @@ static const struct gmem_abi_row gmem_abi[GMEM_ABI_NR] = {
 		{ EFAULT, EINVAL, EBADF, EMFILE, ENFILE, ENOMEM } },
 	[GMEM_ABI_IOCTL_UNKNOWN] = { "unknown ioctl", "gmem.h: GMEM_IOCTL_MAGIC",
 		{ ENOTTY, EBADF } },
+	[GMEM_ABI_SET_ATTRS] = { "GMEM_SET_ATTRIBUTES", "gmem.h: GMEM_SET_ATTRIBUTES",
+		{ EFAULT, EBADF, EINVAL, ENOMEM, EINTR } },
+	[GMEM_ABI_GET_ATTRS] = { "GMEM_GET_ATTRIBUTES", "gmem.h: GMEM_GET_ATTRIBUTES",
+		{ EFAULT, EINVAL, EBADF } },
+	[GMEM_ABI_WRITE] = { "GMEM_WRITE", "gmem.h: GMEM_WRITE",
+		{ EFAULT, EBADF, EINVAL, EPERM, EHWPOISON, ENOMEM, EINTR } },
 	[GMEM_ABI_FALLOCATE] = { "fallocate",
 		"gmem.h; README.md: the file's rules; fallocate(2): ENODEV on /dev/gmem",
 		{ EOPNOTSUPP, EINVAL, EFBIG, ENOMEM, EINTR, EBADF, ENODEV } },

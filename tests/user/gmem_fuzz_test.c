@@ -5,10 +5,16 @@
  *
  * Every call is judged twice: its errno must be one that gmem_abi.h
  * documents for that operation, and it must agree with a model of the
- * documented rules (a valid GMEM_CREATE or fallocate succeeds; an
- * invalid one fails with an errno of a rule it broke; nothing that
- * reads or maps the contents ever succeeds; a file binds to one VM
- * only, across fork and SCM_RIGHTS).  Around the single calls: fds
+ * documented rules (a valid GMEM_CREATE, fallocate, attribute ioctl or
+ * GMEM_WRITE succeeds; an invalid one fails with an errno of a rule it
+ * broke; nothing that reads or maps the contents ever succeeds; a file
+ * binds to one VM only, across fork and SCM_RIGHTS).  Where the rules
+ * say more than the errno, the result is checked too: GET reads back
+ * what SET set and nothing around it changed, runs are maximal,
+ * GMEM_WRITE reports as written exactly the pages its source could
+ * give (no guest runs here, so no page is ever refused with EPERM).
+ * Every ioctl number goes through the model of its fd kind; ours on
+ * the other kind of fd fail with ENOTTY.  Around the single calls: fds
  * closed by another thread while in use, forked children and processes
  * that receive fds over a unix socket working on the same files, files
  * charged to a small memory cgroup (ENOMEM and its rollback), a timer
@@ -68,6 +74,9 @@
 #define SYSFS_FILES	"/sys/class/misc/gmem/files"
 #define SYSFS_BYTES	"/sys/class/misc/gmem/allocated_bytes"
 #define LFS_MAX		((uint64_t)LLONG_MAX)
+#define SRC_PAGES	512	/* readable source of GMEM_WRITE, ending at the guard */
+#define WALK_MAX	64	/* GMEM_GET_ATTRIBUTES calls of one walk */
+#define WRITTEN_UNSET	0x5a5a5a5a5a5a5a5aULL	/* gmem_write.written before the call */
 
 enum fd_kind { K_FREE, K_DEV, K_GMEM, K_VM, K_OTHER };
 #define M_DEV	(1 << K_DEV)
@@ -83,9 +92,24 @@ struct ffd {
 	uint64_t size;		/* K_GMEM */
 	uint64_t ino;		/* K_GMEM */
 	bool limited;		/* K_GMEM: charged to the small memory cgroup */
+	bool shared;		/* K_GMEM: a child of ours may hold the file too */
 	int vm_id;		/* K_VM */
 	pid_t vm_pid;		/* K_VM: its creator, the only process that may use it */
 	bool vm_private;	/* K_VM: KVM_X86_SW_PROTECTED_VM */
+};
+
+/* Results the model predicts exactly, beyond the errno: counted, and reported. */
+enum exact {
+	X_CREATE_ATTRS,		/* a new file has the attributes of its GMEM_CREATE flags */
+	X_SET_GET,		/* GET reads back what SET set, every run of the range */
+	X_SET_EDGES,		/* SET left the pages around the range alone, runs maximal */
+	X_WALK,			/* a walk of all runs ends at the file size, runs maximal */
+	X_WRITTEN,		/* GMEM_WRITE's written is what the source allowed */
+	X_NR
+};
+
+static const char *const exact_names[] = {
+	"create-attrs", "set-get", "set-edges", "walk", "written",
 };
 
 /* Shared by every process of the run (MAP_SHARED, set up before forks). */
@@ -99,6 +123,7 @@ struct shared {
 	atomic_int next_vm_id;
 	atomic_ulong child_ops, children, failures, fail_logs;
 	atomic_ulong calls[GMEM_ABI_NR + 1][136];	/* [op][errno], 0 = ok */
+	atomic_ulong exact[X_NR];	/* exact checks made */
 };
 
 #define ABI_KVM_CREATE_VM	GMEM_ABI_NR	/* KVM's, counted alongside */
@@ -113,8 +138,10 @@ struct fuzz {
 	uint64_t race_mask;	/* racing: pick only these fd slots */
 	unsigned long op_nr;
 	const char *op_name;
+	char *src;		/* SRC_PAGES readable pages, buf the last 4 of them */
 	char *buf;		/* 4 pages of random bytes */
 	char *guard;		/* a PROT_NONE page after buf */
+	char *ro;		/* a read-only page, for ioctl structs */
 	void *unmapped;
 	char *slot_mem;		/* 2 MiB, userspace_addr of memslots */
 	pid_t kids[MAX_CHILDREN];
@@ -206,6 +233,13 @@ struct expect {
 	int err[8];		/* errnos the model allows */
 };
 
+/* Where the struct of an ioctl is: what the kernel can do with it. */
+enum arg_kind {
+	ARG_RW,		/* readable and writable */
+	ARG_RO,		/* readable only: results cannot be written back */
+	ARG_BAD,	/* not readable (bad_ptr()) */
+};
+
 static void allow(struct expect *x, int err)
 {
 	for (int i = 0; i < x->n; i++)
@@ -240,7 +274,7 @@ static const char *errname(int e)
 	E(EACCES); E(EFAULT); E(EBUSY); E(EEXIST); E(EXDEV); E(ENODEV);
 	E(EINVAL); E(ENFILE); E(EMFILE); E(ENOTTY); E(EFBIG); E(ESPIPE);
 	E(ERANGE); E(EOPNOTSUPP); E(EOVERFLOW); E(ENOTDIR); E(EISDIR);
-	E(ETXTBSY); E(EAGAIN); E(ENOSPC); E(EROFS); E(E2BIG);
+	E(ETXTBSY); E(EAGAIN); E(ENOSPC); E(EROFS); E(E2BIG); E(EHWPOISON);
 #undef E
 	}
 	snprintf(b, sizeof(b), "errno %d", e);
@@ -368,6 +402,53 @@ static void fill_random(struct fuzz *f, void *p, size_t len)
 		q[i] = rnd(f);
 }
 
+/*
+ * How many bytes from @p on can be read: up to the guard page inside our
+ * source buffer, none at the other addresses the fuzzer passes (NULL, an
+ * unmapped page, a kernel address).
+ */
+static uint64_t readable(struct fuzz *f, const char *p)
+{
+	return p >= f->src && p < f->guard ? (uint64_t)(f->guard - p) : 0;
+}
+
+/* @s, then random bytes, in the read-only page; NULL if that fails. */
+static void *ro_arg(struct fuzz *f, const void *s, size_t len)
+{
+	if (mprotect(f->ro, PAGE, PROT_READ | PROT_WRITE))
+		return NULL;
+	fill_random(f, f->ro, PAGE);
+	memcpy(f->ro, s, len);
+	return mprotect(f->ro, PAGE, PROT_READ) ? NULL : f->ro;
+}
+
+/*
+ * Where the struct of an ioctl goes: mostly in our buffer, followed by
+ * random bytes that must not matter; now and then in read-only memory
+ * (the kernel can read it but not write results back) or nowhere.
+ */
+static void *place_arg(struct fuzz *f, const void *s, size_t len, enum arg_kind *ak)
+{
+	unsigned int where = below(f, 100);
+	void *p;
+
+	if (where < 4) {
+		*ak = ARG_BAD;
+		return bad_ptr(f, len);
+	}
+	if (where < 8) {
+		p = ro_arg(f, s, len);
+		if (p) {
+			*ak = ARG_RO;
+			return p;
+		}
+	}
+	*ak = ARG_RW;
+	fill_random(f, f->buf, 4 * PAGE);
+	memcpy(f->buf, s, len);
+	return f->buf;
+}
+
 static uint64_t read_u64(const char *path)
 {
 	char b[64] = "";
@@ -426,10 +507,116 @@ static void set_owner(struct fuzz *f, uint64_t ino, int vm, const char *what)
 		     what, ino, vm, old);
 }
 
+/* ---- the attribute model ---- */
+
+static void reap(struct fuzz *f, bool wait_all);
+
+/* A child of ours may now hold the file @ino too (every file: @ino 0). */
+static void share(struct fuzz *f, uint64_t ino)
+{
+	int i;
+
+	for (i = 0; i < MAX_FDS; i++)
+		if (f->fds[i].kind == K_GMEM && (!ino || f->fds[i].ino == ino))
+			f->fds[i].shared = true;
+}
+
+/*
+ * Can the results of calls on the file of @d be predicted from this
+ * process's own calls?  Not in a child (its parent holds the file), nor
+ * while fds are closed under us, nor while a child holds the file too.
+ * Once every child is gone, every file is ours alone again.
+ */
+static bool sole_holder(struct fuzz *f, struct ffd *d)
+{
+	int i;
+
+	if (f->child || f->racing)
+		return false;
+	if (!d->shared)
+		return true;
+	reap(f, false);
+	for (i = 0; i < MAX_CHILDREN; i++)
+		if (f->kids[i])
+			return false;
+	for (i = 0; i < MAX_FDS; i++)
+		f->fds[i].shared = false;
+	return true;
+}
+
+static void count_exact(struct fuzz *f, enum exact what)
+{
+	atomic_fetch_add(&f->sh->exact[what], 1);
+}
+
+/* The attributes that GMEM_CREATE's @flags give every page. */
+static uint64_t create_attrs(uint64_t flags)
+{
+	return (flags & GMEM_CREATE_NOALLOC ? GMEM_ATTR_NOALLOC : 0) |
+	       (flags & GMEM_CREATE_USERFAULT ? GMEM_ATTR_USERFAULT : 0);
+}
+
+/* The range rules of SET and GMEM_WRITE: page aligned, non-empty, inside. */
+static bool range_ok(uint64_t size, uint64_t off, uint64_t len)
+{
+	uint64_t end;
+
+	return len && !(off % PAGE) && !(len % PAGE) &&
+	       !__builtin_add_overflow(off, len, &end) && end <= size;
+}
+
+static bool reserved_set(const __u64 *reserved, int n)
+{
+	while (n--)
+		if (reserved[n])
+			return true;
+	return false;
+}
+
+/*
+ * What a successful GMEM_GET_ATTRIBUTES at @off of @d must have written:
+ * known attributes, the run length of whole pages inside the file, mask
+ * GMEM_ATTRS, the input fields as they were.
+ */
+static bool check_get(struct fuzz *f, struct ffd *d, uint64_t off,
+		      const struct gmem_attributes *a, const char *what)
+{
+	if ((a->attributes & ~GMEM_ATTRS) || a->mask != GMEM_ATTRS ||
+	    !a->size || a->size % PAGE || a->size > d->size - off ||
+	    a->offset != off || a->flags || reserved_set(a->reserved, 3)) {
+		fail(f, "%s returned attributes %#llx size %#llx mask %#llx offset %#llx flags %#llx",
+		     what, (unsigned long long)a->attributes, (unsigned long long)a->size,
+		     (unsigned long long)a->mask, (unsigned long long)a->offset,
+		     (unsigned long long)a->flags);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A valid GMEM_GET_ATTRIBUTES at @off, judged and checked.  Returns
+ * whether it succeeded, with the result in @a.
+ */
+static bool get_attrs(struct fuzz *f, struct ffd *d, uint64_t off, struct gmem_attributes *a)
+{
+	struct expect x = { .ok = true };
+	char what[96];
+	long r;
+
+	memset(a, 0, sizeof(*a));
+	a->offset = off;
+	r = ioctl(d->fd, GMEM_GET_ATTRIBUTES, a);
+	snprintf(what, sizeof(what), "GMEM_GET_ATTRIBUTES(file %llu size %#llx, offset %#llx)",
+		 (unsigned long long)d->ino, (unsigned long long)d->size,
+		 (unsigned long long)off);
+	judge(f, GMEM_ABI_GET_ATTRS, &x, r, errno, what);
+	return !r && check_get(f, d, off, a, what);
+}
+
 /* ---- operations ---- */
 
-static void add_gmem(struct fuzz *f, int fd, uint64_t size, uint64_t flags,
-		     bool limited)
+static struct ffd *add_gmem(struct fuzz *f, int fd, uint64_t size, uint64_t flags,
+			    bool limited)
 {
 	struct ffd *d = slot(f);
 	struct stat st;
@@ -438,7 +625,7 @@ static void add_gmem(struct fuzz *f, int fd, uint64_t size, uint64_t flags,
 	if (fstat(fd, &st)) {
 		fail(f, "fstat of a new gmem fd: %s", errname(errno));
 		close(fd);
-		return;
+		return NULL;
 	}
 	/* A file made by the cgroup helper came over a socket: no O_CLOEXEC. */
 	if (!limited && !!(fdflags & FD_CLOEXEC) != !!(flags & GMEM_CREATE_CLOEXEC))
@@ -449,6 +636,7 @@ static void add_gmem(struct fuzz *f, int fd, uint64_t size, uint64_t flags,
 	d->size = size;
 	d->ino = st.st_ino;
 	d->limited = limited;
+	return d;
 }
 
 static int memcg_enter(struct fuzz *f, bool in)
@@ -524,12 +712,30 @@ out:
 	return r;
 }
 
+/*
+ * A new file has the attributes of its GMEM_CREATE flags on every page:
+ * one run, the whole file.  Nobody else has the file yet.
+ */
+static void check_new_file(struct fuzz *f, struct ffd *d, uint64_t flags)
+{
+	struct gmem_attributes a;
+
+	if (!get_attrs(f, d, 0, &a))
+		return;
+	if (a.attributes != create_attrs(flags) || a.size != d->size)
+		fail(f, "new file of size %#llx, GMEM_CREATE flags %#llx: GET at 0 says attributes %#llx for %#llx bytes",
+		     (unsigned long long)d->size, (unsigned long long)flags,
+		     (unsigned long long)a.attributes, (unsigned long long)a.size);
+	count_exact(f, X_CREATE_ATTRS);
+}
+
 /* GMEM_CREATE with @arg (a struct gmem_create, or a bad pointer) on @dev. */
-static void do_create(struct fuzz *f, struct ffd *dev, void *arg, bool arg_ok)
+static void do_create(struct fuzz *f, struct ffd *dev, void *arg, enum arg_kind ak)
 {
 	struct gmem_create c = { 0 };
 	struct expect x = { 0 };
-	bool limited = f->memcg && chance(f, 20);
+	bool limited = f->memcg && chance(f, 20), arg_ok = ak != ARG_BAD;
+	struct ffd *d;
 	char what[160];
 	unsigned int i;
 	long r;
@@ -564,10 +770,13 @@ static void do_create(struct fuzz *f, struct ffd *dev, void *arg, bool arg_ok)
 		 dev->writable ? "" : " on O_RDONLY", limited ? " in the small cgroup" : "");
 	judge(f, GMEM_ABI_CREATE, &x, r, err, what);
 	if (r >= 0) {
-		if (x.ok && !f->racing)
-			add_gmem(f, r, c.size, c.flags, limited);
-		else
+		if (x.ok && !f->racing) {
+			d = add_gmem(f, r, c.size, c.flags, limited);
+			if (d)
+				check_new_file(f, d, c.flags);
+		} else {
 			close(r);
+		}
 	}
 }
 
@@ -605,7 +814,7 @@ static void op_create(struct fuzz *f)
 		return;
 	if (chance(f, 70)) {
 		c.size = file_size(f);
-		c.flags = chance(f, 50) ? GMEM_CREATE_CLOEXEC : 0;
+		c.flags = below(f, GMEM_CREATE_FLAGS + 1) & GMEM_CREATE_FLAGS;
 	} else {
 		c.size = chance(f, 50) ? file_size(f) : interesting(f, 1 << 20);
 		c.flags = chance(f, 50) ? 1ULL << below(f, 64) : rnd(f) >> below(f, 64);
@@ -613,13 +822,404 @@ static void op_create(struct fuzz *f)
 	if (chance(f, 10))
 		c.reserved[below(f, 6)] = rnd(f) | 1;
 	if (chance(f, 5)) {
-		do_create(f, dev, bad_ptr(f, sizeof(c)), false);
+		do_create(f, dev, bad_ptr(f, sizeof(c)), ARG_BAD);
 		return;
 	}
 	/* Random bytes after the struct must not matter. */
 	fill_random(f, f->buf, 4 * PAGE);
 	memcpy(f->buf, &c, sizeof(c));
-	do_create(f, dev, f->buf, true);
+	do_create(f, dev, f->buf, ARG_RW);
+}
+
+/*
+ * A gmem fd; half the time one bound to a VM, if one of four candidates
+ * is.  Always four draws: which files other processes bound must not
+ * change what this process draws next.
+ */
+static struct ffd *pick_gmem(struct fuzz *f)
+{
+	bool bound = chance(f, 50);
+	struct ffd *c[4];
+	int i;
+
+	for (i = 0; i < 4; i++)
+		c[i] = pick(f, M_GMEM);
+	for (i = 0; bound && c[0] && i < 4; i++)
+		if (owner_of(f, c[i]->ino) >= 0)
+			return c[i];
+	return c[0];
+}
+
+/*
+ * A range of a file of @size for SET or GMEM_WRITE: mostly page aligned,
+ * inside the file and at most @max_pages long, the whole file in @whole
+ * percent of the cases; sometimes anything (unaligned, empty, past the
+ * end, wrapping).
+ */
+static void pick_range(struct fuzz *f, uint64_t size, uint64_t max_pages,
+		       unsigned int whole, __u64 *off, __u64 *len)
+{
+	uint64_t pages = size / PAGE, first;
+
+	if (!pages || chance(f, 15)) {
+		*off = interesting(f, size);
+		*len = chance(f, 50) ? interesting(f, size) : interesting(f, 16 * PAGE);
+		return;
+	}
+	if (chance(f, whole)) {
+		*off = 0;
+		*len = size;
+		return;
+	}
+	first = below(f, pages);
+	*off = first * PAGE;
+	*len = (1 + below(f, pages - first < max_pages ? pages - first : max_pages)) * PAGE;
+}
+
+/*
+ * After a successful SET of @a on @d, with nobody else at the file: every
+ * run of the range has the new bits and differs from the run before it,
+ * the pages next to the range kept their attributes (@edge, read before
+ * the SET when @has_edge), and the runs at both ends of the range extend
+ * past it exactly when the page beyond has the same attributes.
+ */
+static void check_set(struct fuzz *f, struct ffd *d, const struct gmem_attributes *a,
+		      const bool *has_edge, const struct gmem_attributes *edge,
+		      const char *what)
+{
+	uint64_t off = a->offset, end = a->offset + a->size, run_end = 0;
+	uint64_t first = 0, prev = 0;
+	struct gmem_attributes g;
+	bool crosses, alike;
+	int i;
+
+	for (i = 0; off < end; i++) {
+		if (i == WALK_MAX)
+			return;		/* too many runs to follow */
+		if (!get_attrs(f, d, off, &g))
+			return;
+		if ((g.attributes & a->mask) != a->attributes ||
+		    (i && g.attributes == prev) ||
+		    (i && a->mask == GMEM_ATTRS)) {
+			fail(f, "%s: then GET at %#llx says attributes %#llx for %#llx bytes (run %d of the range)",
+			     what, (unsigned long long)off, (unsigned long long)g.attributes,
+			     (unsigned long long)g.size, i);
+			return;
+		}
+		if (!i)
+			first = g.attributes;
+		prev = g.attributes;
+		run_end = off + g.size;
+		off = run_end;
+	}
+	count_exact(f, X_SET_GET);
+	/* A run crosses an end of the range exactly when both sides are alike. */
+	if (has_edge[0] && get_attrs(f, d, a->offset - PAGE, &g)) {
+		crosses = g.size > PAGE;
+		alike = g.attributes == first;
+		if (g.attributes != edge[0].attributes || crosses != alike)
+			fail(f, "%s: the page before the range had attributes %#llx, now %#llx for %#llx bytes",
+			     what, (unsigned long long)edge[0].attributes,
+			     (unsigned long long)g.attributes, (unsigned long long)g.size);
+	}
+	if (has_edge[1] && get_attrs(f, d, end, &g)) {
+		crosses = run_end > end;
+		alike = g.attributes == prev;
+		if (g.attributes != edge[1].attributes || crosses != alike)
+			fail(f, "%s: the page after the range had attributes %#llx, now %#llx; the last run of the range ends at %#llx",
+			     what, (unsigned long long)edge[1].attributes,
+			     (unsigned long long)g.attributes, (unsigned long long)run_end);
+	}
+	if (has_edge[0] || has_edge[1])
+		count_exact(f, X_SET_EDGES);
+}
+
+/*
+ * GMEM_SET_ATTRIBUTES on @d with @arg, its struct as @ak says.  A valid
+ * call must succeed (or run out of memory, or be interrupted), and is
+ * checked with GETs when nobody else can change the file meanwhile.
+ */
+static void do_set_attrs(struct fuzz *f, struct ffd *d, void *arg, enum arg_kind ak)
+{
+	struct gmem_attributes a = { 0 }, edge[2];
+	bool check, has_edge[2] = { false, false };
+	struct expect x = { 0 };
+	char what[224];
+	long r;
+	int err;
+
+	if (ak != ARG_BAD)
+		memcpy(&a, arg, sizeof(a));
+	if (ak == ARG_BAD)
+		allow(&x, EFAULT);
+	else if (a.flags || reserved_set(a.reserved, 3) || !a.mask ||
+		 (a.mask & ~GMEM_ATTRS) || (a.attributes & ~a.mask) ||
+		 !range_ok(d->size, a.offset, a.size))
+		allow(&x, EINVAL);
+	x.ok = !x.n;
+	check = x.ok && sole_holder(f, d);
+	if (check && a.offset) {
+		has_edge[0] = get_attrs(f, d, a.offset - PAGE, &edge[0]);
+		check = has_edge[0];
+	}
+	if (check && a.offset + a.size < d->size) {
+		has_edge[1] = get_attrs(f, d, a.offset + a.size, &edge[1]);
+		check = has_edge[1];
+	}
+	/* Its runs are charged to the file's cgroup, as its pages are. */
+	if (d->limited)
+		pthread_rwlock_rdlock(&f->sh->memcg_lock);
+	r = ioctl(d->fd, GMEM_SET_ATTRIBUTES, arg);
+	err = errno;
+	if (d->limited)
+		pthread_rwlock_unlock(&f->sh->memcg_lock);
+	snprintf(what, sizeof(what),
+		 "GMEM_SET_ATTRIBUTES(file %llu size %#llx%s, %s{offset %#llx size %#llx attributes %#llx mask %#llx flags %#llx})",
+		 (unsigned long long)d->ino, (unsigned long long)d->size,
+		 owner_of(f, d->ino) >= 0 ? " bound" : "",
+		 ak == ARG_BAD ? "bad pointer " : ak == ARG_RO ? "read-only " : "",
+		 (unsigned long long)a.offset, (unsigned long long)a.size,
+		 (unsigned long long)a.attributes, (unsigned long long)a.mask,
+		 (unsigned long long)a.flags);
+	judge(f, GMEM_ABI_SET_ATTRS, &x, r, err, what);
+	if (!r && check)
+		check_set(f, d, &a, has_edge, edge, what);
+}
+
+static void op_set_attrs(struct fuzz *f)
+{
+	struct ffd *d = pick_gmem(f);
+	struct gmem_attributes a = { 0 };
+	enum arg_kind ak;
+	void *arg;
+
+	if (!d)
+		return;
+	pick_range(f, d->size, chance(f, 70) ? 16 : 4096, 5, &a.offset, &a.size);
+	if (chance(f, 85))
+		a.mask = 1 + below(f, GMEM_ATTRS);	/* a non-empty set of known bits */
+	else
+		a.mask = chance(f, 50) ? 1ULL << below(f, 64) : rnd(f) >> below(f, 64);
+	a.attributes = rnd(f) & a.mask;
+	if (chance(f, 5))
+		a.attributes |= 1ULL << below(f, 64);
+	if (chance(f, 4))
+		a.flags = 1ULL << below(f, 64);
+	if (chance(f, 4))
+		a.reserved[below(f, 3)] = rnd(f) | 1;
+	arg = place_arg(f, &a, sizeof(a), &ak);
+	do_set_attrs(f, d, arg, ak);
+}
+
+/*
+ * Walk the runs of a file from offset 0, as a VMM does: they follow each
+ * other up to the file size and, when nobody else changes the file
+ * meanwhile, neighbours never have the same attributes.
+ */
+static void attr_walk(struct fuzz *f, struct ffd *d)
+{
+	struct gmem_attributes a;
+	uint64_t off = 0, prev = 0;
+	bool strict = sole_holder(f, d);
+	int i;
+
+	for (i = 0; i < WALK_MAX && off < d->size; i++) {
+		if (!get_attrs(f, d, off, &a))
+			return;
+		if (strict && i && a.attributes == prev) {
+			fail(f, "walk of file %llu: the runs before and from %#llx both have attributes %#llx",
+			     (unsigned long long)d->ino, (unsigned long long)off,
+			     (unsigned long long)prev);
+			return;
+		}
+		prev = a.attributes;
+		off += a.size;
+	}
+	if (strict && off == d->size)
+		count_exact(f, X_WALK);
+}
+
+/* GMEM_GET_ATTRIBUTES on @d with @arg, its struct as @ak says. */
+static void do_get_attrs(struct fuzz *f, struct ffd *d, void *arg, enum arg_kind ak)
+{
+	struct gmem_attributes a = { 0 }, out;
+	struct expect x = { 0 };
+	char what[160];
+	long r;
+	int err;
+
+	if (ak != ARG_BAD)
+		memcpy(&a, arg, sizeof(a));
+	if (ak == ARG_BAD)
+		allow(&x, EFAULT);
+	else if (a.flags || reserved_set(a.reserved, 3) || a.offset % PAGE || a.offset >= d->size)
+		allow(&x, EINVAL);
+	else if (ak == ARG_RO)
+		allow(&x, EFAULT);	/* read, but the result cannot be stored */
+	x.ok = !x.n;
+	r = ioctl(d->fd, GMEM_GET_ATTRIBUTES, arg);
+	err = errno;
+	snprintf(what, sizeof(what),
+		 "GMEM_GET_ATTRIBUTES(file %llu size %#llx, %s{offset %#llx flags %#llx})",
+		 (unsigned long long)d->ino, (unsigned long long)d->size,
+		 ak == ARG_BAD ? "bad pointer " : ak == ARG_RO ? "read-only " : "",
+		 (unsigned long long)a.offset, (unsigned long long)a.flags);
+	judge(f, GMEM_ABI_GET_ATTRS, &x, r, err, what);
+	if (!r && ak == ARG_RW) {
+		memcpy(&out, arg, sizeof(out));
+		check_get(f, d, a.offset, &out, what);
+	}
+}
+
+static void op_get_attrs(struct fuzz *f)
+{
+	struct ffd *d = pick_gmem(f);
+	struct gmem_attributes a;
+	enum arg_kind ak;
+	void *arg;
+
+	if (!d)
+		return;
+	if (chance(f, 30)) {
+		attr_walk(f, d);
+		return;
+	}
+	/* Garbage in the fields that are output only: GET must ignore it. */
+	fill_random(f, &a, sizeof(a));
+	a.offset = chance(f, 85) ? below(f, d->size / PAGE) * PAGE : interesting(f, d->size);
+	a.flags = chance(f, 4) ? 1ULL << below(f, 64) : 0;
+	memset(a.reserved, 0, sizeof(a.reserved));
+	if (chance(f, 4))
+		a.reserved[below(f, 3)] = rnd(f) | 1;
+	arg = place_arg(f, &a, sizeof(a), &ak);
+	do_get_attrs(f, d, arg, ak);
+}
+
+/* Over the allocation budget: punch the range, so that a write only refills it. */
+static void make_room(struct fuzz *f, struct ffd *d, uint64_t off, uint64_t len)
+{
+	struct expect x = { .ok = true };
+	long r;
+
+	r = fallocate(d->fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, off, len);
+	judge(f, GMEM_ABI_FALLOCATE, &x, r, errno, "fallocate(punch before GMEM_WRITE)");
+}
+
+/*
+ * GMEM_WRITE on @d with @arg, its struct as @ak says.  No guest runs in
+ * the fuzzer, so no page was ever handed to one and none may be refused
+ * (EPERM): a valid call writes every whole page its source can give, and
+ * `written` says exactly how many.
+ */
+static void do_write(struct fuzz *f, struct ffd *d, void *arg, enum arg_kind ak)
+{
+	struct gmem_write w = { 0 }, out;
+	struct expect x = { 0 };
+	uint64_t can = 0;
+	char what[224];
+	bool valid;
+	long r;
+	int err;
+
+	if (ak != ARG_BAD)
+		memcpy(&w, arg, sizeof(w));
+	valid = ak != ARG_BAD && !w.flags && !reserved_set(w.reserved, 3) &&
+		range_ok(d->size, w.offset, w.size);
+	if (ak == ARG_BAD)
+		allow(&x, EFAULT);
+	else if (!valid)
+		allow(&x, EINVAL);
+	else if (ak == ARG_RO)
+		allow(&x, EFAULT);	/* the pages are written, but not `written` */
+	if (valid) {
+		can = readable(f, (const char *)(uintptr_t)w.user_addr) / PAGE * PAGE;
+		if (can > w.size)
+			can = w.size;
+		/* The source runs out: EFAULT at the first page it cannot give. */
+		if (can < w.size) {
+			allow(&x, EFAULT);
+			allow(&x, ENOMEM);
+			allow(&x, EINTR);
+		}
+	}
+	x.ok = !x.n;
+	if (valid && !d->limited && read_u64(SYSFS_BYTES) > ALLOC_BUDGET)
+		make_room(f, d, w.offset, w.size);
+	if (d->limited)
+		pthread_rwlock_rdlock(&f->sh->memcg_lock);
+	r = ioctl(d->fd, GMEM_WRITE, arg);
+	err = errno;
+	if (d->limited)
+		pthread_rwlock_unlock(&f->sh->memcg_lock);
+	snprintf(what, sizeof(what),
+		 "GMEM_WRITE(file %llu size %#llx%s, %s{offset %#llx size %#llx, source of %#llx bytes, flags %#llx})",
+		 (unsigned long long)d->ino, (unsigned long long)d->size,
+		 owner_of(f, d->ino) >= 0 ? " bound" : "",
+		 ak == ARG_BAD ? "bad pointer " : ak == ARG_RO ? "read-only " : "",
+		 (unsigned long long)w.offset, (unsigned long long)w.size,
+		 (unsigned long long)readable(f, (const char *)(uintptr_t)w.user_addr),
+		 (unsigned long long)w.flags);
+	judge(f, GMEM_ABI_WRITE, &x, r, err, what);
+	if (ak != ARG_RW)
+		return;
+	memcpy(&out, arg, sizeof(out));
+	if (!valid || (r < 0 && err == EBADF)) {
+		/* Nothing was written; `written` stays or says so. */
+		if (out.written != w.written && out.written)
+			fail(f, "%s: written %#llx after a call that wrote nothing", what,
+			     (unsigned long long)out.written);
+		return;
+	}
+	if (!r ? out.written != w.size :
+	    err == EFAULT ? out.written != can : out.written > can || out.written % PAGE)
+		fail(f, "%s = %ld %s: written %#llx, the source could give %#llx bytes", what, r,
+		     r < 0 ? errname(err) : "", (unsigned long long)out.written,
+		     (unsigned long long)can);
+	else
+		count_exact(f, X_WRITTEN);
+}
+
+static void op_write(struct fuzz *f)
+{
+	struct ffd *d = pick_gmem(f);
+	struct gmem_write w = { .written = WRITTEN_UNSET };
+	uint64_t len, room;
+	enum arg_kind ak;
+	const char *src;
+	void *arg;
+
+	if (!d)
+		return;
+	/* Mostly a few pages: every page written is a page allocated and copied. */
+	pick_range(f, d->size, chance(f, 90) ? 4 : chance(f, 90) ? 64 : SRC_PAGES, 1,
+		   &w.offset, &w.size);
+	len = w.size < SRC_PAGES * PAGE ? w.size : SRC_PAGES * PAGE;
+	/* A long range mostly gets a source that runs out after 64 pages. */
+	if (len > 64 * PAGE && chance(f, 80))
+		len = 64 * PAGE;
+	room = SRC_PAGES * PAGE - len;
+	switch (below(f, 10)) {
+	case 0:
+		/* Nothing readable, or less than asked for. */
+		src = bad_ptr(f, 2 * PAGE);
+		break;
+	case 1:
+		/* The source ends inside the range, maybe mid-page. */
+		src = f->guard - below(f, len + 1);
+		break;
+	default:
+		/* @len bytes of source (all the range needs, but for long ranges). */
+		src = f->guard - len - (chance(f, 20) ? below(f, room + 1) :
+					below(f, room / PAGE + 1) * PAGE);
+		break;
+	}
+	w.user_addr = (uintptr_t)src;
+	if (chance(f, 4))
+		w.flags = 1ULL << below(f, 64);
+	if (chance(f, 4))
+		w.reserved[below(f, 3)] = rnd(f) | 1;
+	arg = place_arg(f, &w, sizeof(w), &ak);
+	do_write(f, d, arg, ak);
 }
 
 static bool vfs_ioctl_cmd(unsigned int cmd)
@@ -635,6 +1235,44 @@ static bool vfs_ioctl_cmd(unsigned int cmd)
 	       cmd == 0x5451 || cmd == 0x5452 || cmd == 0x5460;
 }
 
+/*
+ * The ioctls gmem defines, by the kind of fd that takes them, and the
+ * model that judges them: a command from anywhere (op_ioctl() too) that
+ * is one of these on its kind of fd goes through its model, never past
+ * it.  On the other kind of fd they are unknown: ENOTTY.
+ */
+static const struct known_ioctl {
+	enum fd_kind kind;
+	unsigned int cmd;
+	void (*model)(struct fuzz *f, struct ffd *d, void *arg, enum arg_kind ak);
+} known_ioctls[] = {
+	{ K_DEV,  GMEM_CREATE,		do_create },
+	{ K_GMEM, GMEM_SET_ATTRIBUTES,	do_set_attrs },
+	{ K_GMEM, GMEM_GET_ATTRIBUTES,	do_get_attrs },
+	{ K_GMEM, GMEM_WRITE,		do_write },
+};
+
+static const struct known_ioctl *known_ioctl(enum fd_kind kind, unsigned int cmd)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(known_ioctls); i++)
+		if (known_ioctls[i].kind == kind && known_ioctls[i].cmd == cmd)
+			return &known_ioctls[i];
+	return NULL;
+}
+
+/* One of our commands with its direction or size changed: another number. */
+static unsigned int near_miss(struct fuzz *f, unsigned int cmd)
+{
+	unsigned int size = _IOC_SIZE(cmd);
+
+	if (chance(f, 50))
+		return _IOC(_IOC_DIR(cmd) ^ (1 + below(f, 3)), _IOC_TYPE(cmd), _IOC_NR(cmd), size);
+	size = chance(f, 50) ? size + 8 * (below(f, 3) + 1) : size - 8 * (below(f, 3) + 1);
+	return _IOC(_IOC_DIR(cmd), _IOC_TYPE(cmd), _IOC_NR(cmd), size & _IOC_SIZEMASK);
+}
+
 static void op_ioctl(struct fuzz *f)
 {
 	static const unsigned int foreign[] = {
@@ -642,7 +1280,9 @@ static void op_ioctl(struct fuzz *f)
 		KVM_SET_MEMORY_ATTRIBUTES, 0x5401 /* TCGETS */, _IO('X', 1),
 	};
 	struct ffd *d = pick(f, M_DEV | M_GMEM);
+	const struct known_ioctl *k;
 	struct expect x = { 0 };
+	enum arg_kind ak = ARG_RW;
 	unsigned int cmd;
 	char what[96];
 	void *arg;
@@ -651,7 +1291,7 @@ static void op_ioctl(struct fuzz *f)
 	if (!d)
 		return;
 	do {
-		switch (below(f, 5)) {
+		switch (below(f, 7)) {
 		case 0:
 		case 1:
 			cmd = _IOC(below(f, 4), GMEM_IOCTL_MAGIC, below(f, 256),
@@ -663,16 +1303,32 @@ static void op_ioctl(struct fuzz *f)
 		case 3:
 			cmd = foreign[below(f, ARRAY_SIZE(foreign))];
 			break;
+		case 4:
+		case 5:
+			/* Ours, for this kind of fd or the other. */
+			cmd = known_ioctls[below(f, ARRAY_SIZE(known_ioctls))].cmd;
+			break;
 		default:
-			cmd = GMEM_CREATE;
+			cmd = near_miss(f, known_ioctls[below(f, ARRAY_SIZE(known_ioctls))].cmd);
 			break;
 		}
 	} while (vfs_ioctl_cmd(cmd));
 
+	/* Random bytes: in our buffer, in read-only memory, or nowhere. */
 	fill_random(f, f->buf, 4 * PAGE);
-	arg = chance(f, 70) ? (void *)f->buf : bad_ptr(f, 64);
-	if (d->kind == K_DEV && cmd == GMEM_CREATE) {
-		do_create(f, d, arg, arg == f->buf);
+	arg = f->buf;
+	if (chance(f, 20)) {
+		ak = ARG_BAD;
+		arg = bad_ptr(f, 64);
+	} else if (chance(f, 12)) {
+		arg = ro_arg(f, f->buf, 64);
+		ak = arg ? ARG_RO : ARG_RW;
+		if (!arg)
+			arg = f->buf;
+	}
+	k = known_ioctl(d->kind, cmd);
+	if (k) {
+		k->model(f, d, arg, ak);
 		return;
 	}
 	allow(&x, ENOTTY);
@@ -1361,6 +2017,7 @@ static void op_fork(struct fuzz *f)
 		return;
 	if (pid) {
 		f->kids[k] = pid;
+		share(f, 0);
 		return;
 	}
 	memset(f->kids, 0, sizeof(f->kids));
@@ -1467,6 +2124,9 @@ static void op_pass(struct fuzz *f)
 			child_exit(f, ops + 21);
 		} else {
 			f->kids[k] = pid;
+			for (i = 0; i < n; i++)
+				if (sent[i].kind == K_GMEM)
+					share(f, sent[i].ino);
 		}
 	}
 	if (send_fds(sv[0], fds, n))
@@ -1507,6 +2167,9 @@ static const struct fuzz_op {
 	{ "open-dev",	3,  op_open_dev,	false, true },
 	{ "create",	12, op_create,		false, true },
 	{ "ioctl",	12, op_ioctl,		true,  true },
+	{ "set-attrs",	6,  op_set_attrs,	true,  true },
+	{ "get-attrs",	4,  op_get_attrs,	true,  true },
+	{ "gmem-write",	5,  op_write,		true,  true },
 	{ "fallocate",	25, op_fallocate,	true,  true },
 	{ "read-write",	6,  op_rw,		true,  true },
 	{ "mmap",	4,  op_mmap,		true,  true },
@@ -1672,10 +2335,16 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	pthread_rwlock_init(&f->sh->param_lock, &ra);
 	pthread_rwlock_init(&f->sh->memcg_lock, &ra);
 	f->sh->max_file_size = param0;
-	f->buf = mmap(NULL, 5 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, f->buf);
-	f->guard = f->buf + 4 * PAGE;
+	/* Never written but for buf: the rest reads as zeroes, from the zero page. */
+	f->src = mmap(NULL, (SRC_PAGES + 1) * PAGE, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(MAP_FAILED, f->src);
+	f->buf = f->src + (SRC_PAGES - 4) * PAGE;
+	f->guard = f->src + SRC_PAGES * PAGE;
 	ASSERT_EQ(0, mprotect(f->guard, PAGE, PROT_NONE));
+	f->ro = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, f->ro);
+	/* After the page-sized mappings, so that none of them fills this hole. */
 	f->unmapped = mmap(NULL, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_EQ(0, munmap(f->unmapped, PAGE));
 	f->slot_mem = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE,
@@ -1732,12 +2401,10 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	}
 
 	for (i = 0; i <= GMEM_ABI_NR; i++) {
-		char line[512];
+		char line[512] = "";
 		unsigned long ok = f->sh->calls[i][0], n = ok;
-		int len;
+		int len = 0;
 
-		len = snprintf(line, sizeof(line), "%s:",
-			       i == GMEM_ABI_NR ? "KVM_CREATE_VM" : gmem_abi[i].name);
 		for (e = 1; e < 136; e++) {
 			unsigned long c = f->sh->calls[i][e];
 
@@ -1750,8 +2417,9 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 		}
 		calls += n;
 		if (n)
-			TH_LOG("  %-32s %6lu calls, %lu ok; errors:%s", line, n, ok,
-			       strchr(line, ':') + 1);
+			TH_LOG("  %-31s %6lu calls, %6lu ok; errors:%s",
+			       i == GMEM_ABI_NR ? "KVM_CREATE_VM" : gmem_abi[i].name, n, ok,
+			       line);
 	}
 	TH_LOG("fuzz: seed %lu: %lu operations in the main process, %lu in %lu child processes; %lu calls judged, %lu failed with a documented errno; %lu failures; %.1f s",
 	       seed_v, done, (unsigned long)f->sh->child_ops,
@@ -1760,6 +2428,9 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	       (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 	for (i = 0; i < (int)NR_OPS; i++)
 		TH_LOG("  op %-10s %lu", fuzz_ops[i].name, op_counts[i]);
+	for (i = 0; i < X_NR; i++)
+		TH_LOG("  exact check %-12s %lu", exact_names[i],
+		       (unsigned long)f->sh->exact[i]);
 	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), KVM VMs %d/%d (debugfs/vmalloc; start %d/%d)",
 	       (unsigned long long)files1,
 	       (unsigned long long)files0, (unsigned long long)bytes1,
