@@ -935,6 +935,25 @@ static void check_set(struct fuzz *f, struct ffd *d, const struct gmem_attribute
 }
 
 /*
+ * ioctl(@cmd) on @d, returning its result and errno in *@err.  What it
+ * allocates is charged to the file's cgroup: on a file of the small
+ * cgroup it runs under memcg_lock, as fallocate does.
+ */
+static long charged_ioctl(struct fuzz *f, struct ffd *d, unsigned long cmd, void *arg,
+			  int *err)
+{
+	long r;
+
+	if (d->limited)
+		pthread_rwlock_rdlock(&f->sh->memcg_lock);
+	r = ioctl(d->fd, cmd, arg);
+	*err = errno;
+	if (d->limited)
+		pthread_rwlock_unlock(&f->sh->memcg_lock);
+	return r;
+}
+
+/*
  * GMEM_SET_ATTRIBUTES on @d with @arg, its struct as @ak says.  A valid
  * call must succeed (or run out of memory, or be interrupted), and is
  * checked with GETs when nobody else can change the file meanwhile.
@@ -967,12 +986,7 @@ static void do_set_attrs(struct fuzz *f, struct ffd *d, void *arg, enum arg_kind
 		check = has_edge[1];
 	}
 	/* Its runs are charged to the file's cgroup, as its pages are. */
-	if (d->limited)
-		pthread_rwlock_rdlock(&f->sh->memcg_lock);
-	r = ioctl(d->fd, GMEM_SET_ATTRIBUTES, arg);
-	err = errno;
-	if (d->limited)
-		pthread_rwlock_unlock(&f->sh->memcg_lock);
+	r = charged_ioctl(f, d, GMEM_SET_ATTRIBUTES, arg, &err);
 	snprintf(what, sizeof(what),
 		 "GMEM_SET_ATTRIBUTES(file %llu size %#llx%s, %s{offset %#llx size %#llx attributes %#llx mask %#llx flags %#llx})",
 		 (unsigned long long)d->ino, (unsigned long long)d->size,
@@ -1145,12 +1159,7 @@ static void do_write(struct fuzz *f, struct ffd *d, void *arg, enum arg_kind ak)
 	x.ok = !x.n;
 	if (valid && !d->limited && read_u64(SYSFS_BYTES) > ALLOC_BUDGET)
 		make_room(f, d, w.offset, w.size);
-	if (d->limited)
-		pthread_rwlock_rdlock(&f->sh->memcg_lock);
-	r = ioctl(d->fd, GMEM_WRITE, arg);
-	err = errno;
-	if (d->limited)
-		pthread_rwlock_unlock(&f->sh->memcg_lock);
+	r = charged_ioctl(f, d, GMEM_WRITE, arg, &err);
 	snprintf(what, sizeof(what),
 		 "GMEM_WRITE(file %llu size %#llx%s, %s{offset %#llx size %#llx, source of %#llx bytes, flags %#llx})",
 		 (unsigned long long)d->ino, (unsigned long long)d->size,
