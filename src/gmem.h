@@ -42,12 +42,11 @@ struct gmem_store {
 
 void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg);
 pgoff_t gmem_store_block(struct gmem_store *s, pgoff_t index);
+bool gmem_store_hwpoisoned(struct gmem_store *s, pgoff_t start, pgoff_t end);
 void gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end);
 void gmem_store_destroy(struct gmem_store *s);
 struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc);
 int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end);
-unsigned long gmem_store_rollback(struct gmem_store *s, pgoff_t start,
-				  pgoff_t end);
 unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
 				pgoff_t end);
 void gmem_store_set_guest(struct gmem_store *s, pgoff_t index);
@@ -123,6 +122,7 @@ const char *gmem_kvm_name(struct gmem_file *gf);
 /* Module-wide counters, shown in /sys/class/misc/gmem/. */
 void gmem_stats_add_pages(long nr);
 
+VISIBLE_IF_KUNIT bool gmem_kvm_vm_type_ok(unsigned long type);
 VISIBLE_IF_KUNIT long gmem_dev_ioctl(struct file *file, unsigned int cmd,
 				     unsigned long arg);
 VISIBLE_IF_KUNIT int gmem_page_range(loff_t size, u64 offset, u64 len,

@@ -11,13 +11,16 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/anon_inodes.h>
+#include <linux/types.h>
 #include <linux/falloc.h>
 #include <linux/file.h>
+#include <linux/fs.h>
 #include <linux/kvm_host.h>
 #include <linux/memcontrol.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/mount.h>
+#include <linux/pseudo_fs.h>
 #include <linux/rcupdate.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
@@ -47,6 +50,20 @@ static const struct kernel_param_ops max_file_size_ops = {
 module_param_cb(max_file_size, &max_file_size_ops, &max_file_size, 0644);
 MODULE_PARM_DESC(max_file_size,
 		 "Largest size of a gmem file in bytes, page aligned (default 1 TiB)");
+
+/*
+ * gmem's own pseudo file system, mounted while a gmem file or inode
+ * exists.  Its inodes point at this module's inode_operations, and an
+ * O_PATH fd of /proc/<pid>/fd/N keeps an inode (and its mount) after
+ * the file is closed: the superblock holds a reference on this module
+ * for as long as it lives, so the module cannot be unloaded under such
+ * an inode.  Every file pins the mount (gmem_mnt_count) from GMEM_CREATE
+ * to release.
+ */
+#define GMEM_MAGIC	0x676d656d	/* "gmem" */
+
+static struct vfsmount *gmem_mnt;
+static int gmem_mnt_count;
 
 static atomic_long_t gmem_nr_files = ATOMIC_LONG_INIT(0);
 static atomic_long_t gmem_nr_pages = ATOMIC_LONG_INIT(0);
@@ -143,19 +160,14 @@ static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 		gmem_kvm_invalidate_end(gf, n);
 		up_write(&gf->lock);
 	} else {
-		/* Shared: allocations only race with each other. */
+		/*
+		 * Shared: allocations only race with each other and with
+		 * guest faults.  On failure what was allocated stays: a
+		 * guest may have been handed it already.
+		 */
 		down_read(&gf->lock);
 		r = gmem_store_populate(&gf->store, start, end);
 		up_read(&gf->lock);
-		if (r == -ENOMEM) {
-			/*
-			 * Take back what this call allocated and nobody used,
-			 * with lookups excluded (see gmem_store_populate()).
-			 */
-			down_write(&gf->lock);
-			gmem_store_rollback(&gf->store, start, end);
-			up_write(&gf->lock);
-		}
 	}
 	if (!r)
 		file_modified(file);
@@ -177,6 +189,7 @@ static int gmem_release(struct inode *inode, struct file *file)
 	 * it, and its memslots' unbind must find nothing left to do.
 	 */
 	WRITE_ONCE(inode->i_private, NULL);
+	simple_release_fs(&gmem_mnt, &gmem_mnt_count);
 	kvm = gmem_kvm_release(gf);
 	gmem_store_destroy(&gf->store);
 	gmem_attrs_destroy(&gf->attrs);
@@ -435,10 +448,82 @@ static const struct inode_operations gmem_iops = {
 	.setattr	= gmem_setattr,
 };
 
+/*
+ * The name /proc/<pid>/fd/ shows, as for the anon-inode files gmem made
+ * before it had a file system of its own: d_dname() fills the end of
+ * @buffer.
+ */
+static char *gmem_dname(struct dentry *dentry, char *buffer, int buflen)
+{
+	static const char name[] = "anon_inode:[gmem]";
+
+	if (buflen < sizeof(name))
+		return ERR_PTR(-ENAMETOOLONG);
+	buffer += buflen - sizeof(name);
+	memcpy(buffer, name, sizeof(name));
+	return buffer;
+}
+
+static const struct dentry_operations gmem_dops = {
+	.d_dname	= gmem_dname,
+};
+
+static int gmem_init_fs_context(struct fs_context *fc)
+{
+	struct pseudo_fs_context *ctx = init_pseudo(fc, GMEM_MAGIC);
+
+	if (!ctx)
+		return -ENOMEM;
+	ctx->dops = &gmem_dops;
+	return 0;
+}
+
+static struct file_system_type gmem_fs_type = {
+	.owner		= THIS_MODULE,
+	.name		= "gmem",
+	.init_fs_context = gmem_init_fs_context,
+	.kill_sb	= kill_anon_super,
+};
+
+/* A new file for @gf on a new inode of gmem's file system, or an ERR_PTR. */
+static struct file *gmem_file_alloc(struct gmem_file *gf)
+{
+	struct inode *inode;
+	struct file *file;
+	int r;
+
+	r = simple_pin_fs(&gmem_fs_type, &gmem_mnt, &gmem_mnt_count);
+	if (r)
+		return ERR_PTR(r);
+	inode = alloc_anon_inode(gmem_mnt->mnt_sb);
+	if (IS_ERR(inode)) {
+		file = ERR_CAST(inode);
+		goto err_release_fs;
+	}
+	inode->i_private = gf;
+	inode->i_op = &gmem_iops;
+	inode->i_mode = S_IFREG | 0600;
+	inode->i_size = gf->size;
+
+	file = alloc_file_pseudo(inode, gmem_mnt, "[gmem]", O_RDWR, &gmem_fops);
+	if (IS_ERR(file))
+		goto err_iput;
+	/* The file's reference; /dev/gmem's ioctl holds one already. */
+	__module_get(THIS_MODULE);
+	file->f_flags |= O_LARGEFILE;
+	file->private_data = gf;
+	return file;
+
+err_iput:
+	iput(inode);
+err_release_fs:
+	simple_release_fs(&gmem_mnt, &gmem_mnt_count);
+	return file;
+}
+
 /* Make the file for @gf and install it as a new fd; undo all on failure. */
 static int __gmem_create(struct gmem_file *gf, unsigned int fd_flags)
 {
-	struct inode *inode;
 	struct file *file;
 	int fd;
 
@@ -446,18 +531,11 @@ static int __gmem_create(struct gmem_file *gf, unsigned int fd_flags)
 	if (fd < 0)
 		return fd;
 
-	file = anon_inode_create_getfile("[gmem]", &gmem_fops, gf, O_RDWR, NULL);
+	file = gmem_file_alloc(gf);
 	if (IS_ERR(file)) {
 		put_unused_fd(fd);
 		return PTR_ERR(file);
 	}
-	file->f_flags |= O_LARGEFILE;
-
-	inode = file_inode(file);
-	inode->i_private = gf;
-	inode->i_op = &gmem_iops;
-	inode->i_mode |= S_IFREG;
-	inode->i_size = gf->size;
 
 	atomic_long_inc(&gmem_nr_files);
 	fd_install(fd, file);

@@ -128,6 +128,28 @@ struct kvm *gmem_kvm_release(struct gmem_file *gf)
 	return kvm;
 }
 
+/**
+ * gmem_kvm_vm_type_ok() - may a VM of this type bind gmem files?
+ * @type: the VM type (x86: KVM_X86_*_VM)
+ *
+ * The private pages of SEV-SNP and TDX guests must be prepared by the
+ * architecture (kvm_arch_gmem_prepare(): RMP or TDX page state) before
+ * a guest may use them, which gmem does not do: such a guest would hang
+ * on its first private access.  Only VM types whose private memory is
+ * plain memory may bind.
+ *
+ * Return: true for KVM_X86_SW_PROTECTED_VM.
+ */
+VISIBLE_IF_KUNIT bool gmem_kvm_vm_type_ok(unsigned long type)
+{
+#ifdef CONFIG_X86
+	return type == KVM_X86_SW_PROTECTED_VM;
+#else
+	return false;
+#endif
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_kvm_vm_type_ok);
+
 static bool gmem_kvm_owns_file(struct file *file)
 {
 	return gmem_is_gmem_file(file);
@@ -141,6 +163,10 @@ static int gmem_kvm_bind(struct kvm *kvm, struct kvm_memory_slot *slot,
 	loff_t last;
 	int r = -EINVAL;
 
+#ifdef CONFIG_X86
+	if (!gmem_kvm_vm_type_ok(kvm->arch.vm_type))
+		return -EOPNOTSUPP;
+#endif
 	if (offset < 0 || !PAGE_ALIGNED(offset) ||
 	    check_add_overflow(offset, (loff_t)slot->npages << PAGE_SHIFT, &last) ||
 	    last > gf->size)
@@ -231,23 +257,50 @@ static struct folio *gmem_kvm_fault_folio(struct gmem_file *gf, pgoff_t index)
 }
 
 /*
- * The order KVM may map @index with: GMEM_BLOCK_ORDER when @index lies in
- * a whole block (gmem_store_block()) whose guest frames line up with it
- * and whose pages all fault the same way, without USERFAULT or POISON;
- * KVM itself still maps 4K where the memslot's edges or mixed private and
- * shared attributes require it.  A block KVM may map at once is handed
- * to the guest at once.  Called with @gf->lock held shared.
+ * Would KVM map the 2M range of @gfn with one entry?  Not if its lpage_info
+ * disallows it: the range crosses the memslot's edges, its guest frames
+ * and userspace address do not line up, or it mixes private and shared
+ * attributes.  Read without mmu_lock: a change after this read comes with
+ * an invalidation that makes the fault retry.
  */
-static int gmem_kvm_max_order(struct gmem_file *gf, gfn_t gfn, pgoff_t index)
+static bool gmem_kvm_may_map_2m(struct kvm_memory_slot *slot, gfn_t gfn)
+{
+#ifdef CONFIG_X86
+	gfn_t head = round_down(gfn, GMEM_BLOCK_PAGES);
+	unsigned long idx = (gfn >> GMEM_BLOCK_ORDER) -
+			    (slot->base_gfn >> GMEM_BLOCK_ORDER);
+
+	if (head < slot->base_gfn ||
+	    head + GMEM_BLOCK_PAGES > slot->base_gfn + slot->npages)
+		return false;
+	return !READ_ONCE(slot->arch.lpage_info[PG_LEVEL_2M - 2][idx].disallow_lpage);
+#else
+	return false;
+#endif
+}
+
+/*
+ * The order KVM may map @index with: GMEM_BLOCK_ORDER when @index lies in
+ * a whole block (gmem_store_block()) whose guest frames line up with it,
+ * whose pages all fault the same way, without USERFAULT or POISON, none
+ * of which has a memory error, and which KVM would map with one 2M entry.
+ * Only then is the whole block handed to the guest (GMEM_WRITE refuses
+ * it from then on); otherwise only the faulting page is.  Called with
+ * @gf->lock held shared.
+ */
+static int gmem_kvm_max_order(struct gmem_file *gf, struct kvm_memory_slot *slot,
+			      gfn_t gfn, pgoff_t index)
 {
 	pgoff_t head = gmem_store_block(&gf->store, index), last;
 	u64 attrs;
 
-	if (head == ULONG_MAX || !IS_ALIGNED(gfn ^ index, GMEM_BLOCK_PAGES))
+	if (head == ULONG_MAX || !IS_ALIGNED(gfn ^ index, GMEM_BLOCK_PAGES) ||
+	    !gmem_kvm_may_map_2m(slot, gfn))
 		return 0;
 	attrs = gmem_attrs_get(&gf->attrs, head, &last);
 	if ((attrs & (GMEM_ATTR_USERFAULT | GMEM_ATTR_POISON)) ||
-	    last < head + GMEM_BLOCK_PAGES - 1)
+	    last < head + GMEM_BLOCK_PAGES - 1 ||
+	    gmem_store_hwpoisoned(&gf->store, head, head + GMEM_BLOCK_PAGES))
 		return 0;
 	gmem_store_hand_out(&gf->store, head, head + GMEM_BLOCK_PAGES);
 	return GMEM_BLOCK_ORDER;
@@ -290,7 +343,7 @@ static int gmem_kvm_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot,
 	}
 	*pfn = folio_pfn(folio) + (index & (folio_nr_pages(folio) - 1));
 	if (max_order)
-		*max_order = gmem_kvm_max_order(gf, gfn, index);
+		*max_order = gmem_kvm_max_order(gf, slot, gfn, index);
 out:
 	up_read(&gf->lock);
 	fput(file);

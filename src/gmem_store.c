@@ -16,6 +16,13 @@
  * and the store marks its first index GMEM_BLOCK while all its pages are
  * present, so that KVM may map the whole block with one 2M NPT/EPT entry
  * (gmem_store_block()).
+ *
+ * Nothing is ever taken out of the store while its file's lock is held
+ * shared: lookups and insertions run concurrently, and what one of them
+ * published stays until a removal, which holds the lock exclusively and
+ * zaps guest mappings first.  So a block is published whole or not at
+ * all (gmem_store_insert_block()), and a failing populate keeps what it
+ * allocated.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -30,13 +37,8 @@
 
 #define GMEM_GFP (GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT | \
 		  __GFP_RETRY_MAYFAIL | __GFP_NOWARN)
-
-/*
- * Marks a page that gmem_store_populate() inserted and that nobody has
- * been handed yet: if the populate call fails for lack of memory, it
- * takes exactly these pages back out (gmem_store_rollback()).
- */
-#define GMEM_TENTATIVE XA_MARK_1
+/* Xarray nodes: past the memcg limit, fail with -ENOMEM, never OOM-kill. */
+#define GMEM_NODE_GFP (GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN)
 
 /*
  * Marks a page that was handed to a guest (gmem_store_set_guest()): the
@@ -82,10 +84,10 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_init);
  * now at @index (which may be one a concurrent caller inserted first)
  * with a reference for the caller, or an ERR_PTR.
  */
-static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index,
-					   bool tentative)
+static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index)
 {
 	struct mem_cgroup *old_memcg = set_active_memcg(s->memcg);
+	XA_STATE(xas, &s->pages, index);
 	struct folio *folio, *old;
 
 	folio = folio_alloc(GMEM_GFP, 0);
@@ -93,20 +95,27 @@ static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index,
 		set_active_memcg(old_memcg);
 		return ERR_PTR(-ENOMEM);
 	}
-	/* Nodes too: past the memcg limit, fail with -ENOMEM, never OOM-kill. */
-	xa_lock(&s->pages);
-	old = __xa_cmpxchg(&s->pages, index, NULL, folio,
-			   GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
-	if (!old && tentative)
-		__xa_set_mark(&s->pages, index, GMEM_TENTATIVE);
-	else if (old && !xa_is_err(old))
-		folio_get(old);
-	xa_unlock(&s->pages);
+	/*
+	 * A hole, or an index reserved by a block insertion in progress
+	 * (XA_ZERO_ENTRY), which this page takes over: the block then
+	 * gives up.  Anything else is a page a concurrent caller inserted.
+	 */
+	do {
+		xas_lock(&xas);
+		old = xas_load(&xas);
+		if (!old || xa_is_zero(old)) {
+			old = NULL;
+			xas_store(&xas, folio);
+		} else {
+			folio_get(old);
+		}
+		xas_unlock(&xas);
+	} while (xas_nomem(&xas, GMEM_NODE_GFP));
 	set_active_memcg(old_memcg);
 
-	if (unlikely(old)) {
+	if (unlikely(old || xas_error(&xas))) {
 		folio_put(folio);
-		return xa_is_err(old) ? ERR_PTR(xa_err(old)) : old;
+		return old ?: ERR_PTR(xas_error(&xas));
 	}
 	atomic_long_inc(&s->nr_pages);
 	gmem_stats_add_pages(1);
@@ -115,54 +124,58 @@ static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index,
 }
 
 /*
- * Store the pages of the block from @page at @index + *@i onwards, tentative,
- * advancing *@i.  Called with the xa_lock held.  Returns 0, -EEXIST when
- * an index is taken, or the xarray's error (-ENOMEM: retry after
- * xas_nomem()).
+ * Reserve every index of the block at @index (XA_ZERO_ENTRY), so that the
+ * xarray nodes the block needs exist before any of its pages is visible.
+ * A lookup sees a reserved index as a hole, and a guest fault may still
+ * take it (gmem_store_insert_new() replaces a reservation): the commit
+ * below then finds it taken and gives up.  Returns 0 or -ENOMEM.
  */
-static int gmem_store_fill_block(struct xa_state *xas, pgoff_t index,
-				 struct page *page, unsigned int *i)
+static int gmem_store_reserve_block(struct gmem_store *s, pgoff_t index)
 {
-	xas_set(xas, index + *i);
-	for (; *i < GMEM_BLOCK_PAGES; (*i)++) {
-		if (xas_load(xas))
-			return -EEXIST;
-		xas_store(xas, page_folio(page + *i));
-		if (xas_error(xas))
-			return xas_error(xas);
-		xas_set_mark(xas, GMEM_TENTATIVE);
-		xas_next(xas);
+	pgoff_t i;
+	int r;
+
+	for (i = index; i < index + GMEM_BLOCK_PAGES; i++) {
+		r = xa_reserve(&s->pages, i, GMEM_NODE_GFP);
+		if (r)
+			return r;
 	}
 	return 0;
 }
 
+/* Drop the reservations of the block at @index that are still unused. */
+static void gmem_store_unreserve_block(struct gmem_store *s, pgoff_t index)
+{
+	pgoff_t i;
+
+	for (i = index; i < index + GMEM_BLOCK_PAGES; i++)
+		xa_release(&s->pages, i);
+}
+
 /*
- * Insert the GMEM_BLOCK_PAGES pages from @page at @index, tentative, and
- * mark the block.  Returns 0, or -EEXIST or -ENOMEM with nothing of @page
- * left in the store.
+ * Publish the GMEM_BLOCK_PAGES pages from @page at @index, all at once:
+ * under one hold of the xa_lock, every index must still be reserved (so
+ * its slot exists and the stores below allocate nothing and cannot fail),
+ * else nothing is stored.  Returns 0 or -EEXIST.
  */
-static int __gmem_store_insert_block(struct gmem_store *s, pgoff_t index,
-				     struct page *page)
+static int gmem_store_commit_block(struct gmem_store *s, pgoff_t index,
+				   struct page *page)
 {
 	XA_STATE(xas, &s->pages, index);
-	unsigned int i = 0;
-	int r;
-
-	do {
-		xas_lock(&xas);
-		r = gmem_store_fill_block(&xas, index, page, &i);
-		xas_unlock(&xas);
-	} while (r == -ENOMEM &&
-		 xas_nomem(&xas, GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL |
-			   __GFP_NOWARN));
+	unsigned int i;
+	int r = 0;
 
 	xas_lock(&xas);
-	if (r) {
-		while (i--) {
-			xas_set(&xas, index + i);
-			xas_store(&xas, NULL);
+	for (i = 0; i < GMEM_BLOCK_PAGES; i++, xas_next(&xas)) {
+		if (xas_load(&xas) != XA_ZERO_ENTRY) {
+			r = -EEXIST;
+			break;
 		}
-	} else {
+	}
+	if (!r) {
+		xas_set(&xas, index);
+		for (i = 0; i < GMEM_BLOCK_PAGES; i++, xas_next(&xas))
+			xas_store(&xas, page_folio(page + i));
 		xas_set(&xas, index);
 		xas_load(&xas);
 		xas_set_mark(&xas, GMEM_BLOCK);
@@ -189,16 +202,23 @@ static int gmem_store_insert_block(struct gmem_store *s, pgoff_t index)
 		return -EEXIST;
 	old_memcg = set_active_memcg(s->memcg);
 	page = alloc_pages(GMEM_BLOCK_GFP, GMEM_BLOCK_ORDER);
-	if (page) {
-		/* Order-0 pages from here on, each with its own reference. */
-		split_page(page, GMEM_BLOCK_ORDER);
-		r = __gmem_store_insert_block(s, index, page);
-	} else {
-		r = -ENOMEM;
+	if (!page) {
+		set_active_memcg(old_memcg);
+		return -ENOMEM;
 	}
+	r = gmem_store_reserve_block(s, index);
 	set_active_memcg(old_memcg);
 	if (r) {
-		for (i = 0; page && i < GMEM_BLOCK_PAGES; i++)
+		gmem_store_unreserve_block(s, index);
+		__free_pages(page, GMEM_BLOCK_ORDER);
+		return r;
+	}
+	/* Order-0 pages from here on, each with its own reference. */
+	split_page(page, GMEM_BLOCK_ORDER);
+	r = gmem_store_commit_block(s, index, page);
+	if (r) {
+		gmem_store_unreserve_block(s, index);
+		for (i = 0; i < GMEM_BLOCK_PAGES; i++)
 			__free_page(page + i);
 		return r;
 	}
@@ -224,33 +244,11 @@ struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc)
 	struct folio *folio = xa_load(&s->pages, index);
 
 	if (!folio)
-		return alloc ? gmem_store_insert_new(s, index, false) : NULL;
-	/* Handed out: a failing populate must no longer take it back. */
-	if (unlikely(xa_get_mark(&s->pages, index, GMEM_TENTATIVE)))
-		xa_clear_mark(&s->pages, index, GMEM_TENTATIVE);
+		return alloc ? gmem_store_insert_new(s, index) : NULL;
 	folio_get(folio);
 	return folio;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_get);
-
-/* Clear the tentative marks of [@start, @end): the pages are for good. */
-static void gmem_store_confirm(struct gmem_store *s, pgoff_t start, pgoff_t end)
-{
-	XA_STATE(xas, &s->pages, start);
-	struct folio *folio;
-
-	xas_lock(&xas);
-	xas_for_each_marked(&xas, folio, end - 1, GMEM_TENTATIVE) {
-		xas_clear_mark(&xas, GMEM_TENTATIVE);
-		if (need_resched()) {
-			xas_pause(&xas);
-			xas_unlock(&xas);
-			cond_resched();
-			xas_lock(&xas);
-		}
-	}
-	xas_unlock(&xas);
-}
 
 /**
  * gmem_store_populate() - allocate every hole in [@start, @end)
@@ -258,11 +256,9 @@ static void gmem_store_confirm(struct gmem_store *s, pgoff_t start, pgoff_t end)
  * @start: first page offset
  * @end: page offset after the last
  *
- * The caller excludes removal.  Interruptible: on a signal, what was
- * allocated stays in the store.  On -ENOMEM the pages this call inserted
- * and nobody was handed since stay marked tentative, and the caller
- * takes them back out with gmem_store_rollback() once it can exclude
- * lookups, so that a failed allocation leaves nothing behind.
+ * The caller excludes removal.  On a signal or a failed allocation,
+ * what was allocated before stays in the store (as with KVM's own
+ * guest_memfd): a guest may already have been handed any of it.
  *
  * Return: 0, -EINTR on a pending signal, -ENOMEM.
  */
@@ -286,14 +282,13 @@ int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end)
 		}
 		if (xa_load(&s->pages, index))
 			continue;
-		folio = gmem_store_insert_new(s, index, true);
+		folio = gmem_store_insert_new(s, index);
 		if (IS_ERR(folio))
 			return PTR_ERR(folio);
 		/* The store keeps its own reference. */
 		folio_put(folio);
 		cond_resched();
 	}
-	gmem_store_confirm(s, start, index);
 	return r;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_populate);
@@ -312,38 +307,6 @@ static void gmem_store_break_blocks(struct gmem_store *s, pgoff_t start,
 	xas_for_each_marked(&xas, folio, end - 1, GMEM_BLOCK)
 		xas_clear_mark(&xas, GMEM_BLOCK);
 }
-
-/**
- * gmem_store_rollback() - free the pages a failed populate left tentative
- * @s: the store
- * @start: first page offset of the failed gmem_store_populate()
- * @end: its end
- *
- * The caller excludes lookups and insertions.
- *
- * Return: the number of pages freed.
- */
-unsigned long gmem_store_rollback(struct gmem_store *s, pgoff_t start,
-				  pgoff_t end)
-{
-	XA_STATE(xas, &s->pages, start);
-	unsigned long nr = 0;
-	struct folio *folio;
-
-	xas_lock(&xas);
-	gmem_store_break_blocks(s, start, end);
-	xas_for_each_marked(&xas, folio, end - 1, GMEM_TENTATIVE) {
-		xas_store(&xas, NULL);
-		nr += folio_nr_pages(folio);
-		folio_put(folio);
-	}
-	xas_unlock(&xas);
-
-	atomic_long_sub(nr, &s->nr_pages);
-	gmem_stats_add_pages(-(long)nr);
-	return nr;
-}
-EXPORT_SYMBOL_IF_KUNIT(gmem_store_rollback);
 
 /**
  * gmem_store_remove() - take the pages of [@start, @end) out and free them
@@ -450,14 +413,44 @@ pgoff_t gmem_store_block(struct gmem_store *s, pgoff_t index)
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_block);
 
 /**
+ * gmem_store_hwpoisoned() - has a page of [@start, @end) a memory error?
+ * @s: the store
+ * @start: first page offset
+ * @end: page offset after the last
+ *
+ * The caller excludes removal.  memory_failure() cannot take gmem's
+ * pages away (they are in no page cache), it only flags them.
+ *
+ * Return: true if a present page of the range is flagged hwpoison.
+ */
+bool gmem_store_hwpoisoned(struct gmem_store *s, pgoff_t start, pgoff_t end)
+{
+	XA_STATE(xas, &s->pages, start);
+	struct folio *folio;
+	bool r = false;
+
+	rcu_read_lock();
+	xas_for_each(&xas, folio, end - 1) {
+		if (xas_retry(&xas, folio) || xa_is_zero(folio))
+			continue;
+		if (folio_test_hwpoison(folio)) {
+			r = true;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	return r;
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_hwpoisoned);
+
+/**
  * gmem_store_hand_out() - pages [@start, @end) are given to a guest
  * @s: the store
  * @start: first page offset
  * @end: page offset after the last; all pages in between are present
  *
- * What gmem_store_get() and gmem_store_set_guest() do for one page, for a
- * range at once: a failing populate no longer takes the pages back, and
- * GMEM_WRITE leaves them alone.  The caller excludes removal.
+ * What gmem_store_set_guest() does for one page, for a range at once:
+ * GMEM_WRITE leaves the pages alone.  The caller excludes removal.
  */
 void gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end)
 {
@@ -465,10 +458,8 @@ void gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end)
 	struct folio *folio;
 
 	xas_lock(&xas);
-	xas_for_each(&xas, folio, end - 1) {
-		xas_clear_mark(&xas, GMEM_TENTATIVE);
+	xas_for_each(&xas, folio, end - 1)
 		xas_set_mark(&xas, GMEM_GUEST);
-	}
 	xas_unlock(&xas);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_hand_out);

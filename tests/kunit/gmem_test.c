@@ -7,7 +7,9 @@
 #include <kunit/visibility.h>
 #include <linux/falloc.h>
 #include <linux/highmem.h>
+#include <linux/kvm_host.h>
 #include <linux/mm.h>
+#include <linux/page-flags.h>
 #include <linux/sched.h>
 
 #include "gmem.h"
@@ -22,8 +24,22 @@ static void gmem_dev_ioctl_unknown_test(struct kunit *test)
 			-ENOTTY);
 }
 
+/* Only VM types whose private memory needs no arch preparation bind. */
+static void gmem_kvm_vm_type_test(struct kunit *test)
+{
+	KUNIT_EXPECT_TRUE(test, gmem_kvm_vm_type_ok(KVM_X86_SW_PROTECTED_VM));
+	KUNIT_EXPECT_FALSE(test, gmem_kvm_vm_type_ok(KVM_X86_DEFAULT_VM));
+	KUNIT_EXPECT_FALSE(test, gmem_kvm_vm_type_ok(KVM_X86_SEV_VM));
+	KUNIT_EXPECT_FALSE(test, gmem_kvm_vm_type_ok(KVM_X86_SEV_ES_VM));
+	KUNIT_EXPECT_FALSE(test, gmem_kvm_vm_type_ok(KVM_X86_SNP_VM));
+	/* TDX, numbered after SNP upstream; and what comes later. */
+	KUNIT_EXPECT_FALSE(test, gmem_kvm_vm_type_ok(KVM_X86_SNP_VM + 1));
+	KUNIT_EXPECT_FALSE(test, gmem_kvm_vm_type_ok(ULONG_MAX));
+}
+
 static struct kunit_case gmem_dev_test_cases[] = {
 	KUNIT_CASE(gmem_dev_ioctl_unknown_test),
+	KUNIT_CASE(gmem_kvm_vm_type_test),
 	{}
 };
 
@@ -218,14 +234,95 @@ static void gmem_store_remove_resched_test(struct kunit *test)
 		folio_put(f);
 }
 
-static void gmem_store_rollback_test(struct kunit *test)
+/* Entries that are reserved (XA_ZERO_ENTRY) anywhere in the store. */
+static unsigned long gmem_store_reserved(struct gmem_store *s)
+{
+	XA_STATE(xas, &s->pages, 0);
+	unsigned long n = 0;
+	void *entry;
+
+	xas_lock(&xas);
+	xas_for_each(&xas, entry, ULONG_MAX)
+		n += xa_is_zero(entry);
+	xas_unlock(&xas);
+	return n;
+}
+
+/*
+ * A block insertion reserves its indices before it publishes any page.
+ * A fault meanwhile takes a reserved index over; the block then gives
+ * up whole and the populate fills the rest with single pages.  No
+ * reservation is left behind, and every present page is counted.
+ */
+static void gmem_store_reserved_takeover_test(struct kunit *test)
 {
 	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	struct folio *f, *g;
+	pgoff_t i;
 
-	/* A populate that succeeded leaves nothing to roll back. */
-	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 4), 0);
-	KUNIT_EXPECT_EQ(test, gmem_store_rollback(s, 0, 4), 0);
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 4);
+	for (i = B; i < 2 * B; i++)
+		KUNIT_ASSERT_EQ(test, xa_reserve(&s->pages, i, GFP_KERNEL), 0);
+	KUNIT_EXPECT_NULL(test, gmem_store_get(s, B + 7, false));
+	f = gmem_store_get(s, B + 7, true);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 1);
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 2 * B), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 2 * B);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 0), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, B), ULONG_MAX);
+	g = gmem_store_get(s, B + 7, false);
+	KUNIT_EXPECT_PTR_EQ(test, f, g);
+	if (!IS_ERR_OR_NULL(g))
+		folio_put(g);
+	folio_put(f);
+	KUNIT_EXPECT_EQ(test, gmem_store_reserved(s), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, 2 * B), 2 * B);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
+}
+
+/* A block insertion that finds its range taken leaves no reservation. */
+static void gmem_store_block_conflict_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	struct folio *f;
+
+	f = gmem_store_get(s, B - 1, true);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	folio_put(f);
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, B), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), B);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 0), ULONG_MAX);
+	KUNIT_EXPECT_EQ(test, gmem_store_reserved(s), 0);
+}
+
+/*
+ * memory_failure() only flags a gmem page: the store reports a flagged
+ * page of a range (so KVM never maps its block at 2M), and the page
+ * allocator keeps a flagged page when the store frees it.  The flag is
+ * set by hand here and cleared before the page goes back.
+ */
+static void gmem_store_hwpoisoned_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	struct folio *f;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, B + 2), 0);
+	KUNIT_EXPECT_FALSE(test, gmem_store_hwpoisoned(s, 0, B + 2));
+	f = gmem_store_get(s, 300, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	SetPageHWPoison(&f->page);
+	KUNIT_EXPECT_TRUE(test, gmem_store_hwpoisoned(s, 0, B));
+	KUNIT_EXPECT_TRUE(test, gmem_store_hwpoisoned(s, 300, 301));
+	KUNIT_EXPECT_FALSE(test, gmem_store_hwpoisoned(s, 0, 300));
+	KUNIT_EXPECT_FALSE(test, gmem_store_hwpoisoned(s, 301, B + 2));
+	/* The block stays whole: the poison is the caller's to weigh. */
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 0), 0);
+	ClearPageHWPoison(&f->page);
+	folio_put(f);
 }
 
 static void gmem_store_last_index_test(struct kunit *test)
@@ -312,7 +409,9 @@ static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_populate_remove_test),
 	KUNIT_CASE(gmem_store_populate_refcount_test),
 	KUNIT_CASE(gmem_store_remove_resched_test),
-	KUNIT_CASE(gmem_store_rollback_test),
+	KUNIT_CASE(gmem_store_reserved_takeover_test),
+	KUNIT_CASE(gmem_store_block_conflict_test),
+	KUNIT_CASE(gmem_store_hwpoisoned_test),
 	KUNIT_CASE(gmem_store_block_test),
 	KUNIT_CASE(gmem_store_last_index_test),
 	KUNIT_CASE(gmem_store_remove_resched_span_test),

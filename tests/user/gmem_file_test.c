@@ -533,8 +533,10 @@ TEST_F(create, module_busy)
 {
 	unsigned long long refcnt;
 	struct dirent *de;
+	char path[64];
+	struct stat st;
 	DIR *holders;
-	int fd, r;
+	int fd, opath, r;
 
 	/* No module depends on gmem: "busy" can only come from references. */
 	holders = opendir(MODULE_DIR "/holders");
@@ -572,7 +574,28 @@ TEST_F(create, module_busy)
 		TH_LOG("delete_module with a gmem file open: expected EWOULDBLOCK, got %s",
 		       strerror(errno));
 	EXPECT_EQ(0, access(GMEM_DEV, F_OK));
+
+	/*
+	 * Only an O_PATH fd of a closed gmem file: it keeps the inode,
+	 * whose operations are gmem's, so it keeps the module too.
+	 */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	opath = open(path, O_PATH | O_CLOEXEC);
+	ASSERT_LE(0, opath) TH_LOG("open %s O_PATH: %s", path, strerror(errno));
 	close(fd);
+	refcnt = gmem_read_u64(_metadata, MODULE_DIR "/refcnt");
+	ASSERT_LT(0ULL, refcnt)
+		TH_LOG("gmem's refcnt is 0 with an O_PATH fd of a gmem inode open");
+	errno = 0;
+	r = syscall(SYS_delete_module, "gmem", O_NONBLOCK);
+	ASSERT_EQ(-1, r) TH_LOG("gmem unloaded with an O_PATH fd of a gmem inode open");
+	EXPECT_EQ(EWOULDBLOCK, errno)
+		TH_LOG("delete_module with an O_PATH fd of a gmem inode open: expected EWOULDBLOCK, got %s",
+		       strerror(errno));
+	ASSERT_EQ(0, fstat(opath, &st)) TH_LOG("fstat O_PATH: %s", strerror(errno));
+	EXPECT_EQ(self->page, (unsigned long long)st.st_size);
+	EXPECT_EQ(0, st.st_blocks);
+	close(opath);
 }
 
 /*
@@ -1272,12 +1295,14 @@ FIXTURE_TEARDOWN(memcg)
 
 /*
  * The test process itself (a child of the harness) moves into the group:
- * an allocation beyond memory.max fails with ENOMEM and leaves nothing.
+ * an allocation beyond memory.max fails with ENOMEM and keeps what it
+ * allocated before (as KVM's guest_memfd does), charged to the group;
+ * a punch gives it back.
  */
 TEST_F(memcg, limit)
 {
 	struct gmem_counters base;
-	unsigned long long cur0, cur1, cur;
+	unsigned long long cur0, cur1, cur, kept;
 	int fd, r;
 
 	memcg_enter(_metadata, self, getpid());
@@ -1291,12 +1316,24 @@ TEST_F(memcg, limit)
 	EXPECT_EQ(ENOMEM, errno)
 		TH_LOG("64 MiB in a 32 MiB group: expected ENOMEM, got %s",
 		       strerror(errno));
-	/* All or nothing: what this call allocated is gone again. */
+	/* What the call allocated before the limit stays, and is charged. */
+	kept = stat_allocated(_metadata, fd);
+	EXPECT_LT(0, kept) TH_LOG("a failed allocation kept nothing");
+	EXPECT_GE(MEMCG_MAX, kept)
+		TH_LOG("kept %llu KiB in a group limited to %llu KiB",
+		       kept >> 10, (unsigned long long)MEMCG_MAX >> 10);
+	expect_allocated(_metadata, fd, kept);
+	expect_counters(_metadata, base, 1, kept);
+	cur = memcg_current_settled(_metadata, self);
+	EXPECT_LE(cur0 + kept - MEMCG_SLACK, cur)
+		TH_LOG("memory.current %llu KiB before, %llu KiB after keeping %llu KiB",
+		       cur0 >> 10, cur >> 10, kept >> 10);
+	gmem_fallocate(_metadata, fd, GMEM_PUNCH, 0, 2 * MEMCG_MAX);
 	expect_allocated(_metadata, fd, 0);
 	expect_counters(_metadata, base, 1, 0);
 	cur1 = memcg_current_settled(_metadata, self);
 	EXPECT_GE(cur0 + MEMCG_SLACK, cur1)
-		TH_LOG("memory.current %llu KiB before, %llu KiB after a failed allocation",
+		TH_LOG("memory.current %llu KiB before, %llu KiB after punching what a failed allocation kept",
 		       cur0 >> 10, cur1 >> 10);
 
 	gmem_fallocate(_metadata, fd, GMEM_ALLOCATE, 0, 16 * MiB);
@@ -1406,6 +1443,9 @@ TEST_F(memcg, charged_to_creator)
 	EXPECT_EQ(ENOMEM, errno)
 		TH_LOG("64 MiB of a file created in a 32 MiB group: expected ENOMEM, got %s",
 		       strerror(errno));
+	EXPECT_LT(0, stat_allocated(_metadata, fd))
+		TH_LOG("a failed allocation kept nothing");
+	gmem_fallocate(_metadata, fd, GMEM_PUNCH, 0, 2 * MEMCG_MAX);
 	expect_allocated(_metadata, fd, 0);
 	cur1 = memcg_current_settled(_metadata, self);
 	EXPECT_GE(cur0 + MEMCG_SLACK, cur1)
