@@ -1303,6 +1303,7 @@ TEST_F(memcg, limit)
 {
 	struct gmem_counters base;
 	unsigned long long cur0, cur1, cur, kept;
+	char pid[16];
 	int fd, r;
 
 	memcg_enter(_metadata, self, getpid());
@@ -1310,6 +1311,13 @@ TEST_F(memcg, limit)
 	cur0 = memcg_current(_metadata, self);
 
 	fd = gmem_create(_metadata, self->devfd, 128 * MiB, 0);
+	/*
+	 * The file is charged to its creator's group from now on.  Leave
+	 * the group: a failed allocation fills it, and the test's own next
+	 * page fault there would wake the OOM killer.
+	 */
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	gmem_write_file(_metadata, CGROUP_ROOT "/cgroup.procs", pid);
 	errno = 0;
 	r = fallocate(fd, GMEM_ALLOCATE, 0, 2 * MEMCG_MAX);
 	EXPECT_EQ(-1, r) TH_LOG("allocated 64 MiB in a group limited to 32 MiB");
