@@ -1326,7 +1326,7 @@ TEST_F(memcg, limit)
 		       strerror(errno));
 	/* What the call allocated before the limit stays, and is charged. */
 	kept = stat_allocated(_metadata, fd);
-	EXPECT_LT(0, kept) TH_LOG("a failed allocation kept nothing");
+	EXPECT_LT(0ULL, kept) TH_LOG("a failed allocation kept nothing");
 	EXPECT_GE(MEMCG_MAX, kept)
 		TH_LOG("kept %llu KiB in a group limited to %llu KiB",
 		       kept >> 10, (unsigned long long)MEMCG_MAX >> 10);
@@ -1451,7 +1451,7 @@ TEST_F(memcg, charged_to_creator)
 	EXPECT_EQ(ENOMEM, errno)
 		TH_LOG("64 MiB of a file created in a 32 MiB group: expected ENOMEM, got %s",
 		       strerror(errno));
-	EXPECT_LT(0, stat_allocated(_metadata, fd))
+	EXPECT_LT(0ULL, stat_allocated(_metadata, fd))
 		TH_LOG("a failed allocation kept nothing");
 	gmem_fallocate(_metadata, fd, GMEM_PUNCH, 0, 2 * MEMCG_MAX);
 	expect_allocated(_metadata, fd, 0);
