@@ -415,6 +415,7 @@ bool gmem_is_gmem_file(struct file *file)
 {
 	return file->f_op == &gmem_fops;
 }
+EXPORT_SYMBOL_IF_KUNIT(gmem_is_gmem_file);
 
 static int gmem_getattr(struct mnt_idmap *idmap, const struct path *path,
 			struct kstat *stat, u32 request_mask,

@@ -335,6 +335,90 @@ TEST_F_TIMEOUT(attrs, poison, KVM_TEST_TIMEOUT)
 }
 
 /*
+ * A real memory error (memory_failure(), through the gmem_inject test
+ * module) on one page of a populated 2 MiB block.
+ */
+#define INJECT_DIR	"/sys/kernel/debug/gmem_inject"
+#define INJECT_FILE	INJECT_DIR "/hwpoison"
+#define KPF_BUDDY	10
+#define KPF_HWPOISON	19
+
+static void guest_touch_two(uint64_t base, uint64_t first, uint64_t second)
+{
+	((volatile uint64_t *)(base + first * PAGE_SIZE))[0] = 0x1111;
+	GUEST_SYNC(1);
+	((volatile uint64_t *)(base + second * PAGE_SIZE))[0] = 0x2222;
+	GUEST_DONE();
+}
+
+/* Poison page @page of @fd; returns its pfn. */
+static uint64_t inject_hwpoison(int fd, uint64_t page)
+{
+	char buf[64];
+	int len, dfd;
+	ssize_t n;
+
+	dfd = open(INJECT_FILE, O_RDWR);
+	TEST_ASSERT(dfd >= 0, "open %s: %s", INJECT_FILE, strerror(errno));
+	len = snprintf(buf, sizeof(buf), "%d %lu", fd, page * PAGE_SIZE);
+	TEST_ASSERT(write(dfd, buf, len) == len, "write '%s' to %s: %s", buf,
+		    INJECT_FILE, strerror(errno));
+	n = pread(dfd, buf, sizeof(buf) - 1, 0);
+	TEST_ASSERT(n > 0, "read %s: %s", INJECT_FILE, strerror(errno));
+	buf[n] = '\0';
+	close(dfd);
+	return strtoull(buf, NULL, 10);
+}
+
+static uint64_t kpageflags(uint64_t pfn)
+{
+	uint64_t flags = 0;
+	int fd = open("/proc/kpageflags", O_RDONLY);
+
+	TEST_ASSERT(fd >= 0, "open /proc/kpageflags: %s", strerror(errno));
+	TEST_ASSERT(pread(fd, &flags, 8, pfn * 8) == 8, "read /proc/kpageflags at pfn %#lx: %s",
+		    pfn, strerror(errno));
+	close(fd);
+	return flags;
+}
+
+/*
+ * The block is no longer mapped whole: the guest's touch of a neighbour
+ * maps 4K, its touch of the poisoned page exits with EHWPOISON (every
+ * time), and punching the page does not give it back to the page
+ * allocator (it stays flagged, never on the buddy lists).
+ */
+TEST_F_TIMEOUT(attrs, hwpoison_in_block, KVM_TEST_TIMEOUT)
+{
+	const uint64_t bad = 7, good = 8;
+	struct guest g;
+	uint64_t pfn, flags;
+
+	if (access(INJECT_DIR, F_OK) && system("modprobe gmem_inject"))
+		SKIP(return, "the gmem_inject test module cannot be loaded");
+	guest_create(&g, guest_touch_two, SZ_2M / PAGE_SIZE, 0);
+	vcpu_args_set(g.vcpu, 3, BASE_GPA, good, bad);
+	TEST_ASSERT(!fallocate(g.fd, FALLOC_FL_KEEP_SIZE, 0, SZ_2M), "fallocate: %s",
+		    strerror(errno));
+	pfn = inject_hwpoison(g.fd, bad);
+
+	expect_ucall(&g, UCALL_SYNC);
+	TEST_ASSERT_EQ(vm_get_stat(g.vm, "pages_2m"), 0);
+	expect_exit(&g, EHWPOISON, bad);
+	expect_exit(&g, EHWPOISON, bad);
+
+	TEST_ASSERT(!fallocate(g.fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+			       bad * PAGE_SIZE, PAGE_SIZE), "punch: %s", strerror(errno));
+	flags = kpageflags(pfn);
+	TEST_ASSERT(flags & BIT(KPF_HWPOISON),
+		    "pfn %#lx after the punch: flags %#lx, hwpoison is gone", pfn, flags);
+	TEST_ASSERT(!(flags & BIT(KPF_BUDDY)),
+		    "pfn %#lx after the punch: flags %#lx, back in the page allocator",
+		    pfn, flags);
+	guest_destroy(&g);
+}
+
+/*
  * GMEM_WRITE refuses a page a guest was given until the page is punched;
  * then the page is new, and the guest sees what was written.
  */

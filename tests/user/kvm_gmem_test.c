@@ -704,6 +704,60 @@ TEST_F_TIMEOUT(kvm, populated_blocks_map_2m, KVM_TEST_TIMEOUT)
 	close(fd);
 }
 
+static void guest_touch_first(void)
+{
+	((volatile uint64_t *)BLK_GPA)[0] = 0x1111;
+	GUEST_DONE();
+}
+
+/*
+ * A populated block is handed to the guest whole only when KVM maps it
+ * with one 2M entry.  When one page of its 2M range is shared (mixed
+ * attributes), or its memslot covers only half of it, KVM maps the page
+ * the guest touched at 4K: GMEM_WRITE still fills the block's other
+ * pages, and refuses the touched one with EPERM.
+ */
+TEST_F_TIMEOUT(kvm, block_mapped_4k_stays_writable, KVM_TEST_TIMEOUT)
+{
+	uint64_t data[PAGE_SIZE / 8] = { 0x2222 };
+	static const char * const why[] = { "one page shared", "half-block memslot" };
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint64_t npages;
+	int fd, i;
+
+	for (i = 0; i < 2; i++) {
+		npages = (i ? SZ_1M : SZ_2M) / PAGE_SIZE;
+		vm = vm_create_shape_with_one_vcpu(protected_shape, &vcpu,
+						   guest_touch_first);
+		fd = gmem_file(SZ_2M, 0);
+		vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, BLK_GPA, DATA_SLOT, npages,
+			   KVM_MEM_GUEST_MEMFD, fd, 0);
+		virt_map(vm, BLK_GPA, BLK_GPA, npages);
+		vm_mem_set_private(vm, BLK_GPA, npages * PAGE_SIZE);
+		if (i == 0)
+			vm_mem_set_shared(vm, BLK_GPA + SZ_2M - PAGE_SIZE, PAGE_SIZE);
+		ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, SZ_2M));
+
+		run_to_sync(vcpu, 0);
+		EXPECT_EQ(0, vm_get_stat(vm, "pages_2m"))
+			TH_LOG("%s: the block is mapped with a 2M entry", why[i]);
+		EXPECT_EQ(0, gmem_write(fd, 5 * PAGE_SIZE, data, PAGE_SIZE))
+			TH_LOG("%s: GMEM_WRITE into an untouched page of the block: %s",
+			       why[i], strerror(errno));
+		EXPECT_EQ(0, gmem_write(fd, 300 * PAGE_SIZE, data, PAGE_SIZE))
+			TH_LOG("%s: GMEM_WRITE into page 300 of the block: %s",
+			       why[i], strerror(errno));
+		errno = 0;
+		EXPECT_EQ(-1, gmem_write(fd, 0, data, PAGE_SIZE));
+		EXPECT_EQ(EPERM, errno)
+			TH_LOG("%s: GMEM_WRITE into the page the guest touched: %s",
+			       why[i], strerror(errno));
+		kvm_vm_free(vm);
+		close(fd);
+	}
+}
+
 /* Closing the VM first: the file keeps it alive until the file goes. */
 TEST_F_TIMEOUT(kvm, vm_closed_before_file, KVM_TEST_TIMEOUT)
 {
