@@ -360,7 +360,7 @@ static uint64_t inject_hwpoison(int fd, uint64_t page)
 
 	dfd = open(INJECT_FILE, O_RDWR);
 	TEST_ASSERT(dfd >= 0, "open %s: %s", INJECT_FILE, strerror(errno));
-	len = snprintf(buf, sizeof(buf), "%d %lu", fd, page * PAGE_SIZE);
+	len = snprintf(buf, sizeof(buf), "%d %lu", fd, (uint64_t)(page * PAGE_SIZE));
 	TEST_ASSERT(write(dfd, buf, len) == len, "write '%s' to %s: %s", buf,
 		    INJECT_FILE, strerror(errno));
 	n = pread(dfd, buf, sizeof(buf) - 1, 0);
@@ -394,7 +394,8 @@ TEST_F_TIMEOUT(attrs, hwpoison_in_block, KVM_TEST_TIMEOUT)
 	struct guest g;
 	uint64_t pfn, flags;
 
-	if (access(INJECT_DIR, F_OK) && system("modprobe gmem_inject"))
+	/* Loaded for this test only: it holds gmem, which others unload. */
+	if (system("modprobe gmem_inject"))
 		SKIP(return, "the gmem_inject test module cannot be loaded");
 	guest_create(&g, guest_touch_two, SZ_2M / PAGE_SIZE, 0);
 	vcpu_args_set(g.vcpu, 3, BASE_GPA, good, bad);
@@ -416,6 +417,7 @@ TEST_F_TIMEOUT(attrs, hwpoison_in_block, KVM_TEST_TIMEOUT)
 		    "pfn %#lx after the punch: flags %#lx, back in the page allocator",
 		    pfn, flags);
 	guest_destroy(&g);
+	TEST_ASSERT(!system("rmmod gmem_inject"), "rmmod gmem_inject failed");
 }
 
 /*
