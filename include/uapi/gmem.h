@@ -4,7 +4,9 @@
  *
  * open("/dev/gmem", O_RDWR), then GMEM_CREATE makes a private memory
  * file: a new fd whose pages can back a KVM_MEM_GUEST_MEMFD memslot
- * (pass it in the guest_memfd field of KVM_SET_USER_MEMORY_REGION2) but
+ * (pass it in the guest_memfd field of KVM_SET_USER_MEMORY_REGION2 of a
+ * VM whose private memory needs no preparation by the architecture, on
+ * x86 KVM_X86_SW_PROTECTED_VM; other VM types fail with EOPNOTSUPP) but
  * can never be read or mapped by host userspace, nor written where a
  * guest may see it (GMEM_WRITE fills only pages no guest can see).
  *
@@ -27,9 +29,10 @@
  * or before the size (EINVAL), a punched range may end past it.  The VFS
  * adds EINVAL for a negative offset or a length <= 0, and EFBIG for an
  * offset + length beyond LLONG_MAX.  An allocation fails with ENOMEM
- * when memory or the creator's memory cgroup limit runs out, and then
- * leaves nothing of what it allocated; it fails with EINTR when a signal
- * arrives, and keeps what it allocated until then.
+ * when memory or the creator's memory cgroup limit runs out, and with
+ * EINTR when a signal arrives; either way it keeps what it allocated
+ * until then (as KVM's guest_memfd does): a guest may already use it.
+ * Punch the range to give it back.
  *
  * fstat(2) reports st_size = the size, st_blksize = the page size and
  * st_blocks = the allocated bytes / 512.  /proc/<pid>/fdinfo/<fd> shows
