@@ -29,24 +29,27 @@ static long gmem_inject_pfn(int fd, u64 offset)
 {
 	struct gmem_file *gf;
 	struct folio *folio;
-	CLASS(fd, f)(fd);
-	long pfn;
+	struct fd f = fdget(fd);
+	long pfn = -EINVAL;
 
 	if (fd_empty(f))
 		return -EBADF;
 	if (!gmem_is_gmem_file(fd_file(f)))
-		return -EINVAL;
+		goto out;
 	gf = fd_file(f)->private_data;
 	if (!PAGE_ALIGNED(offset) || offset >= (u64)gf->size)
-		return -EINVAL;
+		goto out;
 
 	down_read(&gf->lock);
 	folio = gmem_store_get(&gf->store, offset >> PAGE_SHIFT, false);
 	up_read(&gf->lock);
-	if (!folio)
-		return -ENOENT;
-	pfn = folio_pfn(folio);
-	folio_put(folio);
+	pfn = -ENOENT;
+	if (folio) {
+		pfn = folio_pfn(folio);
+		folio_put(folio);
+	}
+out:
+	fdput(f);
 	return pfn;
 }
 
