@@ -370,7 +370,7 @@ static uint64_t inject_hwpoison(int fd, uint64_t page)
 	return strtoull(buf, NULL, 10);
 }
 
-static uint64_t kpageflags(uint64_t pfn)
+static uint64_t page_flags(uint64_t pfn)
 {
 	uint64_t flags = 0;
 	int fd = open("/proc/kpageflags", O_RDONLY);
@@ -410,7 +410,7 @@ TEST_F_TIMEOUT(attrs, hwpoison_in_block, KVM_TEST_TIMEOUT)
 
 	TEST_ASSERT(!fallocate(g.fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
 			       bad * PAGE_SIZE, PAGE_SIZE), "punch: %s", strerror(errno));
-	flags = kpageflags(pfn);
+	flags = page_flags(pfn);
 	TEST_ASSERT(flags & BIT(KPF_HWPOISON),
 		    "pfn %#lx after the punch: flags %#lx, hwpoison is gone", pfn, flags);
 	TEST_ASSERT(!(flags & BIT(KPF_BUDDY)),
