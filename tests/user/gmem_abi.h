@@ -77,7 +77,7 @@ static const struct gmem_abi_row gmem_abi[GMEM_ABI_NR] = {
 	[GMEM_ABI_REOPEN] = { "reopen via /proc", "gmem.h", { ENXIO } },
 	[GMEM_ABI_BIND] = { "KVM_SET_USER_MEMORY_REGION2",
 		"README.md: the file's rules; KVM's api.rst (EIO: VM ioctls from a process other than the VM's creator)",
-		{ EINVAL, EEXIST, EBADF, EFAULT, ENOMEM, ENODEV, EIO } },
+		{ EINVAL, EEXIST, EBADF, EFAULT, ENOMEM, ENODEV, EIO, EOPNOTSUPP } },
 	[GMEM_ABI_PARAM] = { "max_file_size", "README.md", { EINVAL } },
 };
 

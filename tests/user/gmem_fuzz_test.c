@@ -124,6 +124,7 @@ struct shared {
 	atomic_ulong child_ops, children, failures, fail_logs;
 	atomic_ulong calls[GMEM_ABI_NR + 1][136];	/* [op][errno], 0 = ok */
 	atomic_ulong exact[X_NR];	/* exact checks made */
+	atomic_ulong armed, fired;	/* calls armed with fail-nth; failures injected */
 };
 
 #define ABI_KVM_CREATE_VM	GMEM_ABI_NR	/* KVM's, counted alongside */
@@ -149,6 +150,10 @@ struct fuzz {
 	int vm_types;		/* KVM_CAP_VM_TYPES, 0 without KVM */
 	bool verbose;
 	bool audit;		/* check the fd table after every operation */
+	int nth_fd;		/* /proc/thread-self/fail-nth, -1 without it */
+	unsigned int nth_pct;	/* how often a call is armed with fail-nth */
+	bool armed;		/* fail-nth is set for the next call */
+	bool fired;		/* ...and made an allocation of it fail */
 	bool inherited[1024];	/* fds open before the run, not ours */
 };
 
@@ -310,7 +315,7 @@ static void judge(struct fuzz *f, int op, const struct expect *x, long r, int er
 			     (f->racing && err == EBADF);
 	for (i = 0; i < x->n; i++)
 		modelled |= x->err[i] == err;
-	if (x->ok && gmem_abi_resource_errno(err))
+	if ((x->ok || f->fired) && gmem_abi_resource_errno(err))
 		modelled = true;
 	if (f->racing && err == EBADF)
 		modelled = true;
@@ -327,6 +332,54 @@ static void judge(struct fuzz *f, int op, const struct expect *x, long r, int er
 		fail(f, "%s: %s, expected %s", what, errname(err),
 		     x->ok ? "success" : exp);
 	}
+}
+
+/*
+ * Fault injection: arm() makes the Nth allocation of the next call fail
+ * (N random, small), disarm() right after it reads back whether one did
+ * and resets.  An injected failure may turn any call into a resource
+ * errno (judge()), never into an undocumented one, and never a leak:
+ * the counters at the end must still be exact.
+ */
+static void arm(struct fuzz *f)
+{
+	char b[16];
+	int n;
+
+	if (f->nth_fd < 0 || !chance(f, f->nth_pct))
+		return;
+	n = snprintf(b, sizeof(b), "%llu", (unsigned long long)(1 + below(f, 16)));
+	f->armed = pwrite(f->nth_fd, b, n, 0) == n;
+}
+
+static void disarm(struct fuzz *f)
+{
+	char b[16] = "";
+
+	if (!f->armed)
+		return;
+	f->armed = false;
+	if (pread(f->nth_fd, b, sizeof(b) - 1, 0) <= 0)
+		return;
+	f->fired = !strtoul(b, NULL, 10);
+	if (pwrite(f->nth_fd, "0", 1, 0) != 1)
+		fail(f, "cannot reset fail-nth: %s", strerror(errno));
+	atomic_fetch_add(&f->sh->armed, 1);
+	atomic_fetch_add(&f->sh->fired, f->fired);
+}
+
+static int nth_open(void)
+{
+	return open("/proc/thread-self/fail-nth", O_RDWR | O_CLOEXEC);
+}
+
+/* A forked child's inherited fd still names its parent's task. */
+static void nth_reopen(struct fuzz *f)
+{
+	if (f->nth_fd < 0)
+		return;
+	close(f->nth_fd);
+	f->nth_fd = nth_open();
 }
 
 /* ---- the fd table ---- */
@@ -760,8 +813,10 @@ static void do_create(struct fuzz *f, struct ffd *dev, void *arg, enum arg_kind 
 		r = create_in_memcg(f, dev->fd, arg, &err);
 	if (r == -2) {
 		limited = false;
+		arm(f);
 		r = ioctl(dev->fd, GMEM_CREATE, arg);
 		err = errno;
+		disarm(f);
 	}
 	pthread_rwlock_unlock(&f->sh->param_lock);
 	snprintf(what, sizeof(what), "GMEM_CREATE(%s{size %#llx flags %#llx res0 %#llx})%s%s",
@@ -946,8 +1001,10 @@ static long charged_ioctl(struct fuzz *f, struct ffd *d, unsigned long cmd, void
 
 	if (d->limited)
 		pthread_rwlock_rdlock(&f->sh->memcg_lock);
+	arm(f);
 	r = ioctl(d->fd, cmd, arg);
 	*err = errno;
+	disarm(f);
 	if (d->limited)
 		pthread_rwlock_unlock(&f->sh->memcg_lock);
 	return r;
@@ -1418,8 +1475,10 @@ static void op_fallocate(struct fuzz *f)
 	x.ok = !x.n;
 	if (d->limited)
 		pthread_rwlock_rdlock(&f->sh->memcg_lock);
+	arm(f);
 	r = fallocate(d->fd, mode, off, len);
 	err = errno;
+	disarm(f);
 	if (d->limited)
 		pthread_rwlock_unlock(&f->sh->memcg_lock);
 	snprintf(what, sizeof(what), "fallocate(%s size %#llx, mode %#x, %#llx, %#llx)",
@@ -1861,8 +1920,10 @@ static void op_bind(struct fuzz *f)
 		memset(&x, 0, sizeof(x));
 		allow(&x, EIO);
 	}
+	arm(f);
 	r = ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, bad ? bad_ptr(f, sizeof(m)) : (void *)&m);
 	err = errno;
+	disarm(f);
 	snprintf(what, sizeof(what),
 		 "KVM_SET_USER_MEMORY_REGION2(VM %d, slot %#x, flags %#x, gpa %#llx, size %#llx, %s %llu, offset %#llx)%s",
 		 vm->vm_id, m.slot, m.flags,
@@ -2032,6 +2093,7 @@ static void op_fork(struct fuzz *f)
 	memset(f->kids, 0, sizeof(f->kids));
 	f->child = true;
 	f->who = "fork";
+	nth_reopen(f);
 	seed(f, s);
 	run_ops(f, n, false);
 	child_exit(f, n);
@@ -2113,6 +2175,7 @@ static void op_pass(struct fuzz *f)
 					close(f->fds[i].fd), forget(&f->fds[i]);
 			f->child = true;
 			f->who = "scm";
+			nth_reopen(f);
 			seed(f, s);
 			k = recv_fds(sv[1], got, chance(f, 50) ? MSG_CMSG_CLOEXEC : 0);
 			for (i = 0; i < k && i < n; i++) {
@@ -2220,6 +2283,7 @@ static void run_ops(struct fuzz *f, unsigned long n, bool nested)
 		}
 		f->op_nr++;
 		f->op_name = fuzz_ops[i].name;
+		f->fired = false;
 		op_counts[i]++;
 		fuzz_ops[i].fn(f);
 		if (f->audit && !f->racing)
@@ -2306,6 +2370,31 @@ FIXTURE_TEARDOWN(fuzz)
 }
 
 /* In CI: GMEM_FUZZ_OPS operations; long runs by hand may take hours. */
+/*
+ * Let fail-nth reach the allocations gmem makes (they may reclaim, and
+ * its pages are highmem-capable), quietly: verbose reports print stacks.
+ * The probabilities stay 0: only calls armed with fail-nth fail.
+ */
+static bool injection_setup(void)
+{
+	static const char * const knobs[][2] = {
+		{ "/sys/kernel/debug/failslab/verbose", "0" },
+		{ "/sys/kernel/debug/failslab/ignore-gfp-wait", "N" },
+		{ "/sys/kernel/debug/fail_page_alloc/verbose", "0" },
+		{ "/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N" },
+		{ "/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N" },
+		{ "/sys/kernel/debug/fail_page_alloc/min-order", "0" },
+	};
+	unsigned int i;
+
+	if (access("/proc/thread-self/fail-nth", F_OK))
+		return false;
+	for (i = 0; i < ARRAY_SIZE(knobs); i++)
+		if (write_str(knobs[i][0], knobs[i][1]))
+			return false;
+	return true;
+}
+
 TEST_F_TIMEOUT(fuzz, abi, 3600)
 {
 	struct fuzz *f = &self->f;
@@ -2320,6 +2409,7 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	pthread_rwlockattr_t ra;
 	struct timespec t0, t1;
 	unsigned long done = 0, calls = 0, errs = 0;
+	double secs_f;
 	int vms0 = gmem_count_vms_debugfs(), vms1 = -1, kvm, i, e, tries;
 	int structs0 = gmem_count_vms_vmalloc(), structs1 = -1;
 	char param_s[32];
@@ -2329,6 +2419,10 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 		forget(&f->fds[i]);
 	f->who = "main";
 	f->verbose = env_ul("GMEM_FUZZ_VERBOSE", 0);
+	f->nth_pct = env_ul("GMEM_FUZZ_FAIL_NTH", 10);
+	f->nth_fd = f->nth_pct && injection_setup() ? nth_open() : -1;
+	if (f->nth_fd < 0)
+		TH_LOG("no fail-nth: allocation failures are not injected");
 	f->audit = env_ul("GMEM_FUZZ_AUDIT", 0);
 	for (i = 0; i < 1024; i++)
 		f->inherited[i] = fcntl(i, F_GETFD) >= 0;
@@ -2430,11 +2524,14 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 			       i == GMEM_ABI_NR ? "KVM_CREATE_VM" : gmem_abi[i].name, n, ok,
 			       line);
 	}
-	TH_LOG("fuzz: seed %lu: %lu operations in the main process, %lu in %lu child processes; %lu calls judged, %lu failed with a documented errno; %lu failures; %.1f s",
+	secs_f = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	TH_LOG("fuzz: seed %lu: %lu operations in the main process, %lu in %lu child processes; %lu calls judged, %lu failed with a documented errno; %lu failures; %.1f s, %.0f operations/s",
 	       seed_v, done, (unsigned long)f->sh->child_ops,
 	       (unsigned long)f->sh->children, calls, errs,
-	       (unsigned long)f->sh->failures,
-	       (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	       (unsigned long)f->sh->failures, secs_f,
+	       (done + f->sh->child_ops) / (secs_f > 0 ? secs_f : 1));
+	TH_LOG("fail-nth: %lu calls armed, %lu allocation failures injected",
+	       (unsigned long)f->sh->armed, (unsigned long)f->sh->fired);
 	for (i = 0; i < (int)NR_OPS; i++)
 		TH_LOG("  op %-10s %lu", fuzz_ops[i].name, op_counts[i]);
 	for (i = 0; i < X_NR; i++)
