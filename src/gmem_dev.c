@@ -366,11 +366,13 @@ static long gmem_write(struct file *file, struct gmem_write __user *uarg)
 	if (r)
 		return r;
 
+	/* The arguments are checked: from here on, @written is stored. */
+	done = start;
 	bounce = kmalloc(PAGE_SIZE, GFP_KERNEL);
-	if (!bounce)
-		return -ENOMEM;
-	r = __gmem_write(gf, start, end, u64_to_user_ptr(args.user_addr), bounce,
-			 &done);
+	r = -ENOMEM;
+	if (bounce)
+		r = __gmem_write(gf, start, end, u64_to_user_ptr(args.user_addr),
+				 bounce, &done);
 	kfree(bounce);
 	if (done != start)
 		file_modified(file);

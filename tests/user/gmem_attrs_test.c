@@ -371,6 +371,46 @@ TEST_F(attrs, write_partial_efault)
 }
 
 /*
+ * A GMEM_WRITE whose first allocation fails (fail-nth: the kernel buffer
+ * it copies through) fails with ENOMEM and still says how far it got:
+ * nothing written.
+ */
+TEST_F(attrs, write_enomem_stores_written)
+{
+	static const char * const knobs[][2] = {
+		{ "/sys/kernel/debug/failslab/verbose", "0" },
+		{ "/sys/kernel/debug/failslab/ignore-gfp-wait", "N" },
+	};
+	uint64_t written = 0;
+	char *src = malloc(PG);
+	char nth[16] = "";
+	unsigned int i;
+	int fd, r, err;
+
+	ASSERT_NE(NULL, src);
+	memset(src, 0x5a, PG);
+	fd = open("/proc/thread-self/fail-nth", O_RDWR);
+	if (fd < 0 || access(knobs[0][0], F_OK))
+		SKIP(return, "no fail-nth or failslab in this kernel");
+	for (i = 0; i < 2; i++)
+		gmem_write_file(_metadata, knobs[i][0], knobs[i][1]);
+	ASSERT_EQ(1, pwrite(fd, "1", 1, 0));
+	r = __gmem_write(self->fd, 0, PG, src, &written);
+	err = errno;
+	ASSERT_LT(0, pread(fd, nth, sizeof(nth) - 1, 0));
+	ASSERT_EQ(1, pwrite(fd, "0", 1, 0));
+	close(fd);
+	ASSERT_EQ(0, atoi(nth)) TH_LOG("the injected failure did not fire");
+	EXPECT_EQ(-1, r) TH_LOG("WRITE whose first allocation fails: succeeded");
+	EXPECT_EQ(ENOMEM, err) TH_LOG("WRITE whose first allocation fails: errno %d (%s), expected ENOMEM",
+				      err, strerror(err));
+	EXPECT_EQ(0UL, written) TH_LOG("written %#llx after ENOMEM, expected 0",
+				     (unsigned long long)written);
+	EXPECT_EQ(0, gmem_attrs_fdinfo(self->fd, "gmem-allocated"));
+	free(src);
+}
+
+/*
  * GMEM_WRITE allocates whatever the attributes say (NOALLOC only stops
  * guest faults), keeps the attributes, and may write a page again as
  * long as no guest was given it.
