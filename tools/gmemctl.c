@@ -1119,7 +1119,9 @@ static size_t busy_vms(const struct scan *s, char *buf, size_t size)
  * /dev/gmem open, and references that no open fd explains.  Every gmem
  * file and every open of /dev/gmem holds one module reference, and so
  * does every KVM memslot bound to a gmem file, even after that file was
- * closed.
+ * closed.  gmem's internal file system holds one more while any gmem
+ * file exists, or an inode of a closed one is still held (an O_PATH fd
+ * opened through /proc/<pid>/fd/).
  */
 static void unload_explain(struct kmod_module *mod)
 {
@@ -1138,10 +1140,10 @@ static void unload_explain(struct kmod_module *mod)
 	for (i = 0; i < s.nprocs; i++)
 		ndev += s.procs[i].ndev;
 	read_u64(GMEM_SYSFS "/files", &files);
-	unexplained = refcnt - (long long)files - ndev;
+	unexplained = refcnt - (long long)files - ndev - (files > 0);
 	if (unexplained > 0)
 		snprintf(extra, sizeof(extra),
-			 "%s%lld module reference%s held by no open gmem fd, e.g. by a KVM memslot bound to a gmem file, even a closed one%s%s%s",
+			 "%s%lld module reference%s held by no open gmem fd, e.g. by a KVM memslot bound to a gmem file, even a closed one, or by an O_PATH fd of a closed gmem file%s%s%s",
 			 procs[0] ? "; and " : "", unexplained,
 			 unexplained > 1 ? "s" : "",
 			 vms[0] ? "; processes with KVM VMs: " : "", vms,
@@ -1238,7 +1240,8 @@ static const char usage_text[] =
 "    unload  Remove gmem.  When it is in use, names what holds it: the\n"
 "            processes with gmem files or " GMEM_DEV " open, and\n"
 "            module references that no open fd explains (KVM memslots\n"
-"            bound to gmem files, possibly closed ones).  kvm stays.\n"
+"            bound to gmem files, possibly closed ones; O_PATH fds of\n"
+"            closed gmem files).  kvm stays.\n"
 "\n"
 "OPTIONS\n"
 "    -h, --human  sizes with binary prefixes (4.0K, 1.5G), as ls -h\n"

@@ -44,7 +44,8 @@
 	"gmemctl: gmem is not usable: /dev/gmem is not open to uid 65534 for writing"
 #define MEMSLOT_REFERENCE \
 	"gmemctl: cannot unload gmem: 1 module reference held by no open gmem fd, " \
-	"e.g. by a KVM memslot bound to a gmem file, even a closed one; "
+	"e.g. by a KVM memslot bound to a gmem file, even a closed one, " \
+	"or by an O_PATH fd of a closed gmem file; "
 
 /* ---- running gmemctl ---------------------------------------------------- */
 
@@ -644,6 +645,8 @@ TEST_F(module, unload_names_the_holder)
 		 "gmemctl: cannot unload gmem: in use by: pid %d (holder-u) 1 file and /dev/gmem",
 		 pid);
 	EXPECT_NE(NULL, strstr(r.err, want)) TH_LOG("no '%s' in: %s", want, r.err);
+	/* Every reference is explained by the holder's fds. */
+	EXPECT_EQ(NULL, strstr(r.err, "held by no open gmem fd")) TH_LOG("%s", r.err);
 	EXPECT_EQ(NULL, strstr(r.err, "Resource temporarily unavailable")) TH_LOG("%s", r.err);
 	EXPECT_EQ(0, access(MODULE_DIR, F_OK)) TH_LOG("gmem went away");
 	holder_stop(pid);
