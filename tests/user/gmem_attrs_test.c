@@ -404,8 +404,8 @@ TEST_F(attrs, write_enomem_stores_written)
 	EXPECT_EQ(-1, r) TH_LOG("WRITE whose first allocation fails: succeeded");
 	EXPECT_EQ(ENOMEM, err) TH_LOG("WRITE whose first allocation fails: errno %d (%s), expected ENOMEM",
 				      err, strerror(err));
-	EXPECT_EQ(0UL, written) TH_LOG("written %#llx after ENOMEM, expected 0",
-				     (unsigned long long)written);
+	EXPECT_EQ(0UL, written)
+		TH_LOG("written %#llx after ENOMEM, expected 0", (unsigned long long)written);
 	EXPECT_EQ(0, gmem_attrs_fdinfo(self->fd, "gmem-allocated"));
 	free(src);
 }
