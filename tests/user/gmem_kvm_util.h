@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -45,6 +47,27 @@ static inline int gmem_file(uint64_t size, uint64_t flags)
 		    strerror(errno));
 	close(dev);
 	return fd;
+}
+
+/*
+ * GMEM_TEST_BACKEND=guest_memfd: tests that do not depend on gmem's own
+ * features take their private memory from KVM's own guest_memfd
+ * (KVM_CREATE_GUEST_MEMFD) instead of gmem, so that a failure can be
+ * compared with KVM's own backend on the spot.  Their gmem-only checks
+ * (fdinfo, module counters) are skipped then.
+ */
+static inline bool on_guest_memfd(void)
+{
+	const char *b = getenv("GMEM_TEST_BACKEND");
+
+	return b && !strcmp(b, "guest_memfd");
+}
+
+/* A private memory file of @size bytes for @vm, from the chosen backend. */
+static inline int private_file(struct kvm_vm *vm, uint64_t size)
+{
+	return on_guest_memfd() ? vm_create_guest_memfd(vm, size, 0) :
+				  gmem_file(size, 0);
 }
 
 #endif /* GMEM_KVM_UTIL_H */

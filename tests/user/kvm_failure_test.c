@@ -14,6 +14,8 @@
  * poisoning report the guest's writes into it.
  *
  *   GMEM_FAILURE_SECONDS=T  duration (default 20)
+ *   GMEM_TEST_BACKEND=guest_memfd
+ *                           the same on KVM's own guest_memfd, to compare
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -226,7 +228,7 @@ TEST_F_TIMEOUT(failure, faults_race_failing_populate, KVM_TEST_TIMEOUT)
 	vm = __vm_create_with_vcpus(protected_shape, NR_VCPUS, 0, guest_code, vcpus);
 	for (i = 0; i < NR_VCPUS; i++)
 		vcpu_args_set(vcpus[i], 1, i);
-	pop.fd = gmem_file(FILE_SIZE, 0);
+	pop.fd = private_file(vm, FILE_SIZE);
 	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA, DATA_SLOT, PAGES,
 		   KVM_MEM_GUEST_MEMFD, pop.fd, 0);
 	virt_map(vm, DATA_GPA, DATA_GPA, PAGES);

@@ -31,6 +31,8 @@
  *   GMEM_STRESS_SECONDS=T   duration (default 60; 0 skips the test)
  *   GMEM_STRESS_PROCS=N     worker processes (default 2)
  *   GMEM_STRESS_SEED=S      seed of the operation choices (default 1)
+ *   GMEM_TEST_BACKEND=guest_memfd
+ *                           the same on KVM's own guest_memfd, to compare
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -421,6 +423,8 @@ static void op_fdinfo(struct world *w, struct chaos *c)
 
 	if (fstat(c->fd, &st) || st.st_size != PAGES * PAGE_SIZE)
 		failure("fstat: %s, size %lld", strerror(errno), (long long)st.st_size);
+	if (on_guest_memfd())
+		return;
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", c->fd);
 	fd = open(path, O_RDONLY);
 	if (fd < 0 || read(fd, buf, sizeof(buf)) <= 0 || !strstr(buf, "gmem-vm:"))
@@ -543,7 +547,7 @@ static void run_world(uint64_t *rng, struct kvm_vm *other, double seconds)
 	w->tag = (getpid() << 12 | (atomic_load(&sh->count[C_WORLDS]) & 0xfff)) & 0xfffffff;
 	w->tag |= 1ULL << 28;		/* never zero */
 	w->vm = __vm_create_with_vcpus(protected_shape, NR_VCPUS, 0, guest_code, w->vcpus);
-	w->fd = gmem_file(PAGES * PAGE_SIZE, 0);
+	w->fd = private_file(w->vm, PAGES * PAGE_SIZE);
 	w->shared = mmap(NULL, PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	TEST_ASSERT(w->shared != MAP_FAILED, "mmap");
