@@ -399,30 +399,48 @@ static void check_write(struct __test_metadata *_metadata, struct ctx *c, int er
 }
 
 /*
- * GMEM_SET_ATTRIBUTES: calls that build runs (new ones, merged ones,
- * overlapping ones), then one that splits a run in three.  The sweep
- * spans the whole sequence: the Nth allocation of all the calls fails.
- * A call that fails (ENOMEM; it may have applied in part) is repeated
- * without injection, and the rest run after it; the attributes then
- * read back must be those of the whole sequence.
+ * GMEM_SET_ATTRIBUTES: calls that build runs (more than one node of the
+ * tree holds: new ones, merged ones, overlapping ones), then one that
+ * splits a run in three.  The sweep spans the whole sequence: the Nth
+ * allocation of all the calls fails.  A call that fails (ENOMEM; it may
+ * have applied in part) is repeated without injection, and the rest run
+ * after it; the attributes then read back must be those of the whole
+ * sequence.
  */
-static const struct gmem_attributes attr_calls[] = {
-	{ .offset = 0, .size = 1 * MiB,
-	  .mask = GMEM_ATTR_NOALLOC, .attributes = GMEM_ATTR_NOALLOC },
-	{ .offset = 2 * MiB, .size = 1 * MiB,
-	  .mask = GMEM_ATTR_USERFAULT, .attributes = GMEM_ATTR_USERFAULT },
-	{ .offset = 1 * MiB, .size = 1 * MiB,
-	  .mask = GMEM_ATTR_NOALLOC, .attributes = GMEM_ATTR_NOALLOC },
-	{ .offset = 4 * MiB, .size = 2 * MiB,
-	  .mask = GMEM_ATTRS, .attributes = GMEM_ATTR_POISON | GMEM_ATTR_NOALLOC },
-	{ .offset = 512 * KiB, .size = 4 * MiB,
-	  .mask = GMEM_ATTR_USERFAULT, .attributes = GMEM_ATTR_USERFAULT },
-	/* The split: one page out of the middle of a run. */
-	{ .offset = 3 * MiB + 64 * KiB, .size = PAGE,
-	  .mask = GMEM_ATTR_USERFAULT, .attributes = 0 },
-};
+#define NR_SMALL_RUNS	48
+#define NR_ATTR_CALLS	(NR_SMALL_RUNS + 4)
 
-#define NR_ATTR_CALLS	ARRAY_SIZE(attr_calls)
+static struct gmem_attributes attr_calls[NR_ATTR_CALLS];
+
+static void __attribute__((constructor)) attr_calls_init(void)
+{
+	static const __u64 cycle[] = {
+		GMEM_ATTR_NOALLOC, GMEM_ATTR_USERFAULT, GMEM_ATTR_POISON,
+		GMEM_ATTR_NOALLOC | GMEM_ATTR_USERFAULT,
+	};
+	struct gmem_attributes *a = attr_calls;
+	unsigned int i;
+
+	/* 64 KiB runs with 64 KiB gaps in the first 6 MiB. */
+	for (i = 0; i < NR_SMALL_RUNS; i++, a++) {
+		a->offset = i * 128 * KiB;
+		a->size = 64 * KiB;
+		a->mask = GMEM_ATTRS;
+		a->attributes = cycle[i % ARRAY_SIZE(cycle)];
+	}
+	/* One gap filled: it merges with neither neighbour. */
+	*a++ = (struct gmem_attributes){ .offset = 64 * KiB, .size = 64 * KiB,
+		.mask = GMEM_ATTR_POISON, .attributes = GMEM_ATTR_POISON };
+	/* One bit over many runs and gaps: they all change. */
+	*a++ = (struct gmem_attributes){ .offset = 1 * MiB, .size = 2 * MiB,
+		.mask = GMEM_ATTR_USERFAULT, .attributes = GMEM_ATTR_USERFAULT };
+	/* A large run over the end of the small ones. */
+	*a++ = (struct gmem_attributes){ .offset = 5 * MiB, .size = 3 * MiB,
+		.mask = GMEM_ATTRS, .attributes = GMEM_ATTR_NOALLOC };
+	/* The split: one page out of the middle of that run. */
+	*a++ = (struct gmem_attributes){ .offset = 7 * MiB, .size = PAGE,
+		.mask = GMEM_ATTR_NOALLOC, .attributes = 0 };
+}
 
 static void setup_attrs(struct __test_metadata *_metadata, struct ctx *c)
 {
@@ -805,7 +823,7 @@ TEST_F_TIMEOUT(failnth, release, 300)
 }
 
 /* Runs last: what the sweeps above covered. */
-TEST(summary)
+TEST_F(failnth, summary)
 {
 	unsigned int i, points = 0, failed = 0;
 	double secs = 0;

@@ -1,0 +1,345 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Fault-injection sweeps over the KVM side of gmem: binding a gmem file
+ * in a memslot, and a guest's first touch of a private page.  As in
+ * gmem_failnth_test.c, the 1st, 2nd, 3rd, ... allocation of the call is
+ * made to fail with /proc/thread-self/fail-nth (gmem_failnth.h) until
+ * the call makes fewer allocations than that.  For every N:
+ *  - KVM_SET_USER_MEMORY_REGION2 with KVM_MEM_GUEST_MEMFD succeeds or
+ *    fails with ENOMEM, and then leaves nothing behind: the same call
+ *    without injection succeeds (a half-made binding would make it fail
+ *    with EINVAL, "file bound elsewhere" or "ranges overlap");
+ *  - KVM_RUN of a guest that writes a pattern to a private page it
+ *    never touched (the page was punched out just before) and reads it
+ *    back either reaches the guest's next sync, or fails with
+ *    KVM_EXIT_MEMORY_FAULT at that page (ENOMEM: no page could be
+ *    allocated, or EFAULT), or with ENOMEM from KVM's own allocations;
+ *    run again without injection, the guest finds a zeroed page and
+ *    reads back exactly what it wrote.
+ * Once the VM and the files are closed, gmem's counters and the number
+ * of VMs are back at their baseline.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/falloc.h>
+#include <linux/sizes.h>
+
+#include "kvm_util.h"
+#include "processor.h"
+#include "test_util.h"
+#include "ucall_common.h"
+
+#include "kselftest_harness.h"
+#include "gmem_kvm_util.h"
+#include "gmem_leak.h"
+#include "gmem_failnth.h"
+#include <gmem.h>
+
+#define SLOT		10
+#define SLOT_GPA	(1ULL << 32)
+#define SLOT_SIZE	SZ_2M
+/* A page in the middle: the file's xarray needs a node for it. */
+#define TOUCH_OFF	(100 * PAGE_SIZE)
+#define TOUCH_GPA	(SLOT_GPA + TOUCH_OFF)
+
+FIXTURE(failnth) {
+	struct gmem_failnth fi;
+	unsigned long long files0, bytes0;
+	int vms0, structs0;
+};
+
+FIXTURE_SETUP(failnth)
+{
+	char why[256];
+	int r;
+
+	self->fi.fd = -1;
+	self->fi.saved = 0;
+	REQUIRE_GMEM_KVM();
+	r = gmem_failnth_setup(&self->fi, why, sizeof(why));
+	if (r == -ENOENT)
+		SKIP(return, "%s", why);
+	ASSERT_EQ(0, r) TH_LOG("fault injection setup: %s", why);
+	self->files0 = gmem_read_ull(GMEM_SYSFS_FILES);
+	self->bytes0 = gmem_read_ull(GMEM_SYSFS_BYTES);
+	self->vms0 = gmem_count_vms_debugfs();
+	self->structs0 = gmem_count_vms_vmalloc();
+}
+
+FIXTURE_TEARDOWN(failnth)
+{
+	gmem_failnth_restore(&self->fi);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * Everything closed: gmem's counters and the VM count back at the
+ * baseline.  A VM goes when its last reference does, which may be the
+ * release of a gmem file; allow a moment for it.
+ */
+#define expect_baseline(_metadata, self, what, n) do {			\
+	unsigned long long __files, __bytes;				\
+	int __vms, __structs, __tries;					\
+	for (__tries = 0; __tries < 100; __tries++) {			\
+		__files = gmem_read_ull(GMEM_SYSFS_FILES);		\
+		__bytes = gmem_read_ull(GMEM_SYSFS_BYTES);		\
+		__vms = gmem_count_vms_debugfs();			\
+		__structs = gmem_count_vms_vmalloc();			\
+		if (__files == (self)->files0 && __bytes == (self)->bytes0 && \
+		    __vms == (self)->vms0 && __structs == (self)->structs0) \
+			break;						\
+		usleep(20000);						\
+	}								\
+	ASSERT_EQ((self)->files0, __files)				\
+		TH_LOG("%s, fail-nth %u, all closed: " GMEM_SYSFS_FILES " %llu, expected %llu", \
+		       what, n, __files, (self)->files0);		\
+	ASSERT_EQ((self)->bytes0, __bytes)				\
+		TH_LOG("%s, fail-nth %u, all closed: " GMEM_SYSFS_BYTES " %llu, expected %llu", \
+		       what, n, __bytes, (self)->bytes0);		\
+	ASSERT_EQ((self)->vms0, __vms)					\
+		TH_LOG("%s, fail-nth %u, all closed: %d VMs in debugfs, expected %d", \
+		       what, n, __vms, (self)->vms0);			\
+	ASSERT_EQ((self)->structs0, __structs)				\
+		TH_LOG("%s, fail-nth %u, all closed: %d struct kvm in vmallocinfo, expected %d", \
+		       what, n, __structs, (self)->structs0);		\
+} while (0)
+
+#define arm(_metadata, self, n) do {					\
+	int __r = gmem_failnth_arm(&(self)->fi, (n));			\
+	ASSERT_EQ(0, __r) TH_LOG("write %u to " FAILNTH_PROC ": %s", (n), \
+				 strerror(-__r));			\
+} while (0)
+
+#define left(_metadata, self) ({					\
+	long __left = gmem_failnth_left(&(self)->fi);			\
+	ASSERT_LE(0, __left) TH_LOG("read " FAILNTH_PROC ": %s", strerror(-__left)); \
+	__left;								\
+})
+
+/*
+ * KVM_SET_USER_MEMORY_REGION2 binding a fresh gmem file to a fresh VM.
+ * The ABI documents no errno for running out of memory here other than
+ * ENOMEM.
+ */
+TEST_F_TIMEOUT(failnth, bind, 900)
+{
+	unsigned int n, points = 0, failed = 0;
+	double t0 = now();
+	long l = 0;
+
+	for (n = 1; n <= FAILNTH_MAX; n++) {
+		struct kvm_vm *vm;
+		int fd, r, err;
+
+		vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+		fd = gmem_file(SLOT_SIZE, 0);
+
+		arm(_metadata, self, n);
+		r = __vm_set_user_memory_region2(vm, SLOT, KVM_MEM_GUEST_MEMFD, SLOT_GPA,
+						 SLOT_SIZE, NULL, fd, 0);
+		err = r ? errno : 0;
+		l = left(_metadata, self);
+
+		if (r) {
+			failed++;
+			ASSERT_EQ(ENOMEM, err)
+				TH_LOG("KVM_SET_USER_MEMORY_REGION2 with fail-nth %u: expected success or ENOMEM, got %s",
+				       n, strerror(err));
+			r = __vm_set_user_memory_region2(vm, SLOT, KVM_MEM_GUEST_MEMFD,
+							 SLOT_GPA, SLOT_SIZE, NULL, fd, 0);
+			ASSERT_EQ(0, r)
+				TH_LOG("KVM_SET_USER_MEMORY_REGION2 without injection after ENOMEM at fail-nth %u: %s",
+				       n, strerror(errno));
+		}
+		/* Bound: the memslot works both ways, and another cannot overlap. */
+		ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, SLOT_SIZE))
+			TH_LOG("fallocate of a bound file: %s", strerror(errno));
+		errno = 0;
+		r = __vm_set_user_memory_region2(vm, SLOT + 1, KVM_MEM_GUEST_MEMFD,
+						 2 * SLOT_GPA, SLOT_SIZE, NULL, fd, 0);
+		ASSERT_EQ(-1, r);
+		ASSERT_EQ(EINVAL, errno)
+			TH_LOG("a second memslot on the same file range after fail-nth %u: expected EINVAL, got %s",
+			       n, strerror(errno));
+		r = __vm_set_user_memory_region2(vm, SLOT, 0, SLOT_GPA, 0, NULL, -1, 0);
+		ASSERT_EQ(0, r) TH_LOG("deleting the memslot: %s", strerror(errno));
+
+		kvm_vm_free(vm);
+		close(fd);
+		expect_baseline(_metadata, self, "bind", n);
+		if (l) {
+			points = n - l;
+			break;
+		}
+		points = n;
+	}
+	if (!l)
+		TH_LOG("bind: stopped after %u injection points, the path has more",
+		       FAILNTH_MAX);
+	TH_LOG("KVM_SET_USER_MEMORY_REGION2: %u injection points, %u failed calls (%.1f s)",
+	       points, failed, now() - t0);
+}
+
+/*
+ * The guest: at every round, after the host punched the page out, a
+ * first write, a check that the rest of the page is zero, then the
+ * whole page written and read back.
+ */
+static uint64_t pattern(uint64_t round, uint64_t i)
+{
+	return (round << 32) ^ (i * 0x9e3779b97f4a7c15ULL);
+}
+
+static void guest_touch(void)
+{
+	volatile uint64_t *p = (volatile uint64_t *)TOUCH_GPA;
+	uint64_t round, i;
+
+	GUEST_SYNC(0);
+	for (round = 1;; round++) {
+		p[0] = pattern(round, 0);
+		for (i = 1; i < PAGE_SIZE / 8; i++)
+			__GUEST_ASSERT(!p[i], "round %lu: word %lu of a fresh page is %#lx",
+				       round, i, p[i]);
+		for (i = 1; i < PAGE_SIZE / 8; i++)
+			p[i] = pattern(round, i);
+		for (i = 0; i < PAGE_SIZE / 8; i++)
+			__GUEST_ASSERT(p[i] == pattern(round, i),
+				       "round %lu: word %lu reads %#lx, wrote %#lx",
+				       round, i, p[i], pattern(round, i));
+		GUEST_SYNC(round);
+	}
+}
+
+/* Run without injection to the guest's GUEST_SYNC(@round). */
+static void run_to_sync(struct kvm_vcpu *vcpu, uint64_t round)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	case UCALL_SYNC:
+		TEST_ASSERT(uc.args[1] == round, "guest at sync %lu, expected %lu",
+			    uc.args[1], round);
+		break;
+	default:
+		TEST_FAIL("unexpected ucall %lu", uc.cmd);
+	}
+}
+
+TEST_F_TIMEOUT(failnth, private_fault, 900)
+{
+	unsigned int n, points = 0, failed = 0, fault_enomem = 0, fault_efault = 0;
+	unsigned int other_enomem = 0;
+	double t0 = now();
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	long l = 0;
+	int fd;
+
+	vm = vm_create_shape_with_one_vcpu(protected_shape, &vcpu, guest_touch);
+	fd = gmem_file(SLOT_SIZE, 0);
+	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, SLOT_GPA, SLOT, SLOT_SIZE / PAGE_SIZE,
+		   KVM_MEM_GUEST_MEMFD, fd, 0);
+	virt_map(vm, SLOT_GPA, SLOT_GPA, SLOT_SIZE / PAGE_SIZE);
+	vm_mem_set_private(vm, SLOT_GPA, SLOT_SIZE);
+	/* Guest code, stack and page tables faulted in, on both sides. */
+	run_to_sync(vcpu, 0);
+	if (mlockall(MCL_CURRENT))
+		TH_LOG("mlockall: %s (page faults may take injection points)",
+		       strerror(errno));
+
+	for (n = 1; n <= FAILNTH_MAX; n++) {
+		struct kvm_run *run = vcpu->run;
+		struct ucall uc;
+		int r, err;
+
+		ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+				       TOUCH_OFF, PAGE_SIZE))
+			TH_LOG("punch: %s", strerror(errno));
+		ASSERT_EQ(0, gmem_read_ull(GMEM_SYSFS_BYTES) - self->bytes0);
+
+		arm(_metadata, self, n);
+		r = __vcpu_run(vcpu);
+		err = r ? errno : 0;
+		l = left(_metadata, self);
+
+		if (r) {
+			failed++;
+			if (run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+				ASSERT_TRUE(err == ENOMEM || err == EFAULT)
+					TH_LOG("KVM_RUN with fail-nth %u: KVM_EXIT_MEMORY_FAULT with %s, expected ENOMEM or EFAULT",
+					       n, strerror(err));
+				ASSERT_EQ(KVM_MEMORY_EXIT_FLAG_PRIVATE,
+					  run->memory_fault.flags);
+				ASSERT_EQ(TOUCH_GPA, run->memory_fault.gpa)
+					TH_LOG("KVM_RUN with fail-nth %u: memory fault at gpa %#llx, expected %#llx",
+					       n, (unsigned long long)run->memory_fault.gpa,
+					       TOUCH_GPA);
+				ASSERT_EQ(PAGE_SIZE, run->memory_fault.size);
+				if (err == ENOMEM)
+					fault_enomem++;
+				else
+					fault_efault++;
+			} else {
+				ASSERT_EQ(ENOMEM, err)
+					TH_LOG("KVM_RUN with fail-nth %u: %s, exit reason %u, expected ENOMEM or a memory fault exit",
+					       n, strerror(err), run->exit_reason);
+				other_enomem++;
+			}
+			/* Without injection the guest carries on where it was. */
+			run_to_sync(vcpu, n);
+		} else {
+			TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+			switch (get_ucall(vcpu, &uc)) {
+			case UCALL_ABORT:
+				REPORT_GUEST_ASSERT(uc);
+				break;
+			case UCALL_SYNC:
+				ASSERT_EQ(n, uc.args[1]);
+				break;
+			default:
+				TEST_FAIL("unexpected ucall %lu", uc.cmd);
+			}
+		}
+		/* The one page the guest touched, and nothing else. */
+		ASSERT_EQ(PAGE_SIZE, gmem_read_ull(GMEM_SYSFS_BYTES) - self->bytes0)
+			TH_LOG("fail-nth %u (%s): gmem holds %llu bytes, expected one page",
+			       n, r ? strerror(err) : "success",
+			       gmem_read_ull(GMEM_SYSFS_BYTES) - self->bytes0);
+		if (l) {
+			points = n - l;
+			break;
+		}
+		points = n;
+	}
+	if (!l)
+		TH_LOG("private fault: stopped after %u injection points, the path has more",
+		       FAILNTH_MAX);
+	kvm_vm_free(vm);
+	close(fd);
+	expect_baseline(_metadata, self, "private fault", n);
+	TH_LOG("KVM_RUN, first touch of a private page: %u injection points, %u failed runs: %u memory fault exits with ENOMEM, %u with EFAULT, %u other ENOMEM (%.1f s)",
+	       points, failed, fault_enomem, fault_efault, other_enomem, now() - t0);
+}
+
+TEST_HARNESS_MAIN
