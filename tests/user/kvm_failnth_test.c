@@ -132,6 +132,25 @@ static double now(void)
 })
 
 /*
+ * KVM_SET_USER_MEMORY_REGION2 as a bare ioctl: the library's wrapper
+ * checks the capability first, which opens /dev/kvm, an allocation.
+ * @size 0 deletes the memslot.
+ */
+static int set_region(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, uint64_t size,
+		      int fd)
+{
+	struct kvm_userspace_memory_region2 region = {
+		.slot = slot,
+		.flags = size ? KVM_MEM_GUEST_MEMFD : 0,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.guest_memfd = size ? fd : 0,
+	};
+
+	return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, &region);
+}
+
+/*
  * KVM_SET_USER_MEMORY_REGION2 binding a fresh gmem file to a fresh VM.
  * The ABI documents no errno for running out of memory here other than
  * ENOMEM.
@@ -150,8 +169,7 @@ TEST_F_TIMEOUT(failnth, bind, 900)
 		fd = gmem_file(SLOT_SIZE, 0);
 
 		arm(_metadata, self, n);
-		r = __vm_set_user_memory_region2(vm, SLOT, KVM_MEM_GUEST_MEMFD, SLOT_GPA,
-						 SLOT_SIZE, NULL, fd, 0);
+		r = set_region(vm, SLOT, SLOT_GPA, SLOT_SIZE, fd);
 		err = r ? errno : 0;
 		l = left(_metadata, self);
 
@@ -160,8 +178,7 @@ TEST_F_TIMEOUT(failnth, bind, 900)
 			ASSERT_EQ(ENOMEM, err)
 				TH_LOG("KVM_SET_USER_MEMORY_REGION2 with fail-nth %u: expected success or ENOMEM, got %s",
 				       n, strerror(err));
-			r = __vm_set_user_memory_region2(vm, SLOT, KVM_MEM_GUEST_MEMFD,
-							 SLOT_GPA, SLOT_SIZE, NULL, fd, 0);
+			r = set_region(vm, SLOT, SLOT_GPA, SLOT_SIZE, fd);
 			ASSERT_EQ(0, r)
 				TH_LOG("KVM_SET_USER_MEMORY_REGION2 without injection after ENOMEM at fail-nth %u: %s",
 				       n, strerror(errno));
@@ -170,13 +187,12 @@ TEST_F_TIMEOUT(failnth, bind, 900)
 		ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, SLOT_SIZE))
 			TH_LOG("fallocate of a bound file: %s", strerror(errno));
 		errno = 0;
-		r = __vm_set_user_memory_region2(vm, SLOT + 1, KVM_MEM_GUEST_MEMFD,
-						 2 * SLOT_GPA, SLOT_SIZE, NULL, fd, 0);
+		r = set_region(vm, SLOT + 1, 2 * SLOT_GPA, SLOT_SIZE, fd);
 		ASSERT_EQ(-1, r);
 		ASSERT_EQ(EINVAL, errno)
 			TH_LOG("a second memslot on the same file range after fail-nth %u: expected EINVAL, got %s",
 			       n, strerror(errno));
-		r = __vm_set_user_memory_region2(vm, SLOT, 0, SLOT_GPA, 0, NULL, -1, 0);
+		r = set_region(vm, SLOT, SLOT_GPA, 0, -1);
 		ASSERT_EQ(0, r) TH_LOG("deleting the memslot: %s", strerror(errno));
 
 		kvm_vm_free(vm);
@@ -205,12 +221,14 @@ static uint64_t pattern(uint64_t round, uint64_t i)
 	return (round << 32) ^ (i * 0x9e3779b97f4a7c15ULL);
 }
 
-static void guest_touch(void)
+/* With @warm_up, the guest syncs once before its first touch. */
+static void guest_touch(uint64_t warm_up)
 {
 	volatile uint64_t *p = (volatile uint64_t *)TOUCH_GPA;
 	uint64_t round, i;
 
-	GUEST_SYNC(0);
+	if (warm_up)
+		GUEST_SYNC(0);
 	for (round = 1;; round++) {
 		p[0] = pattern(round, 0);
 		for (i = 1; i < PAGE_SIZE / 8; i++)
@@ -226,12 +244,11 @@ static void guest_touch(void)
 	}
 }
 
-/* Run without injection to the guest's GUEST_SYNC(@round). */
-static void run_to_sync(struct kvm_vcpu *vcpu, uint64_t round)
+/* The guest stopped at GUEST_SYNC(@round). */
+static void expect_sync(struct kvm_vcpu *vcpu, uint64_t round)
 {
 	struct ucall uc;
 
-	vcpu_run(vcpu);
 	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
 	switch (get_ucall(vcpu, &uc)) {
 	case UCALL_ABORT:
@@ -246,31 +263,103 @@ static void run_to_sync(struct kvm_vcpu *vcpu, uint64_t round)
 	}
 }
 
+/* Run without injection to the guest's GUEST_SYNC(@round). */
+static void run_to_sync(struct kvm_vcpu *vcpu, uint64_t round)
+{
+	vcpu_run(vcpu);
+	expect_sync(vcpu, round);
+}
+
+/* A guest with one vCPU and one private memslot on a new gmem file. */
+static struct kvm_vm *touch_vm(struct kvm_vcpu **vcpu, int *fd, bool warm_up)
+{
+	struct kvm_vm *vm;
+
+	vm = vm_create_shape_with_one_vcpu(protected_shape, vcpu, guest_touch);
+	vcpu_args_set(*vcpu, 1, warm_up);
+	*fd = gmem_file(SLOT_SIZE, 0);
+	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, SLOT_GPA, SLOT, SLOT_SIZE / PAGE_SIZE,
+		   KVM_MEM_GUEST_MEMFD, *fd, 0);
+	virt_map(vm, SLOT_GPA, SLOT_GPA, SLOT_SIZE / PAGE_SIZE);
+	vm_mem_set_private(vm, SLOT_GPA, SLOT_SIZE);
+	return vm;
+}
+
+/* How the KVM_RUNs under injection ended. */
+struct run_stats {
+	unsigned int ok, fault_enomem, fault_efault, other_enomem;
+};
+
+/*
+ * The KVM_RUN under injection that should have reached the guest's
+ * GUEST_SYNC(@round) returned @r with @err: a sync, or a documented
+ * failure.  After a failure the vCPU runs again without injection and
+ * must get there, the guest having checked the page.
+ */
+static void check_run(struct __test_metadata *_metadata, struct kvm_vcpu *vcpu, int r,
+		      int err, unsigned int n, uint64_t round, struct run_stats *st)
+{
+	struct kvm_run *run = vcpu->run;
+
+	if (!r) {
+		st->ok++;
+		expect_sync(vcpu, round);
+		return;
+	}
+	if (run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+		ASSERT_TRUE(err == ENOMEM || err == EFAULT)
+			TH_LOG("KVM_RUN with fail-nth %u: KVM_EXIT_MEMORY_FAULT with %s, expected ENOMEM or EFAULT",
+			       n, strerror(err));
+		ASSERT_EQ(KVM_MEMORY_EXIT_FLAG_PRIVATE, run->memory_fault.flags);
+		ASSERT_EQ(TOUCH_GPA, run->memory_fault.gpa)
+			TH_LOG("KVM_RUN with fail-nth %u: memory fault at gpa %#llx, expected %#llx",
+			       n, (unsigned long long)run->memory_fault.gpa, TOUCH_GPA);
+		ASSERT_EQ(PAGE_SIZE, run->memory_fault.size);
+		if (err == ENOMEM)
+			st->fault_enomem++;
+		else
+			st->fault_efault++;
+	} else {
+		ASSERT_EQ(ENOMEM, err)
+			TH_LOG("KVM_RUN with fail-nth %u: %s, exit reason %u, expected ENOMEM or a memory fault exit",
+			       n, strerror(err), run->exit_reason);
+		st->other_enomem++;
+	}
+	/* Without injection the guest carries on where it was. */
+	run_to_sync(vcpu, round);
+}
+
+#define log_stats(what, points, st, t0) do {				\
+	TH_LOG("%s: %u injection points (%.1f s)", what, points, now() - (t0)); \
+	TH_LOG("KVM_RUN reached the guest's sync %u times, failed %u times", \
+	       (st)->ok, (st)->fault_enomem + (st)->fault_efault + (st)->other_enomem); \
+	TH_LOG("failures: memory fault exit with ENOMEM %u, with EFAULT %u; other ENOMEM %u", \
+	       (st)->fault_enomem, (st)->fault_efault, (st)->other_enomem); \
+} while (0)
+
+/*
+ * One guest, warmed up (its code, stack and page tables are mapped): for
+ * every N the private page is punched out and the guest touches it
+ * again, a first touch for gmem.
+ */
 TEST_F_TIMEOUT(failnth, private_fault, 900)
 {
-	unsigned int n, points = 0, failed = 0, fault_enomem = 0, fault_efault = 0;
-	unsigned int other_enomem = 0;
+	struct run_stats st = { 0 };
+	unsigned int n, points = 0;
 	double t0 = now();
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	long l = 0;
 	int fd;
 
-	vm = vm_create_shape_with_one_vcpu(protected_shape, &vcpu, guest_touch);
-	fd = gmem_file(SLOT_SIZE, 0);
-	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, SLOT_GPA, SLOT, SLOT_SIZE / PAGE_SIZE,
-		   KVM_MEM_GUEST_MEMFD, fd, 0);
-	virt_map(vm, SLOT_GPA, SLOT_GPA, SLOT_SIZE / PAGE_SIZE);
-	vm_mem_set_private(vm, SLOT_GPA, SLOT_SIZE);
-	/* Guest code, stack and page tables faulted in, on both sides. */
+	vm = touch_vm(&vcpu, &fd, true);
 	run_to_sync(vcpu, 0);
+	/* Nothing of the host's memory faults in under injection. */
 	if (mlockall(MCL_CURRENT))
 		TH_LOG("mlockall: %s (page faults may take injection points)",
 		       strerror(errno));
 
 	for (n = 1; n <= FAILNTH_MAX; n++) {
-		struct kvm_run *run = vcpu->run;
-		struct ucall uc;
 		int r, err;
 
 		ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
@@ -283,44 +372,7 @@ TEST_F_TIMEOUT(failnth, private_fault, 900)
 		err = r ? errno : 0;
 		l = left(_metadata, self);
 
-		if (r) {
-			failed++;
-			if (run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
-				ASSERT_TRUE(err == ENOMEM || err == EFAULT)
-					TH_LOG("KVM_RUN with fail-nth %u: KVM_EXIT_MEMORY_FAULT with %s, expected ENOMEM or EFAULT",
-					       n, strerror(err));
-				ASSERT_EQ(KVM_MEMORY_EXIT_FLAG_PRIVATE,
-					  run->memory_fault.flags);
-				ASSERT_EQ(TOUCH_GPA, run->memory_fault.gpa)
-					TH_LOG("KVM_RUN with fail-nth %u: memory fault at gpa %#llx, expected %#llx",
-					       n, (unsigned long long)run->memory_fault.gpa,
-					       TOUCH_GPA);
-				ASSERT_EQ(PAGE_SIZE, run->memory_fault.size);
-				if (err == ENOMEM)
-					fault_enomem++;
-				else
-					fault_efault++;
-			} else {
-				ASSERT_EQ(ENOMEM, err)
-					TH_LOG("KVM_RUN with fail-nth %u: %s, exit reason %u, expected ENOMEM or a memory fault exit",
-					       n, strerror(err), run->exit_reason);
-				other_enomem++;
-			}
-			/* Without injection the guest carries on where it was. */
-			run_to_sync(vcpu, n);
-		} else {
-			TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-			switch (get_ucall(vcpu, &uc)) {
-			case UCALL_ABORT:
-				REPORT_GUEST_ASSERT(uc);
-				break;
-			case UCALL_SYNC:
-				ASSERT_EQ(n, uc.args[1]);
-				break;
-			default:
-				TEST_FAIL("unexpected ucall %lu", uc.cmd);
-			}
-		}
+		check_run(_metadata, vcpu, r, err, n, n, &st);
 		/* The one page the guest touched, and nothing else. */
 		ASSERT_EQ(PAGE_SIZE, gmem_read_ull(GMEM_SYSFS_BYTES) - self->bytes0)
 			TH_LOG("fail-nth %u (%s): gmem holds %llu bytes, expected one page",
@@ -338,8 +390,50 @@ TEST_F_TIMEOUT(failnth, private_fault, 900)
 	kvm_vm_free(vm);
 	close(fd);
 	expect_baseline(_metadata, self, "private fault", n);
-	TH_LOG("KVM_RUN, first touch of a private page: %u injection points, %u failed runs: %u memory fault exits with ENOMEM, %u with EFAULT, %u other ENOMEM (%.1f s)",
-	       points, failed, fault_enomem, fault_efault, other_enomem, now() - t0);
+	log_stats("KVM_RUN, warm guest, first touch of a private page", points, &st, t0);
+}
+
+/*
+ * A new guest for every N, whose very first KVM_RUN touches the private
+ * page: KVM's own allocations for a vCPU's first run and first faults
+ * are on the path too.
+ */
+TEST_F_TIMEOUT(failnth, first_run, 900)
+{
+	struct run_stats st = { 0 };
+	unsigned int n, points = 0;
+	double t0 = now();
+	long l = 0;
+
+	for (n = 1; n <= FAILNTH_MAX; n++) {
+		struct kvm_vcpu *vcpu;
+		struct kvm_vm *vm;
+		int fd, r, err;
+
+		vm = touch_vm(&vcpu, &fd, false);
+		arm(_metadata, self, n);
+		r = __vcpu_run(vcpu);
+		err = r ? errno : 0;
+		l = left(_metadata, self);
+
+		check_run(_metadata, vcpu, r, err, n, 1, &st);
+		ASSERT_EQ(PAGE_SIZE, gmem_read_ull(GMEM_SYSFS_BYTES) - self->bytes0)
+			TH_LOG("fail-nth %u (%s): gmem holds %llu bytes, expected one page",
+			       n, r ? strerror(err) : "success",
+			       gmem_read_ull(GMEM_SYSFS_BYTES) - self->bytes0);
+		kvm_vm_free(vm);
+		close(fd);
+		expect_baseline(_metadata, self, "first run", n);
+		if (l) {
+			points = n - l;
+			break;
+		}
+		points = n;
+	}
+	if (!l)
+		TH_LOG("first run: stopped after %u injection points, the path has more",
+		       FAILNTH_MAX);
+	log_stats("KVM_RUN, new guest's first run touching a private page", points, &st, t0);
 }
 
 TEST_HARNESS_MAIN
