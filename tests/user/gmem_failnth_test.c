@@ -735,8 +735,9 @@ static void sweep(struct __test_metadata *_metadata, struct sweeper *self,
 	if (!left)
 		TH_LOG("%s: stopped after %u injection points, the path has more",
 		       p->name, FAILNTH_MAX);
-	TH_LOG("%s: %u injection points, %u failed calls (%.1f s)", p->name, points,
-	       failed, now() - t0);
+	TH_LOG("%s: %u injection points, %u failed calls (%.1f s; memory.current %s)",
+	       p->name, points, failed, now() - t0,
+	       self->memcg[0] ? "checked" : "not checked");
 	if (results && results->nr < MAX_PATHS) {
 		struct path_result *res = &results->r[results->nr++];
 

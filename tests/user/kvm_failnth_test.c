@@ -18,6 +18,13 @@
  *    reads back exactly what it wrote.
  * Once the VM and the files are closed, gmem's counters and the number
  * of VMs are back at their baseline.
+ *
+ * KVM_SET_USER_MEMORY_REGION2 binds the file (gmem's allocations), then
+ * makes the memslot (KVM's), and unbinds the file when that fails: the
+ * sweep goes through KVM's part too, for gmem's unbind.  On x86 KVM
+ * allocates the memslot's large page tracking with vmalloc without
+ * __GFP_NOWARN, so the failure injected there logs a "vmalloc error"
+ * warning with a stack trace.
  */
 #include <errno.h>
 #include <fcntl.h>
