@@ -342,6 +342,8 @@ static void setup_write(struct __test_metadata *_metadata, struct ctx *c)
 	new_file(_metadata, c, 0);
 	falloc_ok(_metadata, c->fd, GMEM_ALLOCATE, WRITE_PRE_OFF, WRITE_PRE_LEN);
 	memset(&c->w, 0, sizeof(c->w));
+	/* Output only: the call must store it whatever happens. */
+	c->w.written = ~0ULL;
 	c->w.offset = WRITE_OFF;
 	c->w.size = WRITE_SIZE;
 	c->w.user_addr = (uintptr_t)write_src;
@@ -371,6 +373,9 @@ static void check_write(struct __test_metadata *_metadata, struct ctx *c, int er
 
 	if (err) {
 		expect_errno_in(_metadata, c, err, write_errnos, ARRAY_SIZE(write_errnos), "ENOMEM");
+		ASSERT_NE(~0ULL, written)
+			TH_LOG("GMEM_WRITE with fail-nth %u failed with %s and did not store written",
+			       c->n, errno_name(err));
 		ASSERT_EQ(0ULL, written % PAGE) TH_LOG("written %#llx", written);
 		ASSERT_GT(WRITE_SIZE, written)
 			TH_LOG("GMEM_WRITE with fail-nth %u failed with %s but says it wrote everything",
