@@ -202,4 +202,58 @@ static inline long gmem_failnth_left(struct gmem_failnth *f)
 	return left;
 }
 
+/*
+ * gmem_failnth_reject() - inject no failure into allocations made under
+ * the kernel function @func (its address range in /proc/kallsyms), or
+ * under any function again when @func is NULL.  Allocations left out
+ * do not count towards fail-nth.  Needs the stack trace filter
+ * (CONFIG_FAULT_INJECTION_STACKTRACE_FILTER).  Returns 0, -ENOENT when
+ * the kernel has no such filter or no such function, another -errno.
+ */
+static inline int gmem_failnth_reject(const char *func)
+{
+	static const char * const dirs[] = { FAILNTH_FAILSLAB, FAILNTH_PAGE_ALLOC };
+	unsigned long long start = 0, end = 0, addr;
+	char line[256], name[128], path[96], val[32];
+	unsigned int i;
+	FILE *f;
+	char t;
+	int r;
+
+	if (func) {
+		f = fopen("/proc/kallsyms", "r");
+		if (!f)
+			return -errno;
+		/* The function; then the lowest symbol above it is its end. */
+		for (i = 0; i < 2 && (i == 0 || start); i++) {
+			rewind(f);
+			while (fgets(line, sizeof(line), f)) {
+				if (sscanf(line, "%llx %c %127s", &addr, &t, name) != 3)
+					continue;
+				if (i == 0 && !strcmp(name, func))
+					start = addr;
+				if (i == 1 && addr > start && (!end || addr < end))
+					end = addr;
+			}
+		}
+		fclose(f);
+		if (!start || !end)
+			return -ENOENT;
+	}
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/reject-start", dirs[i]);
+		if (access(path, F_OK))
+			return -ENOENT;
+		snprintf(val, sizeof(val), "%#llx", start);
+		r = failnth_write_str(path, val);
+		snprintf(path, sizeof(path), "%s/reject-end", dirs[i]);
+		snprintf(val, sizeof(val), "%#llx", end);
+		if (!r)
+			r = failnth_write_str(path, val);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 #endif /* GMEM_FAILNTH_H */
