@@ -37,7 +37,8 @@ install: module
 
 uninstall:
 	rm -f $(INSTALL_MOD_PATH)/lib/modules/$(kver)/updates/gmem.ko* \
-	      $(INSTALL_MOD_PATH)/lib/modules/$(kver)/updates/gmem_kunit.ko*
+	      $(INSTALL_MOD_PATH)/lib/modules/$(kver)/updates/gmem_kunit.ko* \
+	      $(INSTALL_MOD_PATH)/lib/modules/$(kver)/updates/gmem_inject.ko*
 	depmod -a $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(kver)
 	rm -f $(DESTDIR)$(UDEVRULESDIR)/60-gmem.rules
 

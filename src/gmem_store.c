@@ -187,8 +187,10 @@ static int gmem_store_commit_block(struct gmem_store *s, pgoff_t index,
 /*
  * Allocate a zeroed, naturally aligned block of GMEM_BLOCK_PAGES pages
  * and insert it at @index, all of [@index, @index + GMEM_BLOCK_PAGES)
- * being holes.  Returns 0, or -errno and leaves the store as it was, for
- * the caller to fall back to single pages.
+ * being holes.  Returns 0, or -errno for the caller to fall back to
+ * single pages: nothing of the block was published (a concurrent
+ * insertion of the same block may lose its reservations to the unreserve
+ * and fall back too).
  */
 static int gmem_store_insert_block(struct gmem_store *s, pgoff_t index)
 {
@@ -431,7 +433,7 @@ bool gmem_store_hwpoisoned(struct gmem_store *s, pgoff_t start, pgoff_t end)
 
 	rcu_read_lock();
 	xas_for_each(&xas, folio, end - 1) {
-		if (xas_retry(&xas, folio) || xa_is_zero(folio))
+		if (xas_retry(&xas, folio))
 			continue;
 		if (folio_test_hwpoison(folio)) {
 			r = true;

@@ -24,8 +24,12 @@ MODULE_IMPORT_NS(EXPORTED_FOR_KUNIT_TESTING);
 static struct dentry *gmem_inject_dir;
 static unsigned long gmem_inject_last_pfn;
 
-/* The pfn of page @offset of the caller's gmem file @fd, or -errno. */
-static long gmem_inject_pfn(int fd, u64 offset)
+/*
+ * Give page @offset of the caller's gmem file @fd a memory error.
+ * Returns its pfn, or -errno.  The page is held across memory_failure(),
+ * so that a concurrent punch cannot hand the pfn to someone else first.
+ */
+static long gmem_inject_hwpoison(int fd, u64 offset)
 {
 	struct gmem_file *gf;
 	struct folio *folio;
@@ -44,10 +48,18 @@ static long gmem_inject_pfn(int fd, u64 offset)
 	folio = gmem_store_get(&gf->store, offset >> PAGE_SHIFT, false);
 	up_read(&gf->lock);
 	pfn = -ENOENT;
-	if (folio) {
-		pfn = folio_pfn(folio);
-		folio_put(folio);
-	}
+	if (!folio)
+		goto out;
+	pfn = folio_pfn(folio);
+	/*
+	 * gmem's pages are in no page cache and on no LRU: memory_failure()
+	 * flags the page and reports it unhandlable, which is the case a
+	 * real machine check meets.
+	 */
+	memory_failure(pfn, 0);
+	if (!folio_test_hwpoison(folio))
+		pfn = -EIO;
+	folio_put(folio);
 out:
 	fdput(f);
 	return pfn;
@@ -69,17 +81,9 @@ static ssize_t gmem_inject_write(struct file *file, const char __user *ubuf,
 	if (sscanf(buf, "%d %llu", &fd, &offset) != 2)
 		return -EINVAL;
 
-	pfn = gmem_inject_pfn(fd, offset);
+	pfn = gmem_inject_hwpoison(fd, offset);
 	if (pfn < 0)
 		return pfn;
-	/*
-	 * gmem's pages are in no page cache and on no LRU: memory_failure()
-	 * flags the page and reports it unhandlable, which is the case a
-	 * real machine check meets.
-	 */
-	memory_failure(pfn, 0);
-	if (!PageHWPoison(pfn_to_page(pfn)))
-		return -EIO;
 	WRITE_ONCE(gmem_inject_last_pfn, pfn);
 	return len;
 }
@@ -103,8 +107,6 @@ static const struct file_operations gmem_inject_fops = {
 
 static int __init gmem_inject_init(void)
 {
-	if (!IS_ENABLED(CONFIG_MEMORY_FAILURE))
-		return -EOPNOTSUPP;
 	gmem_inject_dir = debugfs_create_dir("gmem_inject", NULL);
 	debugfs_create_file("hwpoison", 0600, gmem_inject_dir, NULL,
 			    &gmem_inject_fops);
