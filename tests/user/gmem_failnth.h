@@ -35,6 +35,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gmem_util.h"
+
 #define FAILNTH_PROC		"/proc/thread-self/fail-nth"
 #define FAILNTH_FAILSLAB	"/sys/kernel/debug/failslab"
 #define FAILNTH_PAGE_ALLOC	"/sys/kernel/debug/fail_page_alloc"
@@ -64,43 +66,6 @@ struct gmem_failnth {
 	char old[FAILNTH_NR_KNOBS][32];	/* their values before setup */
 };
 
-static inline int failnth_read_str(const char *path, char *buf, size_t size)
-{
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, size - 1);
-	if (n < 0) {
-		n = -errno;
-		close(fd);
-		return n;
-	}
-	close(fd);
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
-}
-
-static inline int failnth_write_str(const char *path, const char *str)
-{
-	ssize_t n;
-	int fd, r = 0;
-
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, str, strlen(str));
-	if (n < 0)
-		r = -errno;
-	else if ((size_t)n != strlen(str))
-		r = -EIO;
-	close(fd);
-	return r;
-}
-
 /* Put back every setting gmem_failnth_setup() changed; close fail-nth. */
 static inline void gmem_failnth_restore(struct gmem_failnth *f)
 {
@@ -114,7 +79,7 @@ static inline void gmem_failnth_restore(struct gmem_failnth *f)
 	while (f->saved > 0) {
 		int i = --f->saved, r;
 
-		r = failnth_write_str(failnth_knobs[i].path, f->old[i]);
+		r = __gmem_write_file(failnth_knobs[i].path, f->old[i]);
 		if (r)
 			fprintf(stderr, "# restoring \"%s\" to %s: %s\n", f->old[i],
 				failnth_knobs[i].path, strerror(-r));
@@ -145,15 +110,16 @@ static inline int gmem_failnth_setup(struct gmem_failnth *f, char *why, size_t l
 		return -ENOENT;
 	}
 	for (i = 0; i < FAILNTH_NR_KNOBS; i++) {
-		r = failnth_read_str(failnth_knobs[i].path, f->old[i],
+		r = __gmem_read_file(failnth_knobs[i].path, f->old[i],
 				     sizeof(f->old[i]));
+		f->old[i][strcspn(f->old[i], "\n")] = '\0';
 		if (r) {
 			snprintf(why, len, "read %s: %s", failnth_knobs[i].path,
 				 strerror(-r));
 			goto fail;
 		}
 		f->saved++;
-		r = failnth_write_str(failnth_knobs[i].path, failnth_knobs[i].value);
+		r = __gmem_write_file(failnth_knobs[i].path, failnth_knobs[i].value);
 		if (r) {
 			snprintf(why, len, "write %s to %s: %s", failnth_knobs[i].value,
 				 failnth_knobs[i].path, strerror(-r));
@@ -245,11 +211,11 @@ static inline int gmem_failnth_reject(const char *func)
 		if (access(path, F_OK))
 			return -ENOENT;
 		snprintf(val, sizeof(val), "%#llx", start);
-		r = failnth_write_str(path, val);
+		r = __gmem_write_file(path, val);
 		snprintf(path, sizeof(path), "%s/reject-end", dirs[i]);
 		snprintf(val, sizeof(val), "%#llx", end);
 		if (!r)
-			r = failnth_write_str(path, val);
+			r = __gmem_write_file(path, val);
 		if (r)
 			return r;
 	}

@@ -573,22 +573,9 @@ FIXTURE(failnth) {
 #define memcg_current(_metadata, self)					\
 	gmem_read_u64(_metadata, memcg_path(self, "memory.current"))
 
-/*
- * memory.current once it stops moving: xarray and maple tree nodes are
- * freed after an RCU grace period.
- */
-#define memcg_current_settled(_metadata, self) ({			\
-	unsigned long long __v = memcg_current(_metadata, self), __p;	\
-	int __i;							\
-	for (__i = 0; __i < 50; __i++) {				\
-		usleep(20000);						\
-		__p = __v;						\
-		__v = memcg_current(_metadata, self);			\
-		if (__v == __p)						\
-			break;						\
-	}								\
-	__v;								\
-})
+/* memory.current once it stops moving (see gmem_read_u64_settled()). */
+#define memcg_current_settled(_metadata, self)				\
+	gmem_read_u64_settled(_metadata, memcg_path(self, "memory.current"))
 
 /* A memory cgroup of its own for the test process, if there is cgroup v2. */
 static void memcg_setup(struct __test_metadata *_metadata,

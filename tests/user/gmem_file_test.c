@@ -1232,22 +1232,9 @@ FIXTURE(memcg) {
 #define memcg_current(_metadata, self)					\
 	gmem_read_u64(_metadata, memcg_path(self, "memory.current"))
 
-/*
- * memory.current once it stops moving: the xarray nodes of freed pages
- * are charged until an RCU grace period frees them.
- */
-#define memcg_current_settled(_metadata, self) ({			\
-	unsigned long long __v = memcg_current(_metadata, self), __p;	\
-	int __i;							\
-	for (__i = 0; __i < 50; __i++) {				\
-		usleep(20000);						\
-		__p = __v;						\
-		__v = memcg_current(_metadata, self);			\
-		if (__v == __p)						\
-			break;						\
-	}								\
-	__v;								\
-})
+/* memory.current once it stops moving (see gmem_read_u64_settled()). */
+#define memcg_current_settled(_metadata, self)				\
+	gmem_read_u64_settled(_metadata, memcg_path(self, "memory.current"))
 
 FIXTURE_SETUP(memcg)
 {

@@ -136,6 +136,25 @@ static inline int __gmem_read_u64(const char *path, unsigned long long *val)
 })
 
 /*
+ * gmem_read_u64_settled() - gmem_read_u64() of @path once it stops
+ * moving, for at most a second: memory.current, say, still counts the
+ * xarray and maple tree nodes that an RCU grace period will free.
+ */
+#define gmem_read_u64_settled(_metadata, path) ({			\
+	const char *__sp = (path);					\
+	unsigned long long __v = gmem_read_u64(_metadata, __sp), __p;	\
+	int __i;							\
+	for (__i = 0; __i < 50; __i++) {				\
+		usleep(20000);						\
+		__p = __v;						\
+		__v = gmem_read_u64(_metadata, __sp);			\
+		if (__v == __p)						\
+			break;						\
+	}								\
+	__v;								\
+})
+
+/*
  * __gmem_read_key() - the number after "@key:" on a line of the text file
  * @path (fdinfo, meminfo, memory.stat style).  The number is decimal
  * unless it starts with 0x or @hex is set.  Returns 0, -ENOENT when no
