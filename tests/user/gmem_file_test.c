@@ -526,17 +526,34 @@ TEST_F(create, memfree)
 }
 
 /*
+ * expect_module_busy() - gmem is pinned (@what says by what), and
+ * delete_module() fails with EWOULDBLOCK.  The delete_module() is
+ * guarded by a look at the refcount: when nothing pins gmem it would
+ * really go, and take the suite with it.
+ */
+#define expect_module_busy(_metadata, what) do {			\
+	unsigned long long __ref = gmem_read_u64(_metadata, MODULE_DIR "/refcnt"); \
+	long __r;							\
+	ASSERT_LT(0ULL, __ref) TH_LOG("gmem's refcnt is 0 with %s", (what)); \
+	errno = 0;							\
+	__r = syscall(SYS_delete_module, "gmem", O_NONBLOCK);		\
+	ASSERT_EQ(-1, __r) TH_LOG("gmem unloaded with %s", (what));	\
+	EXPECT_EQ(EWOULDBLOCK, errno)					\
+		TH_LOG("delete_module with %s: expected EWOULDBLOCK, got %s", \
+		       (what), strerror(errno));			\
+} while (0)
+
+/*
  * The module cannot go while anything of it is open.  Never unloads it:
  * the rest of the suite needs it.
  */
 TEST_F(create, module_busy)
 {
-	unsigned long long refcnt;
 	struct dirent *de;
 	char path[64];
 	struct stat st;
 	DIR *holders;
-	int fd, opath, r;
+	int fd, opath;
 
 	/* No module depends on gmem: "busy" can only come from references. */
 	holders = opendir(MODULE_DIR "/holders");
@@ -548,31 +565,13 @@ TEST_F(create, module_busy)
 			       de->d_name);
 	closedir(holders);
 
-	/*
-	 * Each delete_module() is guarded by a look at the refcount: when
-	 * nothing pins gmem it would really go, and take the suite with it.
-	 */
-	refcnt = gmem_read_u64(_metadata, MODULE_DIR "/refcnt");
-	ASSERT_LT(0ULL, refcnt) TH_LOG("gmem's refcnt is 0 with /dev/gmem open");
-	errno = 0;
-	r = syscall(SYS_delete_module, "gmem", O_NONBLOCK);
-	ASSERT_EQ(-1, r) TH_LOG("gmem unloaded with /dev/gmem open");
-	EXPECT_EQ(EWOULDBLOCK, errno)
-		TH_LOG("delete_module with /dev/gmem open: expected EWOULDBLOCK, got %s",
-		       strerror(errno));
+	expect_module_busy(_metadata, "/dev/gmem open");
 
 	/* Only a gmem file open. */
 	fd = gmem_create(_metadata, self->devfd, self->page, 0);
 	close(self->devfd);
 	self->devfd = -1;
-	refcnt = gmem_read_u64(_metadata, MODULE_DIR "/refcnt");
-	ASSERT_LT(0ULL, refcnt) TH_LOG("gmem's refcnt is 0 with a gmem file open");
-	errno = 0;
-	r = syscall(SYS_delete_module, "gmem", O_NONBLOCK);
-	ASSERT_EQ(-1, r) TH_LOG("gmem unloaded with a gmem file open");
-	EXPECT_EQ(EWOULDBLOCK, errno)
-		TH_LOG("delete_module with a gmem file open: expected EWOULDBLOCK, got %s",
-		       strerror(errno));
+	expect_module_busy(_metadata, "a gmem file open");
 	EXPECT_EQ(0, access(GMEM_DEV, F_OK));
 
 	/*
@@ -583,15 +582,7 @@ TEST_F(create, module_busy)
 	opath = open(path, O_PATH | O_CLOEXEC);
 	ASSERT_LE(0, opath) TH_LOG("open %s O_PATH: %s", path, strerror(errno));
 	close(fd);
-	refcnt = gmem_read_u64(_metadata, MODULE_DIR "/refcnt");
-	ASSERT_LT(0ULL, refcnt)
-		TH_LOG("gmem's refcnt is 0 with an O_PATH fd of a gmem inode open");
-	errno = 0;
-	r = syscall(SYS_delete_module, "gmem", O_NONBLOCK);
-	ASSERT_EQ(-1, r) TH_LOG("gmem unloaded with an O_PATH fd of a gmem inode open");
-	EXPECT_EQ(EWOULDBLOCK, errno)
-		TH_LOG("delete_module with an O_PATH fd of a gmem inode open: expected EWOULDBLOCK, got %s",
-		       strerror(errno));
+	expect_module_busy(_metadata, "an O_PATH fd of a gmem inode open");
 	ASSERT_EQ(0, fstat(opath, &st)) TH_LOG("fstat O_PATH: %s", strerror(errno));
 	EXPECT_EQ(self->page, (unsigned long long)st.st_size);
 	EXPECT_EQ(0, st.st_blocks);
