@@ -258,21 +258,18 @@ static struct folio *gmem_kvm_fault_folio(struct gmem_file *gf, pgoff_t index)
 
 /*
  * Would KVM map the 2M range of @gfn with one entry?  Not if its lpage_info
- * disallows it: the range crosses the memslot's edges, its guest frames
- * and userspace address do not line up, or it mixes private and shared
- * attributes.  Read without mmu_lock: a change after this read comes with
- * an invalidation that makes the fault retry.
+ * disallows it: the range crosses the memslot's edges (KVM marks the
+ * partial first and last ranges), its guest frames and userspace address
+ * do not line up, or it mixes private and shared attributes.  Read
+ * without mmu_lock: a change after this read comes with an invalidation
+ * that makes the fault retry.
  */
 static bool gmem_kvm_may_map_2m(struct kvm_memory_slot *slot, gfn_t gfn)
 {
 #ifdef CONFIG_X86
-	gfn_t head = round_down(gfn, GMEM_BLOCK_PAGES);
 	unsigned long idx = (gfn >> GMEM_BLOCK_ORDER) -
 			    (slot->base_gfn >> GMEM_BLOCK_ORDER);
 
-	if (head < slot->base_gfn ||
-	    head + GMEM_BLOCK_PAGES > slot->base_gfn + slot->npages)
-		return false;
 	return !READ_ONCE(slot->arch.lpage_info[PG_LEVEL_2M - 2][idx].disallow_lpage);
 #else
 	return false;
