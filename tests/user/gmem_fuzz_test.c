@@ -60,6 +60,7 @@
 #include "gmem_util.h"
 #include "gmem_abi.h"
 #include "gmem_leak.h"
+#include "gmem_failnth.h"
 
 #define PAGE		4096ULL
 #define MAX_FDS		48
@@ -2372,31 +2373,6 @@ FIXTURE_TEARDOWN(fuzz)
 }
 
 /* In CI: GMEM_FUZZ_OPS operations; long runs by hand may take hours. */
-/*
- * Let fail-nth reach the allocations gmem makes (they may reclaim, and
- * its pages are highmem-capable), quietly: verbose reports print stacks.
- * The probabilities stay 0: only calls armed with fail-nth fail.
- */
-static bool injection_setup(void)
-{
-	static const char * const knobs[][2] = {
-		{ "/sys/kernel/debug/failslab/verbose", "0" },
-		{ "/sys/kernel/debug/failslab/ignore-gfp-wait", "N" },
-		{ "/sys/kernel/debug/fail_page_alloc/verbose", "0" },
-		{ "/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N" },
-		{ "/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N" },
-		{ "/sys/kernel/debug/fail_page_alloc/min-order", "0" },
-	};
-	unsigned int i;
-
-	if (access("/proc/thread-self/fail-nth", F_OK))
-		return false;
-	for (i = 0; i < ARRAY_SIZE(knobs); i++)
-		if (write_str(knobs[i][0], knobs[i][1]))
-			return false;
-	return true;
-}
-
 TEST_F_TIMEOUT(fuzz, abi, 3600)
 {
 	struct fuzz *f = &self->f;
@@ -2411,6 +2387,8 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	pthread_rwlockattr_t ra;
 	struct timespec t0, t1;
 	unsigned long done = 0, calls = 0, errs = 0;
+	struct gmem_failnth fi = { .fd = -1 };
+	char why[256] = "";
 	double secs_f;
 	int vms0 = gmem_count_vms_debugfs(), vms1 = -1, kvm, i, e, tries;
 	int structs0 = gmem_count_vms_vmalloc(), structs1 = -1;
@@ -2422,9 +2400,12 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	f->who = "main";
 	f->verbose = env_ul("GMEM_FUZZ_VERBOSE", 0);
 	f->nth_pct = env_ul("GMEM_FUZZ_FAIL_NTH", 10);
-	f->nth_fd = f->nth_pct && injection_setup() ? nth_open() : -1;
-	if (f->nth_fd < 0)
-		TH_LOG("no fail-nth: allocation failures are not injected");
+	f->nth_fd = -1;
+	if (f->nth_pct && !gmem_failnth_setup(&fi, why, sizeof(why)))
+		f->nth_fd = nth_open();
+	else
+		TH_LOG("no fail-nth (%s): allocation failures are not injected",
+		       f->nth_pct ? why : "GMEM_FUZZ_FAIL_NTH=0");
 	f->audit = env_ul("GMEM_FUZZ_AUDIT", 0);
 	for (i = 0; i < 1024; i++)
 		f->inherited[i] = fcntl(i, F_GETFD) >= 0;
@@ -2493,6 +2474,9 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	EXPECT_EQ(0, write_str(PARAM, param_s));
 	if (f->memcg)
 		rmdir(MEMCG_DIR);
+	if (f->nth_fd >= 0)
+		close(f->nth_fd);
+	gmem_failnth_restore(&fi);
 
 	/* Releases run at the last close; VM destruction may follow an RCU grace. */
 	for (tries = 0; tries < 100; tries++) {

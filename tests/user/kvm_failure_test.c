@@ -37,6 +37,7 @@
 #include "kselftest_harness.h"
 #include "gmem_kvm_util.h"
 #include "gmem_leak.h"
+#include "gmem_failnth.h"
 #include <gmem.h>
 
 #define NR_VCPUS	2
@@ -45,9 +46,6 @@
 #define DATA_GPA	(1ULL << 32)
 #define DATA_SLOT	10
 #define MARK(round, page)	((uint64_t)(round) << 32 | (page) | (uint64_t)1 << 63)
-
-#define FAIL_PAGE_ALLOC	"/sys/kernel/debug/fail_page_alloc"
-#define FAILSLAB	"/sys/kernel/debug/failslab"
 
 /*
  * Phase 1: write MARK(@round) to each of this vCPU's pages (every
@@ -83,37 +81,31 @@ static void guest_code(uint64_t vcpu)
 static void write_knob(const char *dir, const char *name, const char *val)
 {
 	char path[128];
-	int fd;
+	int r;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_WRONLY);
-	TEST_ASSERT(fd >= 0, "open %s: %s", path, strerror(errno));
-	TEST_ASSERT(write(fd, val, strlen(val)) == (ssize_t)strlen(val),
-		    "write '%s' to %s: %s", val, path, strerror(errno));
-	close(fd);
+	r = __gmem_write_file(path, val);
+	TEST_ASSERT(!r, "write '%s' to %s: %s", val, path, strerror(-r));
 }
 
 /*
  * Fail @percent % of the page and slab allocations of the tasks that ask
- * for it (make-it-fail), quietly: verbose reports would print stacks.
+ * for it (make-it-fail).  gmem_failnth_setup() opened the filters and
+ * silenced the reports.
  */
 static void inject(int percent)
 {
-	static const char * const dirs[] = { FAIL_PAGE_ALLOC, FAILSLAB };
+	static const char * const dirs[] = { FAILNTH_PAGE_ALLOC, FAILNTH_FAILSLAB };
 	char p[16];
 	int i;
 
 	snprintf(p, sizeof(p), "%d", percent);
 	for (i = 0; i < 2; i++) {
-		write_knob(dirs[i], "verbose", "0");
 		write_knob(dirs[i], "task-filter", "Y");
-		write_knob(dirs[i], "ignore-gfp-wait", "N");
 		write_knob(dirs[i], "interval", "1");
 		write_knob(dirs[i], "times", "-1");
 		write_knob(dirs[i], "probability", p);
 	}
-	write_knob(FAIL_PAGE_ALLOC, "ignore-gfp-highmem", "N");
-	write_knob(FAIL_PAGE_ALLOC, "min-order", "0");
 }
 
 struct populater {
@@ -196,20 +188,30 @@ static void run_vcpus(struct kvm_vcpu **vcpus, uint64_t stage)
 }
 
 FIXTURE(failure) {
+	struct gmem_failnth fi;
 };
 
 FIXTURE_SETUP(failure)
 {
+	char why[256];
+	int r;
+
+	self->fi.fd = -1;
+	self->fi.saved = 0;
 	REQUIRE_GMEM_KVM();
-	if (access(FAIL_PAGE_ALLOC, F_OK) || access(FAILSLAB, F_OK) ||
-	    access("/proc/thread-self/make-it-fail", F_OK))
-		SKIP(return, "fault injection (fail_page_alloc, failslab) is not available");
+	if (access("/proc/thread-self/make-it-fail", F_OK))
+		SKIP(return, "/proc/thread-self/make-it-fail is absent (CONFIG_FAULT_INJECTION)");
+	r = gmem_failnth_setup(&self->fi, why, sizeof(why));
+	if (r == -ENOENT)
+		SKIP(return, "%s", why);
+	ASSERT_EQ(0, r) TH_LOG("fault injection setup: %s", why);
 }
 
 FIXTURE_TEARDOWN(failure)
 {
-	if (!access(FAIL_PAGE_ALLOC, F_OK) && !access(FAILSLAB, F_OK))
+	if (self->fi.saved)
 		inject(0);
+	gmem_failnth_restore(&self->fi);
 }
 
 TEST_F_TIMEOUT(failure, faults_race_failing_populate, KVM_TEST_TIMEOUT)
