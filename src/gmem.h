@@ -21,7 +21,10 @@ struct mem_cgroup;
  * @pages: folios indexed by page offset in the file.  A folio of order N
  *	is one multi-index entry covering 1 << N indices, so lookups at any
  *	offset inside it find it.  The store holds one reference per folio.
- * @nr_pages: number of pages in @pages.
+ * @nr_pages: number of live pages in @pages: the pages the file has.
+ * @nr_held: number of held pages in @pages: zeroed pages of partly
+ *	punched blocks, holes to the file, kept for the block to be whole
+ *	again (see gmem_store.c).
  * @memcg: memory cgroup charged for the pages and xarray nodes (NULL:
  *	the allocating task's).
  *
@@ -33,17 +36,21 @@ struct mem_cgroup;
 struct gmem_store {
 	struct xarray pages;
 	atomic_long_t nr_pages;
+	atomic_long_t nr_held;
 	struct mem_cgroup *memcg;
 };
 
-/* A populate allocates naturally aligned 2 MiB blocks where it can. */
+/* Naturally aligned 2 MiB blocks, allocated where they can be. */
 #define GMEM_BLOCK_ORDER	(21 - PAGE_SHIFT)
 #define GMEM_BLOCK_PAGES	BIT(GMEM_BLOCK_ORDER)
 
 void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg);
+unsigned long gmem_store_totals(unsigned long *held);
+int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live);
+unsigned long gmem_store_release_held(struct gmem_store *s);
 pgoff_t gmem_store_block(struct gmem_store *s, pgoff_t index);
 bool gmem_store_hwpoisoned(struct gmem_store *s, pgoff_t start, pgoff_t end);
-void gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end);
+bool gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end);
 void gmem_store_destroy(struct gmem_store *s);
 struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc);
 int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end);
@@ -80,11 +87,12 @@ int gmem_attrs_check(const struct gmem_attributes *args, bool set);
 /**
  * struct gmem_file - state of one gmem file (one inode, one struct file)
  * @store: the pages.
- * @lock: taken shared to allocate or look up pages (guest faults too),
- *	exclusively to remove pages, change bindings or attributes, or
- *	write a page with GMEM_WRITE, so that guest mappings can be
- *	invalidated around a change with the bindings stable, and no fault
- *	sees a page half written.
+ * @lock: taken shared to allocate, look up or write pages (guest faults
+ *	and GMEM_WRITE too), exclusively to remove pages (held ones too) or
+ *	change bindings or attributes, so that guest mappings can be
+ *	invalidated around a change with the bindings stable.  A page's
+ *	lock (folio_lock()) orders GMEM_WRITE into it with faults handing
+ *	it to a guest.
  * @size: size in bytes, fixed at creation.
  * @flags: GMEM_CREATE_* flags the file was created with.
  * @kvm: the VM the file is bound to, pinned from the first bind until the
@@ -96,6 +104,7 @@ int gmem_attrs_check(const struct gmem_attributes *args, bool set);
  *	them with @lock shared, GMEM_SET_ATTRIBUTES changes them with @lock
  *	held exclusively between zapping the guest's mappings and letting
  *	faults map the range again.
+ * @node: in the list of all files, for the shrinker of held pages.
  */
 struct gmem_file {
 	struct gmem_store store;
@@ -106,9 +115,11 @@ struct gmem_file {
 	struct xarray bindings;
 	struct rcu_head rcu;
 	struct gmem_attrs attrs;
+	struct list_head node;
 };
 
 bool gmem_is_gmem_file(struct file *file);
+bool gmem_release_held(struct gmem_file *gf);
 
 /* gmem_kvm_hooks.c */
 int gmem_kvm_init(void);
@@ -118,9 +129,6 @@ unsigned long gmem_kvm_invalidate_begin(struct gmem_file *gf, pgoff_t start,
 void gmem_kvm_invalidate_end(struct gmem_file *gf, unsigned long n);
 struct kvm *gmem_kvm_release(struct gmem_file *gf);
 const char *gmem_kvm_name(struct gmem_file *gf);
-
-/* Module-wide counters, shown in /sys/class/misc/gmem/. */
-void gmem_stats_add_pages(long nr);
 
 VISIBLE_IF_KUNIT bool gmem_kvm_vm_type_ok(unsigned long type);
 VISIBLE_IF_KUNIT long gmem_dev_ioctl(struct file *file, unsigned int cmd,

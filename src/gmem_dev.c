@@ -20,9 +20,11 @@
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/mount.h>
+#include <linux/pagemap.h>
 #include <linux/pseudo_fs.h>
 #include <linux/rcupdate.h>
 #include <linux/seq_file.h>
+#include <linux/shrinker.h>
 #include <linux/slab.h>
 
 #include "gmem.h"
@@ -52,6 +54,41 @@ MODULE_PARM_DESC(max_file_size,
 		 "Largest size of a gmem file in bytes, page aligned (default 1 TiB)");
 
 /*
+ * Which files allocate 2 MiB blocks on guest faults and GMEM_WRITE
+ * (GMEM_CREATE_BLOCKS), decided when a file is created.
+ */
+enum { GMEM_BLOCKS_NEVER, GMEM_BLOCKS_FLAG, GMEM_BLOCKS_ALWAYS };
+static const char * const gmem_blocks_names[] = {
+	[GMEM_BLOCKS_NEVER]	= "never",
+	[GMEM_BLOCKS_FLAG]	= "flag",
+	[GMEM_BLOCKS_ALWAYS]	= "always",
+};
+static int blocks = GMEM_BLOCKS_ALWAYS;
+
+static int blocks_set(const char *val, const struct kernel_param *kp)
+{
+	int i = sysfs_match_string(gmem_blocks_names, val);
+
+	if (i < 0)
+		return -EINVAL;
+	WRITE_ONCE(blocks, i);
+	return 0;
+}
+
+static int blocks_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%s\n", gmem_blocks_names[READ_ONCE(blocks)]);
+}
+
+static const struct kernel_param_ops blocks_ops = {
+	.set = blocks_set,
+	.get = blocks_get,
+};
+module_param_cb(blocks, &blocks_ops, NULL, 0644);
+MODULE_PARM_DESC(blocks,
+		 "Files whose guest faults and GMEM_WRITE allocate 2 MiB blocks: always (default), flag (created with GMEM_CREATE_BLOCKS), never");
+
+/*
  * gmem's own pseudo file system, mounted while a gmem file or inode
  * exists.  Its inodes point at this module's inode_operations, and an
  * O_PATH fd of /proc/<pid>/fd/N keeps an inode (and its mount) after
@@ -66,11 +103,75 @@ static struct vfsmount *gmem_mnt;
 static int gmem_mnt_count;
 
 static atomic_long_t gmem_nr_files = ATOMIC_LONG_INIT(0);
-static atomic_long_t gmem_nr_pages = ATOMIC_LONG_INIT(0);
 
-void gmem_stats_add_pages(long nr)
+/*
+ * Every file, for the shrinker of held pages.  The lock is a spinlock
+ * the shrinker holds only to pick a file whose lock it can take
+ * (down_write_trylock(): reclaim may run inside a gmem allocation that
+ * holds a file's lock shared).  Release takes the file off the list,
+ * then waits for the file's lock before freeing anything.
+ */
+static LIST_HEAD(gmem_files);
+static DEFINE_SPINLOCK(gmem_files_lock);
+static struct shrinker *gmem_shrinker;
+
+/**
+ * gmem_release_held() - free the held pages of a file
+ * @gf: the file
+ *
+ * For an allocation of @gf that failed with -ENOMEM (the memcg limit: a
+ * memcg's reclaim does not call the shrinker): the held pages are
+ * charged to the same memcg.  Takes @gf->lock exclusively; the caller
+ * must not hold it.
+ *
+ * Return: true if any page was freed, for the caller to retry.
+ */
+bool gmem_release_held(struct gmem_file *gf)
 {
-	atomic_long_add(nr, &gmem_nr_pages);
+	unsigned long n;
+
+	if (!atomic_long_read(&gf->store.nr_held))
+		return false;
+	down_write(&gf->lock);
+	n = gmem_store_release_held(&gf->store);
+	up_write(&gf->lock);
+	return n;
+}
+
+static unsigned long gmem_shrink_count(struct shrinker *shrinker,
+				       struct shrink_control *sc)
+{
+	unsigned long held;
+
+	gmem_store_totals(&held);
+	return held ?: SHRINK_EMPTY;
+}
+
+static unsigned long gmem_shrink_scan(struct shrinker *shrinker,
+				      struct shrink_control *sc)
+{
+	unsigned long freed = 0;
+	struct gmem_file *gf;
+	bool found;
+
+	do {
+		found = false;
+		spin_lock(&gmem_files_lock);
+		list_for_each_entry(gf, &gmem_files, node) {
+			if (atomic_long_read(&gf->store.nr_held) &&
+			    down_write_trylock(&gf->lock)) {
+				found = true;
+				break;
+			}
+		}
+		spin_unlock(&gmem_files_lock);
+		if (!found)
+			break;
+		/* Release waits for the lock before it frees @gf. */
+		freed += gmem_store_release_held(&gf->store);
+		up_write(&gf->lock);
+	} while (freed < sc->nr_to_scan);
+	return freed ?: SHRINK_STOP;
 }
 
 /**
@@ -168,6 +269,11 @@ static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 		down_read(&gf->lock);
 		r = gmem_store_populate(&gf->store, start, end);
 		up_read(&gf->lock);
+		if (r == -ENOMEM && gmem_release_held(gf)) {
+			down_read(&gf->lock);
+			r = gmem_store_populate(&gf->store, start, end);
+			up_read(&gf->lock);
+		}
 	}
 	if (!r)
 		file_modified(file);
@@ -190,6 +296,12 @@ static int gmem_release(struct inode *inode, struct file *file)
 	 */
 	WRITE_ONCE(inode->i_private, NULL);
 	simple_release_fs(&gmem_mnt, &gmem_mnt_count);
+	spin_lock(&gmem_files_lock);
+	list_del(&gf->node);
+	spin_unlock(&gmem_files_lock);
+	/* The shrinker may still be freeing held pages under it. */
+	down_write(&gf->lock);
+	up_write(&gf->lock);
 	kvm = gmem_kvm_release(gf);
 	gmem_store_destroy(&gf->store);
 	gmem_attrs_destroy(&gf->attrs);
@@ -210,6 +322,8 @@ static void gmem_show_fdinfo(struct seq_file *m, struct file *file)
 	seq_printf(m, "gmem-size:\t%lld\n", gf->size);
 	seq_printf(m, "gmem-allocated:\t%lu\n",
 		   atomic_long_read(&gf->store.nr_pages) << PAGE_SHIFT);
+	seq_printf(m, "gmem-held:\t%lu\n",
+		   atomic_long_read(&gf->store.nr_held) << PAGE_SHIFT);
 	seq_printf(m, "gmem-flags:\t%#llx\n", gf->flags);
 	if (vm)
 		seq_printf(m, "gmem-vm:\t%s\n", vm);
@@ -278,41 +392,61 @@ static long gmem_get_attributes(struct file *file,
 }
 
 /*
+ * GMEM_WRITE into a hole of a file with blocks: allocate the whole block
+ * if it is all holes, the other pages held, so that the pages written
+ * next take them back and the block ends whole.  Caller holds @gf->lock
+ * shared.
+ */
+static void gmem_write_block(struct gmem_file *gf, pgoff_t index)
+{
+	pgoff_t head = round_down(index, GMEM_BLOCK_PAGES);
+
+	if ((gf->flags & GMEM_CREATE_BLOCKS) &&
+	    head + GMEM_BLOCK_PAGES <= gf->size >> PAGE_SHIFT &&
+	    !xa_load(&gf->store.pages, index))
+		gmem_store_insert_block(&gf->store, head, index);
+}
+
+/*
  * Write one page from @src, a kernel buffer, into page @index.  Returns
  * 0, -EPERM if a guest may map the page, -EHWPOISON, -ENOMEM or -EINTR.
  */
 static int gmem_write_page(struct gmem_file *gf, pgoff_t index, const void *src)
 {
 	struct folio *folio;
+	u64 attrs;
 	int r = 0;
 
 	/*
-	 * Exclusive: guest faults hold the lock shared, so none can hand the
-	 * page to KVM while it is half written, and neither the page's
-	 * attributes nor its guest mark change between the check and the
-	 * copy.  A page with USERFAULT cannot be mapped by a guest: setting
-	 * the bit zapped its mappings, and faults refuse it.
+	 * Shared: writes run alongside guest faults and other writes, and
+	 * the page's attributes cannot change.  The page lock keeps a
+	 * fault from handing the page to a guest while it is half written:
+	 * faults set the guest mark under it.  A page with USERFAULT
+	 * cannot be mapped by a guest: setting the bit zapped its
+	 * mappings, and faults refuse it.
 	 */
-	if (down_write_killable(&gf->lock))
+	if (down_read_killable(&gf->lock))
 		return -EINTR;
-	if (!(gmem_attrs_get(&gf->attrs, index, NULL) & GMEM_ATTR_USERFAULT) &&
-	    gmem_store_test_guest(&gf->store, index)) {
-		r = -EPERM;
-		goto out;
-	}
+	attrs = gmem_attrs_get(&gf->attrs, index, NULL);
+	gmem_write_block(gf, index);
 	folio = gmem_store_get(&gf->store, index, true);
 	if (IS_ERR(folio)) {
 		r = PTR_ERR(folio);
 		goto out;
 	}
-	if (folio_test_hwpoison(folio))
+	folio_lock(folio);
+	if (!(attrs & GMEM_ATTR_USERFAULT) &&
+	    gmem_store_test_guest(&gf->store, index))
+		r = -EPERM;
+	else if (folio_test_hwpoison(folio))
 		r = -EHWPOISON;
 	else
 		memcpy_to_folio(folio, (index & (folio_nr_pages(folio) - 1)) << PAGE_SHIFT,
 				src, PAGE_SIZE);
+	folio_unlock(folio);
 	folio_put(folio);
 out:
-	up_write(&gf->lock);
+	up_read(&gf->lock);
 	return r;
 }
 
@@ -340,6 +474,8 @@ static int __gmem_write(struct gmem_file *gf, pgoff_t start, pgoff_t end,
 			break;
 		}
 		r = gmem_write_page(gf, index, bounce);
+		if (r == -ENOMEM && gmem_release_held(gf))
+			r = gmem_write_page(gf, index, bounce);
 		if (r)
 			break;
 		cond_resched();
@@ -541,6 +677,9 @@ static int __gmem_create(struct gmem_file *gf, unsigned int fd_flags)
 	}
 
 	atomic_long_inc(&gmem_nr_files);
+	spin_lock(&gmem_files_lock);
+	list_add(&gf->node, &gmem_files);
+	spin_unlock(&gmem_files_lock);
 	fd_install(fd, file);
 	return fd;
 }
@@ -593,7 +732,15 @@ static int gmem_create(struct file *dev, struct gmem_create __user *uarg)
 	xa_init(&gf->bindings);
 	gmem_attrs_init(&gf->attrs, &gf->lock, gf->store.memcg);
 	gf->size = args.size;
-	gf->flags = args.flags;
+	gf->flags = args.flags & ~GMEM_CREATE_BLOCKS;
+	switch (READ_ONCE(blocks)) {
+	case GMEM_BLOCKS_ALWAYS:
+		gf->flags |= GMEM_CREATE_BLOCKS;
+		break;
+	case GMEM_BLOCKS_FLAG:
+		gf->flags |= args.flags & GMEM_CREATE_BLOCKS;
+		break;
+	}
 
 	fd = gmem_create_attrs(gf);
 	if (!fd)
@@ -644,14 +791,26 @@ static DEVICE_ATTR_RO(files);
 static ssize_t allocated_bytes_show(struct device *dev,
 				    struct device_attribute *attr, char *buf)
 {
-	return sysfs_emit(buf, "%ld\n",
-			  atomic_long_read(&gmem_nr_pages) << PAGE_SHIFT);
+	unsigned long held;
+
+	return sysfs_emit(buf, "%lu\n", gmem_store_totals(&held) << PAGE_SHIFT);
 }
 static DEVICE_ATTR_RO(allocated_bytes);
+
+static ssize_t held_bytes_show(struct device *dev,
+			       struct device_attribute *attr, char *buf)
+{
+	unsigned long held;
+
+	gmem_store_totals(&held);
+	return sysfs_emit(buf, "%lu\n", held << PAGE_SHIFT);
+}
+static DEVICE_ATTR_RO(held_bytes);
 
 static struct attribute *gmem_dev_attrs[] = {
 	&dev_attr_files.attr,
 	&dev_attr_allocated_bytes.attr,
+	&dev_attr_held_bytes.attr,
 	NULL
 };
 ATTRIBUTE_GROUPS(gmem_dev);
@@ -672,9 +831,18 @@ static int __init gmem_init(void)
 		pr_err("cannot register with KVM as guest_memfd provider: %d\n", r);
 		return r;
 	}
+	gmem_shrinker = shrinker_alloc(0, "gmem-held");
+	if (!gmem_shrinker) {
+		gmem_kvm_exit();
+		return -ENOMEM;
+	}
+	gmem_shrinker->count_objects = gmem_shrink_count;
+	gmem_shrinker->scan_objects = gmem_shrink_scan;
+	shrinker_register(gmem_shrinker);
 	r = misc_register(&gmem_misc);
 	if (r) {
 		pr_err("cannot register /dev/gmem: %d\n", r);
+		shrinker_free(gmem_shrinker);
 		gmem_kvm_exit();
 		return r;
 	}
@@ -684,14 +852,16 @@ static int __init gmem_init(void)
 
 static void __exit gmem_exit(void)
 {
+	unsigned long pages, held;
+
 	misc_deregister(&gmem_misc);
+	shrinker_free(gmem_shrinker);
 	gmem_kvm_exit();
 	/* Every file holds a module reference: none can be left. */
-	WARN_ONCE(atomic_long_read(&gmem_nr_files) ||
-		  atomic_long_read(&gmem_nr_pages),
-		  "gmem: %ld files, %ld pages left at unload\n",
-		  atomic_long_read(&gmem_nr_files),
-		  atomic_long_read(&gmem_nr_pages));
+	pages = gmem_store_totals(&held);
+	WARN_ONCE(atomic_long_read(&gmem_nr_files) || pages || held,
+		  "gmem: %ld files, %lu pages, %lu held left at unload\n",
+		  atomic_long_read(&gmem_nr_files), pages, held);
 }
 
 module_init(gmem_init);

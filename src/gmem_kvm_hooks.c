@@ -17,6 +17,7 @@
 #include <linux/file.h>
 #include <linux/kvm_host.h>
 #include <linux/mm.h>
+#include <linux/pagemap.h>
 
 #include "gmem.h"
 
@@ -223,40 +224,6 @@ static void gmem_kvm_unbind(struct kvm_memory_slot *slot)
 }
 
 /*
- * The folio for a guest fault on page @index, following the page's
- * attributes (checked in this order): POISON fails with -EHWPOISON,
- * USERFAULT with -EFAULT, NOALLOC with -EFAULT when the page is a hole;
- * otherwise a hole is allocated.  KVM turns both errors into a
- * KVM_EXIT_MEMORY_FAULT exit of KVM_RUN (failing with EFAULT or
- * EHWPOISON); the VMM tells the attributes apart with
- * GMEM_GET_ATTRIBUTES.  Returns the folio with a reference, marked as
- * handed to the guest, or an ERR_PTR.  Caller holds @gf->lock shared.
- */
-static struct folio *gmem_kvm_fault_folio(struct gmem_file *gf, pgoff_t index)
-{
-	u64 attrs = gmem_attrs_get(&gf->attrs, index, NULL);
-	struct folio *folio;
-
-	lockdep_assert_held_read(&gf->lock);
-	if (attrs & GMEM_ATTR_POISON)
-		return ERR_PTR(-EHWPOISON);
-	if (attrs & GMEM_ATTR_USERFAULT)
-		return ERR_PTR(-EFAULT);
-	folio = gmem_store_get(&gf->store, index, !(attrs & GMEM_ATTR_NOALLOC));
-	if (!folio)
-		return ERR_PTR(-EFAULT);
-	if (IS_ERR(folio))
-		return folio;
-	if (folio_test_hwpoison(folio)) {
-		folio_put(folio);
-		return ERR_PTR(-EHWPOISON);
-	}
-	/* From now on GMEM_WRITE leaves the page alone (EPERM). */
-	gmem_store_set_guest(&gf->store, index);
-	return folio;
-}
-
-/*
  * Would KVM map the 2M range of @gfn with one entry?  Not if its lpage_info
  * disallows it: the range crosses the memslot's edges (KVM marks the
  * partial first and last ranges), its guest frames and userspace address
@@ -277,13 +244,81 @@ static bool gmem_kvm_may_map_2m(struct kvm_memory_slot *slot, gfn_t gfn)
 }
 
 /*
+ * A fault on the hole @index of a file with blocks (GMEM_CREATE_BLOCKS):
+ * allocate the whole block if KVM would map it with one 2M entry and
+ * every page of it may be allocated by a fault.  Whether it worked or
+ * not (a page of it is there, no free block), the fault goes on.
+ */
+static void gmem_kvm_fault_block(struct gmem_file *gf,
+				 struct kvm_memory_slot *slot, gfn_t gfn,
+				 pgoff_t index)
+{
+	pgoff_t head = round_down(index, GMEM_BLOCK_PAGES), last;
+
+	if (!(gf->flags & GMEM_CREATE_BLOCKS) ||
+	    !IS_ALIGNED(gfn ^ index, GMEM_BLOCK_PAGES) ||
+	    !gmem_kvm_may_map_2m(slot, gfn))
+		return;
+	if (gmem_attrs_get(&gf->attrs, head, &last) ||
+	    last < head + GMEM_BLOCK_PAGES - 1)
+		return;
+	gmem_store_insert_block(&gf->store, head, ULONG_MAX);
+}
+
+/*
+ * The folio for a guest fault on page @index, following the page's
+ * attributes (checked in this order): POISON fails with -EHWPOISON,
+ * USERFAULT with -EFAULT, NOALLOC with -EFAULT when the page is a hole;
+ * otherwise a hole is allocated (with its whole block, see above).  KVM
+ * turns both errors into a KVM_EXIT_MEMORY_FAULT exit of KVM_RUN
+ * (failing with EFAULT or EHWPOISON); the VMM tells the attributes apart
+ * with GMEM_GET_ATTRIBUTES.  Returns the folio with a reference, marked
+ * as handed to the guest, or an ERR_PTR.  Caller holds @gf->lock shared.
+ */
+static struct folio *gmem_kvm_fault_folio(struct gmem_file *gf,
+					  struct kvm_memory_slot *slot,
+					  gfn_t gfn, pgoff_t index)
+{
+	u64 attrs = gmem_attrs_get(&gf->attrs, index, NULL);
+	struct folio *folio;
+
+	lockdep_assert_held_read(&gf->lock);
+	if (attrs & GMEM_ATTR_POISON)
+		return ERR_PTR(-EHWPOISON);
+	if (attrs & GMEM_ATTR_USERFAULT)
+		return ERR_PTR(-EFAULT);
+	folio = gmem_store_get(&gf->store, index, false);
+	if (!folio) {
+		if (attrs & GMEM_ATTR_NOALLOC)
+			return ERR_PTR(-EFAULT);
+		gmem_kvm_fault_block(gf, slot, gfn, index);
+		folio = gmem_store_get(&gf->store, index, true);
+		if (IS_ERR(folio))
+			return folio;
+	}
+	/*
+	 * Under the page lock, which GMEM_WRITE holds while it writes the
+	 * page: from now on GMEM_WRITE leaves it alone (EPERM).
+	 */
+	folio_lock(folio);
+	if (folio_test_hwpoison(folio)) {
+		folio_unlock(folio);
+		folio_put(folio);
+		return ERR_PTR(-EHWPOISON);
+	}
+	gmem_store_set_guest(&gf->store, index);
+	folio_unlock(folio);
+	return folio;
+}
+
+/*
  * The order KVM may map @index with: GMEM_BLOCK_ORDER when @index lies in
  * a whole block (gmem_store_block()) whose guest frames line up with it,
  * whose pages all fault the same way, without USERFAULT or POISON, none
- * of which has a memory error, and which KVM would map with one 2M entry.
- * Only then is the whole block handed to the guest (GMEM_WRITE refuses
- * it from then on); otherwise only the faulting page is.  Called with
- * @gf->lock held shared.
+ * of which has a memory error or is being written by GMEM_WRITE, and
+ * which KVM would map with one 2M entry.  Only then is the whole block
+ * handed to the guest (GMEM_WRITE refuses it from then on); otherwise
+ * only the faulting page is.  Called with @gf->lock held shared.
  */
 static int gmem_kvm_max_order(struct gmem_file *gf, struct kvm_memory_slot *slot,
 			      gfn_t gfn, pgoff_t index)
@@ -297,9 +332,9 @@ static int gmem_kvm_max_order(struct gmem_file *gf, struct kvm_memory_slot *slot
 	attrs = gmem_attrs_get(&gf->attrs, head, &last);
 	if ((attrs & (GMEM_ATTR_USERFAULT | GMEM_ATTR_POISON)) ||
 	    last < head + GMEM_BLOCK_PAGES - 1 ||
-	    gmem_store_hwpoisoned(&gf->store, head, head + GMEM_BLOCK_PAGES))
+	    gmem_store_hwpoisoned(&gf->store, head, head + GMEM_BLOCK_PAGES) ||
+	    !gmem_store_hand_out(&gf->store, head, head + GMEM_BLOCK_PAGES))
 		return 0;
-	gmem_store_hand_out(&gf->store, head, head + GMEM_BLOCK_PAGES);
 	return GMEM_BLOCK_ORDER;
 }
 
@@ -315,13 +350,16 @@ static int gmem_kvm_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot,
 	pgoff_t index = gmem_kvm_index(slot, gfn);
 	struct gmem_file *gf;
 	struct folio *folio;
+	bool retried = false;
 	struct file *file;
-	int r = 0;
+	int r;
 
 	file = get_file_active(&slot->gmem.file);
 	if (!file)
 		return -EFAULT;
 	gf = file->private_data;
+again:
+	r = 0;
 
 	/*
 	 * Shared: faults race only with allocations, never with removal or
@@ -333,7 +371,7 @@ static int gmem_kvm_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot,
 		r = -EIO;
 		goto out;
 	}
-	folio = gmem_kvm_fault_folio(gf, index);
+	folio = gmem_kvm_fault_folio(gf, slot, gfn, index);
 	if (IS_ERR(folio)) {
 		r = PTR_ERR(folio);
 		goto out;
@@ -343,6 +381,11 @@ static int gmem_kvm_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot,
 		*max_order = gmem_kvm_max_order(gf, slot, gfn, index);
 out:
 	up_read(&gf->lock);
+	/* Past the memcg limit, the file's held pages may make room. */
+	if (r == -ENOMEM && !retried && gmem_release_held(gf)) {
+		retried = true;
+		goto again;
+	}
 	fput(file);
 	return r;
 }

@@ -10,12 +10,22 @@
  * 0 today; the xarray entry carries the order (multi-index entries) so
  * that huge folios can be stored later without changing the callers.
  *
- * Populating a naturally aligned 2 MiB range allocates it as one
- * physically contiguous block when the page allocator has one: the block
- * is split into order-0 pages at once (each freed on its own by a punch),
- * and the store marks its first index GMEM_BLOCK while all its pages are
- * present, so that KVM may map the whole block with one 2M NPT/EPT entry
+ * A naturally aligned 2 MiB range is allocated as one physically
+ * contiguous block where the page allocator has one and the caller asks
+ * for it (populate, and guest faults and GMEM_WRITE on files with
+ * blocks): the block is split into order-0 pages at once, each with its
+ * own reference and memcg charge, and its first index is marked
+ * GMEM_BLOCK for as long as all its pages stay in the store.  A block
+ * whose pages are all live may be mapped by KVM with one 2M entry
  * (gmem_store_block()).
+ *
+ * Punching part of a block does not free those pages: they are zeroed
+ * and stay in the store as held pages (GMEM_HELD), which every lookup
+ * treats as holes and the next allocation of the same index takes back,
+ * so that the block becomes whole again and KVM can map it at 2M again.
+ * Held pages are freed when the rest of their block goes, and on demand
+ * (gmem_store_release_held(): memory pressure).  They stay charged to
+ * the file's memcg, and are counted apart from the live pages.
  *
  * Nothing is ever taken out of the store while its file's lock is held
  * shared: lookups and insertions run concurrently, and what one of them
@@ -27,8 +37,10 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/gfp.h>
+#include <linux/highmem.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
+#include <linux/pagemap.h>
 #include <linux/pagevec.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
@@ -41,21 +53,57 @@
 #define GMEM_NODE_GFP (GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN)
 
 /*
+ * Marks the first index of GMEM_BLOCK_PAGES pages that are in the store
+ * (live or held), in order and physically contiguous, from one naturally
+ * aligned allocation.  Taking any of them out of the store clears it.
+ */
+#define GMEM_BLOCK XA_MARK_0
+
+/*
+ * Marks a held page: a zeroed page of a block that the file does not
+ * have (a hole to every lookup), kept so that the block can become whole
+ * again.  Only pages of blocks (GMEM_BLOCK) are held.
+ */
+#define GMEM_HELD XA_MARK_1
+
+/*
  * Marks a page that was handed to a guest (gmem_store_set_guest()): the
  * guest may map it, so its content must not change under the guest.
- * Removing the page from the store clears the mark.
+ * Removing or holding the page clears the mark.
  */
 #define GMEM_GUEST XA_MARK_2
 
-/*
- * Marks the first index of GMEM_BLOCK_PAGES pages that are present, in
- * order and physically contiguous, from one naturally aligned allocation.
- * Removing any of them clears the mark.
- */
-#define GMEM_BLOCK XA_MARK_0
 /* Opportunistic: a free block or none, no reclaim or compaction for it. */
 #define GMEM_BLOCK_GFP ((GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT | \
 			 __GFP_NORETRY | __GFP_NOWARN) & ~__GFP_DIRECT_RECLAIM)
+
+/* Live and held pages of every store, for gmem_store_totals(). */
+static atomic_long_t gmem_total_pages = ATOMIC_LONG_INIT(0);
+static atomic_long_t gmem_total_held = ATOMIC_LONG_INIT(0);
+
+static void gmem_store_count(struct gmem_store *s, long live, long held)
+{
+	if (live) {
+		atomic_long_add(live, &s->nr_pages);
+		atomic_long_add(live, &gmem_total_pages);
+	}
+	if (held) {
+		atomic_long_add(held, &s->nr_held);
+		atomic_long_add(held, &gmem_total_held);
+	}
+}
+
+/**
+ * gmem_store_totals() - pages of all stores together
+ * @held: set to the number of held pages
+ *
+ * Return: the number of live pages.
+ */
+unsigned long gmem_store_totals(unsigned long *held)
+{
+	*held = atomic_long_read(&gmem_total_held);
+	return atomic_long_read(&gmem_total_pages);
+}
 
 /**
  * gmem_store_init() - set up an empty store
@@ -74,6 +122,7 @@ void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg)
 	 */
 	xa_init_flags(&s->pages, XA_FLAGS_ACCOUNT);
 	atomic_long_set(&s->nr_pages, 0);
+	atomic_long_set(&s->nr_held, 0);
 	s->memcg = memcg;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_init);
@@ -98,7 +147,8 @@ static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index)
 	/*
 	 * A hole, or an index reserved by a block insertion in progress
 	 * (XA_ZERO_ENTRY), which this page takes over: the block then
-	 * gives up.  Anything else is a page a concurrent caller inserted.
+	 * gives up.  Anything else is a page a concurrent caller inserted
+	 * (held pages are taken back by gmem_store_claim() before this).
 	 */
 	do {
 		xas_lock(&xas);
@@ -117,9 +167,28 @@ static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index)
 		folio_put(folio);
 		return old ?: ERR_PTR(xas_error(&xas));
 	}
-	atomic_long_inc(&s->nr_pages);
-	gmem_stats_add_pages(1);
+	gmem_store_count(s, 1, 0);
 	folio_get(folio);
+	return folio;
+}
+
+/*
+ * Take the held page at @index back into the file.  Returns it with a
+ * reference (zeroed, unless a concurrent claim won and wrote it first).
+ */
+static struct folio *gmem_store_claim(struct gmem_store *s, pgoff_t index)
+{
+	XA_STATE(xas, &s->pages, index);
+	struct folio *folio;
+
+	xas_lock(&xas);
+	folio = xas_load(&xas);
+	if (xas_get_mark(&xas, GMEM_HELD)) {
+		xas_clear_mark(&xas, GMEM_HELD);
+		gmem_store_count(s, 1, -1);
+	}
+	folio_get(folio);
+	xas_unlock(&xas);
 	return folio;
 }
 
@@ -156,10 +225,11 @@ static void gmem_store_unreserve_block(struct gmem_store *s, pgoff_t index)
  * Publish the GMEM_BLOCK_PAGES pages from @page at @index, all at once:
  * under one hold of the xa_lock, every index must still be reserved (so
  * its slot exists and the stores below allocate nothing and cannot fail),
- * else nothing is stored.  Returns 0 or -EEXIST.
+ * else nothing is stored.  Every page but @live is held, unless @live is
+ * ULONG_MAX.  Returns 0 or -EEXIST.
  */
 static int gmem_store_commit_block(struct gmem_store *s, pgoff_t index,
-				   struct page *page)
+				   struct page *page, pgoff_t live)
 {
 	XA_STATE(xas, &s->pages, index);
 	unsigned int i;
@@ -174,8 +244,11 @@ static int gmem_store_commit_block(struct gmem_store *s, pgoff_t index,
 	}
 	if (!r) {
 		xas_set(&xas, index);
-		for (i = 0; i < GMEM_BLOCK_PAGES; i++, xas_next(&xas))
+		for (i = 0; i < GMEM_BLOCK_PAGES; i++, xas_next(&xas)) {
 			xas_store(&xas, page_folio(page + i));
+			if (live != ULONG_MAX && xas.xa_index != live)
+				xas_set_mark(&xas, GMEM_HELD);
+		}
 		xas_set(&xas, index);
 		xas_load(&xas);
 		xas_set_mark(&xas, GMEM_BLOCK);
@@ -184,15 +257,24 @@ static int gmem_store_commit_block(struct gmem_store *s, pgoff_t index,
 	return r;
 }
 
-/*
- * Allocate a zeroed, naturally aligned block of GMEM_BLOCK_PAGES pages
- * and insert it at @index, all of [@index, @index + GMEM_BLOCK_PAGES)
- * being holes.  Returns 0, or -errno for the caller to fall back to
- * single pages: nothing of the block was published (a concurrent
- * insertion of the same block may lose its reservations to the unreserve
- * and fall back too).
+/**
+ * gmem_store_insert_block() - allocate a whole block
+ * @s: the store
+ * @index: first page offset of the block, GMEM_BLOCK_PAGES aligned
+ * @live: the one page of the block the file gets now, the others being
+ *	held; ULONG_MAX for all of them
+ *
+ * Allocates a zeroed, naturally aligned block of GMEM_BLOCK_PAGES pages
+ * and inserts it at @index, all of [@index, @index + GMEM_BLOCK_PAGES)
+ * being holes.  The caller excludes removal.
+ *
+ * Return: 0, or -errno for the caller to fall back to single pages:
+ * -EEXIST if a page of the range is in the store (held pages too),
+ * -ENOMEM if no free block could be had.  Nothing of the block was
+ * published then (a concurrent insertion of the same block may lose its
+ * reservations to the unreserve and fall back too).
  */
-static int gmem_store_insert_block(struct gmem_store *s, pgoff_t index)
+int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 {
 	pgoff_t last = index + GMEM_BLOCK_PAGES - 1, first = index;
 	struct mem_cgroup *old_memcg;
@@ -217,17 +299,20 @@ static int gmem_store_insert_block(struct gmem_store *s, pgoff_t index)
 	}
 	/* Order-0 pages from here on, each with its own reference. */
 	split_page(page, GMEM_BLOCK_ORDER);
-	r = gmem_store_commit_block(s, index, page);
+	r = gmem_store_commit_block(s, index, page, live);
 	if (r) {
 		gmem_store_unreserve_block(s, index);
 		for (i = 0; i < GMEM_BLOCK_PAGES; i++)
 			__free_page(page + i);
 		return r;
 	}
-	atomic_long_add(GMEM_BLOCK_PAGES, &s->nr_pages);
-	gmem_stats_add_pages(GMEM_BLOCK_PAGES);
+	if (live == ULONG_MAX)
+		gmem_store_count(s, GMEM_BLOCK_PAGES, 0);
+	else
+		gmem_store_count(s, 1, GMEM_BLOCK_PAGES - 1);
 	return 0;
 }
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_insert_block);
 
 /**
  * gmem_store_get() - the folio that holds page @index
@@ -235,7 +320,8 @@ static int gmem_store_insert_block(struct gmem_store *s, pgoff_t index)
  * @index: page offset in the file
  * @alloc: allocate a zeroed folio when @index is a hole
  *
- * The caller excludes removal (see &struct gmem_store).
+ * A held page is a hole: allocating it takes it back (zeroed).  The
+ * caller excludes removal (see &struct gmem_store).
  *
  * Return: the folio with a reference for the caller (drop it with
  * folio_put()); NULL for a hole when !@alloc; ERR_PTR(-ENOMEM) when the
@@ -247,6 +333,12 @@ struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc)
 
 	if (!folio)
 		return alloc ? gmem_store_insert_new(s, index) : NULL;
+	/*
+	 * Only a claim (under the xa_lock) turns a held page live, and
+	 * only removal, which the caller excludes, takes one away.
+	 */
+	if (xa_get_mark(&s->pages, index, GMEM_HELD))
+		return alloc ? gmem_store_claim(s, index) : NULL;
 	folio_get(folio);
 	return folio;
 }
@@ -258,6 +350,7 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_get);
  * @start: first page offset
  * @end: page offset after the last
  *
+ * Whole blocks where the range covers them; held pages are taken back.
  * The caller excludes removal.  On a signal or a failed allocation,
  * what was allocated before stays in the store (as with KVM's own
  * guest_memfd): a guest may already have been handed any of it.
@@ -277,70 +370,57 @@ int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end)
 		}
 		if (IS_ALIGNED(index, GMEM_BLOCK_PAGES) &&
 		    end - index >= GMEM_BLOCK_PAGES &&
-		    !gmem_store_insert_block(s, index)) {
+		    (gmem_store_block(s, index) == index ||
+		     !gmem_store_insert_block(s, index, ULONG_MAX))) {
 			index += GMEM_BLOCK_PAGES - 1;
 			cond_resched();
 			continue;
 		}
-		if (xa_load(&s->pages, index))
-			continue;
-		folio = gmem_store_insert_new(s, index);
+		folio = gmem_store_get(s, index, true);
 		if (IS_ERR(folio))
 			return PTR_ERR(folio);
 		/* The store keeps its own reference. */
 		folio_put(folio);
-		cond_resched();
+		if (!(index & 63))
+			cond_resched();
 	}
 	return r;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_populate);
 
 /*
- * Pages of [@start, @end) are about to leave the store: the blocks they
- * belong to are no longer whole.  Called with the xa_lock held.
+ * Take every page of [@start, @end) out of the store and free it (held
+ * pages too), or only the held ones if @held_only.  Blocks that lose a
+ * page are no longer blocks.  Returns the number of live pages removed.
  */
-static void gmem_store_break_blocks(struct gmem_store *s, pgoff_t start,
-				    pgoff_t end)
+static unsigned long gmem_store_free(struct gmem_store *s, pgoff_t start,
+				     pgoff_t end, bool held_only)
 {
-	XA_STATE(xas, &s->pages, round_down(start, GMEM_BLOCK_PAGES));
-	struct folio *folio;
-
-	lockdep_assert_held(&s->pages.xa_lock);
-	xas_for_each_marked(&xas, folio, end - 1, GMEM_BLOCK)
-		xas_clear_mark(&xas, GMEM_BLOCK);
-}
-
-/**
- * gmem_store_remove() - take the pages of [@start, @end) out and free them
- * @s: the store
- * @start: first page offset
- * @end: page offset after the last
- *
- * The caller holds off lookups and insertions and has already made sure
- * nobody maps the pages (guest mappings are zapped first).  A folio in
- * flight in a KVM fault is freed when that fault drops its reference.
- *
- * Return: the number of pages removed.
- */
-unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
-				pgoff_t end)
-{
+	pgoff_t head, broken = ULONG_MAX;
 	XA_STATE(xas, &s->pages, start);
+	unsigned long nr = 0, held = 0;
 	struct folio_batch fbatch;
-	unsigned long nr = 0;
 	struct folio *folio;
-
-	if (start >= end)
-		return 0;
 
 	folio_batch_init(&fbatch);
 	xas_lock(&xas);
-	gmem_store_break_blocks(s, start, end);
-	xas_for_each(&xas, folio, end - 1) {
-		unsigned long n = folio_nr_pages(folio);
-
+	for (;;) {
+		if (held_only)
+			folio = xas_find_marked(&xas, end - 1, GMEM_HELD);
+		else
+			folio = xas_find(&xas, end - 1);
+		if (!folio)
+			break;
+		if (xas_get_mark(&xas, GMEM_HELD))
+			held++;
+		else
+			nr++;
+		head = round_down(xas.xa_index, GMEM_BLOCK_PAGES);
+		if (head != broken) {
+			__xa_clear_mark(&s->pages, head, GMEM_BLOCK);
+			broken = head;
+		}
 		xas_store(&xas, NULL);
-		nr += n;
 		if (folio_batch_add(&fbatch, folio) && !need_resched())
 			continue;
 		/*
@@ -350,7 +430,9 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
 		 * steps over the rest of the parent's slot (63 pages left
 		 * behind).
 		 */
-		xas_set(&xas, (xas.xa_index | (n - 1)) + 1);
+		if (xas.xa_index == end - 1)
+			break;
+		xas_set(&xas, xas.xa_index + 1);
 		xas_unlock(&xas);
 		folios_put(&fbatch);
 		cond_resched();
@@ -358,17 +440,132 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
 	}
 	xas_unlock(&xas);
 	folios_put(&fbatch);
+	gmem_store_count(s, -(long)nr, -(long)held);
+	return nr;
+}
 
-	atomic_long_sub(nr, &s->nr_pages);
-	gmem_stats_add_pages(-(long)nr);
+/*
+ * Punch [@start, @end), which lies inside the block at @head: hold its
+ * pages if the block is whole and keeps a live page outside the range,
+ * else free them (and the block's held pages with them).  Returns the
+ * number of live pages taken out of the file.
+ */
+static unsigned long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
+					    pgoff_t start, pgoff_t end)
+{
+	DECLARE_BITMAP(held, GMEM_BLOCK_PAGES) = { 0 };
+	XA_STATE(xas, &s->pages, head);
+	unsigned long live = 0, n = 0, i;
+	struct folio *folio;
+
+	if (!xa_get_mark(&s->pages, head, GMEM_BLOCK))
+		return gmem_store_free(s, start, end, false);
+
+	xas_lock(&xas);
+	xas_for_each(&xas, folio, head + GMEM_BLOCK_PAGES - 1) {
+		if (xas_get_mark(&xas, GMEM_HELD))
+			continue;
+		if (xas.xa_index < start || xas.xa_index >= end) {
+			live++;
+			continue;
+		}
+		if (folio_test_hwpoison(folio))
+			break;
+		__set_bit(xas.xa_index - head, held);
+		n++;
+	}
+	if (folio || !live) {
+		/* A memory error in the range, or nothing left to keep. */
+		xas_unlock(&xas);
+		gmem_store_free(s, head, start, true);
+		gmem_store_free(s, end, head + GMEM_BLOCK_PAGES, true);
+		return gmem_store_free(s, start, end, false);
+	}
+	for_each_set_bit(i, held, GMEM_BLOCK_PAGES) {
+		xas_set(&xas, head + i);
+		xas_load(&xas);
+		xas_set_mark(&xas, GMEM_HELD);
+		xas_clear_mark(&xas, GMEM_GUEST);
+	}
+	xas_unlock(&xas);
+	gmem_store_count(s, -(long)n, n);
+	/*
+	 * The guest's mappings are gone and the pages are holes to every
+	 * lookup; the caller's exclusive lock keeps claims off until they
+	 * are zeroed.
+	 */
+	for_each_set_bit(i, held, GMEM_BLOCK_PAGES) {
+		folio = xa_load(&s->pages, head + i);
+		clear_highpage(folio_page(folio, 0));
+	}
+	return n;
+}
+
+/**
+ * gmem_store_remove() - take the pages of [@start, @end) out of the file
+ * @s: the store
+ * @start: first page offset
+ * @end: page offset after the last
+ *
+ * Whole blocks and pages outside blocks are freed.  Pages of a block the
+ * range covers only in part are zeroed and held (see the top of this
+ * file), unless no live page of the block is left or one of them has a
+ * memory error: then the block's pages in the range and its held pages
+ * are freed.
+ *
+ * The caller holds off lookups and insertions and has already made sure
+ * nobody maps the pages (guest mappings are zapped first).  A folio in
+ * flight in a KVM fault is freed when that fault drops its reference.
+ *
+ * Return: the number of live pages taken out.
+ */
+unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
+				pgoff_t end)
+{
+	pgoff_t first = round_up(start, GMEM_BLOCK_PAGES);
+	pgoff_t last = round_down(end, GMEM_BLOCK_PAGES);
+	unsigned long nr = 0;
+
+	if (start >= end)
+		return 0;
+	if (first > last || first < start)	/* inside one block */
+		return gmem_store_punch_block(s, round_down(start, GMEM_BLOCK_PAGES),
+					      start, end);
+	if (start < first)
+		nr += gmem_store_punch_block(s, first - GMEM_BLOCK_PAGES, start,
+					     first);
+	if (last < end)
+		nr += gmem_store_punch_block(s, last, last, end);
+	if (first < last)
+		nr += gmem_store_free(s, first, last, false);
 	return nr;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_remove);
 
 /**
+ * gmem_store_release_held() - free every held page
+ * @s: the store
+ *
+ * The blocks they belong to are blocks no more.  The caller holds off
+ * lookups and insertions, as for gmem_store_remove(); no guest maps a
+ * held page.
+ *
+ * Return: the number of pages freed.
+ */
+unsigned long gmem_store_release_held(struct gmem_store *s)
+{
+	unsigned long held = atomic_long_read(&s->nr_held);
+
+	if (held)
+		gmem_store_free(s, 0, ULONG_MAX, true);
+	return held;
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_release_held);
+
+/**
  * gmem_store_set_guest() - remember that page @index was handed to a guest
  * @s: the store
- * @index: page offset of a page in the store
+ * @index: page offset of a live page in the store
  *
  * The caller excludes removal.  The mark stays until the page is removed.
  */
@@ -403,14 +600,17 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_test_guest);
  * The caller excludes removal.
  *
  * Return: the first index of the naturally aligned, physically contiguous
- * block of GMEM_BLOCK_PAGES present pages that holds @index, or
- * ULONG_MAX if there is none.
+ * block of GMEM_BLOCK_PAGES live pages that holds @index, or ULONG_MAX
+ * if there is none (no block, or one with held pages).
  */
 pgoff_t gmem_store_block(struct gmem_store *s, pgoff_t index)
 {
-	pgoff_t head = round_down(index, GMEM_BLOCK_PAGES);
+	pgoff_t head = round_down(index, GMEM_BLOCK_PAGES), i = head;
 
-	return xa_get_mark(&s->pages, head, GMEM_BLOCK) ? head : ULONG_MAX;
+	if (!xa_get_mark(&s->pages, head, GMEM_BLOCK) ||
+	    xa_find(&s->pages, &i, head + GMEM_BLOCK_PAGES - 1, GMEM_HELD))
+		return ULONG_MAX;
+	return head;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_block);
 
@@ -449,20 +649,38 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_hwpoisoned);
  * gmem_store_hand_out() - pages [@start, @end) are given to a guest
  * @s: the store
  * @start: first page offset
- * @end: page offset after the last; all pages in between are present
+ * @end: page offset after the last; all pages in between are live
  *
- * What gmem_store_set_guest() does for one page, for a range at once:
- * GMEM_WRITE leaves the pages alone.  The caller excludes removal.
+ * What gmem_store_set_guest() does for one page, for a range at once,
+ * under the page lock of every page (which GMEM_WRITE holds while it
+ * writes one), or not at all if one of them is locked.  GMEM_WRITE
+ * leaves the pages alone from then on.  The caller excludes removal.
+ *
+ * Return: true if the pages were handed out.
  */
-void gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end)
+bool gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end)
 {
 	XA_STATE(xas, &s->pages, start);
+	pgoff_t locked = start;
 	struct folio *folio;
 
 	xas_lock(&xas);
-	xas_for_each(&xas, folio, end - 1)
-		xas_set_mark(&xas, GMEM_GUEST);
+	xas_for_each(&xas, folio, end - 1) {
+		if (!folio_trylock(folio))
+			break;
+		locked = xas.xa_index + 1;
+	}
+	if (locked == end) {
+		xas_set(&xas, start);
+		xas_for_each(&xas, folio, end - 1)
+			xas_set_mark(&xas, GMEM_GUEST);
+	}
+	xas_set(&xas, start);
+	if (locked > start)
+		xas_for_each(&xas, folio, locked - 1)
+			folio_unlock(folio);
 	xas_unlock(&xas);
+	return locked == end;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_hand_out);
 
@@ -472,7 +690,7 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_hand_out);
  */
 void gmem_store_destroy(struct gmem_store *s)
 {
-	gmem_store_remove(s, 0, ULONG_MAX);
+	gmem_store_free(s, 0, ULONG_MAX, false);
 	xa_destroy(&s->pages);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_destroy);

@@ -91,10 +91,37 @@
 #define GMEM_CREATE_USERFAULT	(1ULL << 2)
 
 /**
+ * define GMEM_CREATE_BLOCKS - guest faults and GMEM_WRITE allocate 2 MiB
+ *
+ * A guest fault on a hole of the file allocates the whole naturally
+ * aligned 2 MiB block around it, zeroed, and KVM maps it with one 2M
+ * entry, when all of that block is holes, the fault may allocate every
+ * page of it (no GMEM_ATTR_NOALLOC, GMEM_ATTR_USERFAULT or
+ * GMEM_ATTR_POISON on any), and KVM would map the block's guest range
+ * with one 2M entry (one memslot covers it, with guest frames and file
+ * offsets aligned alike, all of it private).  GMEM_WRITE into a hole
+ * whose block is all holes allocates the block too, the pages it does
+ * not write being held (holes to the file, see fdinfo gmem-held), so
+ * that a restore written page by page ends in whole blocks.  Otherwise
+ * a single page is allocated, as without the flag.
+ *
+ * The cost: a guest that touches one page per 2 MiB gets 2 MiB of
+ * memory for it (charged to the file's memory cgroup); a fault that
+ * allocates a block zeroes 2 MiB.  fallocate(2) allocates blocks with or
+ * without the flag.
+ *
+ * The module parameter blocks decides which files get this behaviour:
+ * "always" (the default: every file, as if the flag was given), "flag"
+ * (files created with it) or "never" (none; the flag is then ignored).
+ * gmem-flags in fdinfo shows the flag when the file has the behaviour.
+ */
+#define GMEM_CREATE_BLOCKS	(1ULL << 3)
+
+/**
  * define GMEM_CREATE_FLAGS - every flag GMEM_CREATE knows
  */
 #define GMEM_CREATE_FLAGS	(GMEM_CREATE_CLOEXEC | GMEM_CREATE_NOALLOC | \
-				 GMEM_CREATE_USERFAULT)
+				 GMEM_CREATE_USERFAULT | GMEM_CREATE_BLOCKS)
 
 /**
  * struct gmem_create - argument of GMEM_CREATE

@@ -137,6 +137,7 @@ static void gmem_store_test_exit(struct kunit *test)
 
 	gmem_store_destroy(s);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), 0);
 }
 
 static bool folio_is_zero(struct folio *folio)
@@ -404,6 +405,206 @@ static void gmem_store_block_test(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, gmem_store_block(s, B), ULONG_MAX);
 }
 
+/* Fill page @index with a non-zero byte. */
+static void gmem_store_scribble(struct kunit *test, struct gmem_store *s,
+				pgoff_t index)
+{
+	struct folio *f = gmem_store_get(s, index, false);
+	void *p;
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	p = kmap_local_folio(f, 0);
+	memset(p, 0x5a, PAGE_SIZE);
+	kunmap_local(p);
+	folio_put(f);
+}
+
+struct gmem_punch_case {
+	pgoff_t start, end;	/* in pages, with B = GMEM_BLOCK_PAGES */
+};
+
+#define B_ GMEM_BLOCK_PAGES
+static const struct gmem_punch_case gmem_punch_cases[] = {
+	{ 0, 1 }, { 1, 2 }, { B_ - 1, B_ }, { B_ - 1, B_ + 1 }, { 5, B_ + 7 },
+	{ B_ - 3, 2 * B_ + 3 }, { 0, B_ }, { B_, 2 * B_ }, { 1, 3 * B_ - 1 },
+	{ 0, 3 * B_ }, { 2 * B_ + 1, 3 * B_ }, { B_ + 100, B_ + 300 },
+};
+
+static void gmem_punch_desc(const struct gmem_punch_case *c, char *desc)
+{
+	snprintf(desc, KUNIT_PARAM_DESC_SIZE, "punch [%lu, %lu)", c->start, c->end);
+}
+
+KUNIT_ARRAY_PARAM(gmem_punch, gmem_punch_cases, gmem_punch_desc);
+
+/*
+ * Punch [start, end) out of three populated blocks, at every alignment:
+ * blocks the range covers whole are freed, blocks it covers in part keep
+ * the punched pages held (holes to lookups, zeroed) and are no longer
+ * whole.  Populating again takes the held pages back: every block is
+ * whole again, on the same physical pages, and the punched ones read
+ * zero.
+ */
+static void gmem_store_held_test(struct kunit *test)
+{
+	const struct gmem_punch_case *c = test->param_value;
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	unsigned long pfn[3], held = 0, freed = 0;
+	pgoff_t b, lo, hi;
+	struct folio *f;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 3 * B), 0);
+	for (b = 0; b < 3; b++) {
+		KUNIT_ASSERT_EQ(test, gmem_store_block(s, b * B), b * B);
+		f = gmem_store_get(s, b * B, false);
+		KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+		pfn[b] = folio_pfn(f);
+		folio_put(f);
+	}
+	gmem_store_scribble(test, s, c->start);
+	gmem_store_scribble(test, s, c->end - 1);
+
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, c->start, c->end),
+			c->end - c->start);
+	for (b = 0; b < 3; b++) {
+		lo = max(c->start, b * B);
+		hi = min(c->end, (b + 1) * B);
+		if (lo >= hi) {
+			KUNIT_EXPECT_EQ(test, gmem_store_block(s, b * B), b * B);
+			continue;
+		}
+		KUNIT_EXPECT_EQ(test, gmem_store_block(s, b * B), ULONG_MAX);
+		if (hi - lo == B)
+			freed += B;
+		else
+			held += hi - lo;
+	}
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), held);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages),
+			3 * B - (c->end - c->start));
+	KUNIT_EXPECT_NULL(test, gmem_store_get(s, c->start, false));
+	KUNIT_EXPECT_NULL(test, gmem_store_get(s, c->end - 1, false));
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 3 * B), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 3 * B);
+	for (b = 0; b < 3; b++) {
+		KUNIT_EXPECT_EQ(test, gmem_store_block(s, b * B), b * B);
+		f = gmem_store_get(s, b * B + B / 2, false);
+		KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+		lo = max(c->start, b * B);
+		hi = min(c->end, (b + 1) * B);
+		/* A block punched whole comes back from a new allocation. */
+		if (lo >= hi || hi - lo < B)
+			KUNIT_EXPECT_EQ(test, folio_pfn(f), pfn[b] + B / 2);
+		folio_put(f);
+	}
+	f = gmem_store_get(s, c->start, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	KUNIT_EXPECT_TRUE(test, folio_is_zero(f));
+	folio_put(f);
+	f = gmem_store_get(s, c->end - 1, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	KUNIT_EXPECT_TRUE(test, folio_is_zero(f));
+	folio_put(f);
+	KUNIT_EXPECT_EQ(test, freed + held, c->end - c->start);
+}
+
+/*
+ * The last live page of a block punched: the block and its held pages
+ * are freed.  Punching held pages again changes nothing.
+ */
+static void gmem_store_held_last_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, B), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 1, B), B - 1);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), B - 1);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 7, 9), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), B - 1);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, 1), 1);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
+	KUNIT_EXPECT_EQ(test, xa_empty(&s->pages), true);
+}
+
+/*
+ * Released held pages (the shrinker) are freed; the blocks they were in
+ * are blocks no more, and their live pages stay.
+ */
+static void gmem_store_release_held_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 2 * B), 0);
+	gmem_store_remove(s, 3, 4);
+	gmem_store_remove(s, B + 10, B + 20);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), 11);
+	KUNIT_EXPECT_EQ(test, gmem_store_release_held(s), 11);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 2 * B - 11);
+	KUNIT_EXPECT_EQ(test, gmem_store_release_held(s), 0);
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 2 * B), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 0), ULONG_MAX);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, B), ULONG_MAX);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 2 * B);
+}
+
+/*
+ * A block inserted for one page (GMEM_WRITE): the others are held, and
+ * writing the rest makes it whole.  A second insertion finds it there.
+ */
+static void gmem_store_insert_block_live_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	struct folio *f;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_insert_block(s, B, B + 5), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_insert_block(s, B, B + 6), -EEXIST);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 1);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), B - 1);
+	KUNIT_EXPECT_NULL(test, gmem_store_get(s, B + 4, false));
+	f = gmem_store_get(s, B + 5, false);
+	KUNIT_EXPECT_NOT_ERR_OR_NULL(test, f);
+	if (!IS_ERR_OR_NULL(f))
+		folio_put(f);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, B), ULONG_MAX);
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, B, 2 * B), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, B), B);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), 0);
+}
+
+/*
+ * A punched page with a memory error is not held: it leaves the store,
+ * and its block with it is no longer a block.
+ */
+static void gmem_store_held_hwpoison_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	struct folio *f;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, B), 0);
+	gmem_store_remove(s, 10, 11);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), 1);
+	f = gmem_store_get(s, 300, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	SetPageHWPoison(&f->page);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 300, 301), 1);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), B - 2);
+	KUNIT_EXPECT_EQ(test, folio_ref_count(f), 1);	/* ours only */
+	ClearPageHWPoison(&f->page);
+	folio_put(f);
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, B), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 0), ULONG_MAX);
+}
+
 static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_get_test),
 	KUNIT_CASE(gmem_store_populate_remove_test),
@@ -415,6 +616,11 @@ static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_block_test),
 	KUNIT_CASE(gmem_store_last_index_test),
 	KUNIT_CASE(gmem_store_remove_resched_span_test),
+	KUNIT_CASE_PARAM(gmem_store_held_test, gmem_punch_gen_params),
+	KUNIT_CASE(gmem_store_held_last_test),
+	KUNIT_CASE(gmem_store_release_held_test),
+	KUNIT_CASE(gmem_store_insert_block_live_test),
+	KUNIT_CASE(gmem_store_held_hwpoison_test),
 	{}
 };
 

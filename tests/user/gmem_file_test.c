@@ -186,7 +186,7 @@ TEST_F(create, fd_flags)
 	fl = fcntl(fd, F_GETFD);
 	EXPECT_EQ(0, fl & FD_CLOEXEC)
 		TH_LOG("F_GETFD without GMEM_CREATE_CLOEXEC: expected 0, got %#x", fl);
-	EXPECT_EQ(0ULL, gmem_fdinfo(_metadata, fd, "gmem-flags"));
+	EXPECT_EQ(0ULL, gmem_fdinfo(_metadata, fd, "gmem-flags") & ~GMEM_CREATE_BLOCKS);
 	close(fd);
 
 	fd = gmem_create(_metadata, self->devfd, self->page, GMEM_CREATE_CLOEXEC);
@@ -196,7 +196,7 @@ TEST_F(create, fd_flags)
 	fl = fcntl(fd, F_GETFD);
 	EXPECT_EQ(FD_CLOEXEC, fl & FD_CLOEXEC)
 		TH_LOG("F_GETFD with GMEM_CREATE_CLOEXEC: expected FD_CLOEXEC, got %#x", fl);
-	EXPECT_EQ(GMEM_CREATE_CLOEXEC, gmem_fdinfo(_metadata, fd, "gmem-flags"));
+	EXPECT_EQ(GMEM_CREATE_CLOEXEC, gmem_fdinfo(_metadata, fd, "gmem-flags") & ~GMEM_CREATE_BLOCKS);
 	close(fd);
 }
 
@@ -1015,7 +1015,7 @@ TEST_F(file, fdinfo)
 	EXPECT_EQ(st.st_ino, gmem_fdinfo(_metadata, self->fd, "gmem-id"));
 	EXPECT_EQ(self->size, gmem_fdinfo(_metadata, self->fd, "gmem-size"));
 	EXPECT_EQ(0ULL, gmem_fdinfo(_metadata, self->fd, "gmem-allocated"));
-	EXPECT_EQ(0ULL, gmem_fdinfo(_metadata, self->fd, "gmem-flags"));
+	EXPECT_EQ(0ULL, gmem_fdinfo(_metadata, self->fd, "gmem-flags") & ~GMEM_CREATE_BLOCKS);
 
 	gmem_fallocate(_metadata, self->fd, GMEM_ALLOCATE, 8 * pg, 8 * pg);
 	EXPECT_EQ(8 * pg, gmem_fdinfo(_metadata, self->fd, "gmem-allocated"));
@@ -1028,8 +1028,54 @@ TEST_F(file, fdinfo)
 	EXPECT_EQ(st.st_ino, gmem_fdinfo(_metadata, fd2, "gmem-id"));
 	EXPECT_EQ(3 * pg, gmem_fdinfo(_metadata, fd2, "gmem-size"));
 	EXPECT_EQ(0ULL, gmem_fdinfo(_metadata, fd2, "gmem-allocated"));
-	EXPECT_EQ(GMEM_CREATE_CLOEXEC, gmem_fdinfo(_metadata, fd2, "gmem-flags"));
+	EXPECT_EQ(GMEM_CREATE_CLOEXEC, gmem_fdinfo(_metadata, fd2, "gmem-flags") & ~GMEM_CREATE_BLOCKS);
 	close(fd2);
+}
+
+/*
+ * Punching part of a populated 2 MiB block holds the punched pages: the
+ * file no longer has them (st_blocks, gmem-allocated), fdinfo gmem-held
+ * and the module's held_bytes count them, and allocating them again
+ * takes them back.  Punching the rest of the block frees all of it; so
+ * does the shrinker (drop_caches), which leaves the live pages alone.
+ */
+TEST_F(file, held_pages)
+{
+	struct gmem_counters base = gmem_counters(_metadata);
+	unsigned long long pg = self->page, held0;
+
+	held0 = gmem_read_u64(_metadata, GMEM_SYSFS "/held_bytes");
+	gmem_fallocate(_metadata, self->fd, GMEM_ALLOCATE, 0, self->size);
+	gmem_fallocate(_metadata, self->fd, GMEM_PUNCH, 3 * pg, pg);
+	gmem_fallocate(_metadata, self->fd, GMEM_PUNCH, 10 * pg, 10 * pg);
+	expect_allocated(_metadata, self->fd, self->size - 11 * pg);
+	EXPECT_EQ(11 * pg, gmem_fdinfo(_metadata, self->fd, "gmem-held"));
+	EXPECT_EQ(held0 + 11 * pg, gmem_read_u64(_metadata, GMEM_SYSFS "/held_bytes"));
+	expect_counters(_metadata, base, 0, self->size - 11 * pg);
+
+	/* Allocating a held page takes it back; punching it again holds it. */
+	gmem_fallocate(_metadata, self->fd, GMEM_ALLOCATE, 3 * pg, pg);
+	EXPECT_EQ(10 * pg, gmem_fdinfo(_metadata, self->fd, "gmem-held"));
+	expect_allocated(_metadata, self->fd, self->size - 10 * pg);
+	gmem_fallocate(_metadata, self->fd, GMEM_PUNCH, 3 * pg, pg);
+	EXPECT_EQ(11 * pg, gmem_fdinfo(_metadata, self->fd, "gmem-held"));
+
+	/* Under memory pressure the shrinker frees held pages only. */
+	gmem_write_file(_metadata, "/proc/sys/vm/drop_caches", "2");
+	EXPECT_EQ(0ULL, gmem_fdinfo(_metadata, self->fd, "gmem-held"));
+	EXPECT_EQ(held0, gmem_read_u64(_metadata, GMEM_SYSFS "/held_bytes"));
+	expect_allocated(_metadata, self->fd, self->size - 11 * pg);
+
+	/* A whole block again, then the rest punched: nothing is held. */
+	gmem_fallocate(_metadata, self->fd, GMEM_PUNCH, 0, self->size);
+	gmem_fallocate(_metadata, self->fd, GMEM_ALLOCATE, 0, self->size);
+	gmem_fallocate(_metadata, self->fd, GMEM_PUNCH, 0, self->size - pg);
+	EXPECT_EQ(self->size - pg, gmem_fdinfo(_metadata, self->fd, "gmem-held"));
+	gmem_fallocate(_metadata, self->fd, GMEM_PUNCH, self->size - pg, pg);
+	EXPECT_EQ(0ULL, gmem_fdinfo(_metadata, self->fd, "gmem-held"));
+	expect_allocated(_metadata, self->fd, 0);
+	expect_counters(_metadata, base, 0, 0);
+	EXPECT_EQ(held0, gmem_read_u64(_metadata, GMEM_SYSFS "/held_bytes"));
 }
 
 /*
@@ -1335,6 +1381,49 @@ TEST_F(memcg, limit)
 		TH_LOG("memory.current %llu KiB before, %llu KiB after close",
 		       cur0 >> 10, cur >> 10);
 	expect_counters(_metadata, base, 0, 0);
+}
+
+/*
+ * Held pages: punching part of a populated block keeps the punched pages
+ * (zeroed, gmem-held) charged to the file's group.  An allocation that
+ * hits the group's limit frees them and goes on, rather than failing
+ * with ENOMEM while the file holds memory it does not use.
+ */
+TEST_F(memcg, held_pages_charged_and_given_back)
+{
+	unsigned long long cur0, cur, pg = page_size(), nblocks = 14, b;
+	char pid[16];
+	int fd;
+
+	memcg_enter(_metadata, self, getpid());
+	cur0 = memcg_current(_metadata, self);
+	fd = gmem_create(_metadata, self->devfd, 64 * MiB, 0);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	gmem_write_file(_metadata, CGROUP_ROOT "/cgroup.procs", pid);
+
+	gmem_fallocate(_metadata, fd, GMEM_ALLOCATE, 0, nblocks * 2 * MiB);
+	for (b = 0; b < nblocks; b++)
+		gmem_fallocate(_metadata, fd, GMEM_PUNCH, b * 2 * MiB + pg,
+			       2 * MiB - pg);
+	expect_allocated(_metadata, fd, nblocks * pg);
+	EXPECT_EQ(nblocks * (2 * MiB - pg), gmem_fdinfo(_metadata, fd, "gmem-held"));
+	cur = memcg_current_settled(_metadata, self);
+	EXPECT_LE(cur0 + nblocks * 2 * MiB - MEMCG_SLACK, cur)
+		TH_LOG("memory.current %llu KiB before, %llu KiB with %llu blocks held",
+		       cur0 >> 10, cur >> 10, nblocks);
+
+	/* 16 MiB more do not fit next to 28 MiB held in 32 MiB. */
+	EXPECT_EQ(0, fallocate(fd, GMEM_ALLOCATE, 32 * MiB, 16 * MiB))
+		TH_LOG("allocating 16 MiB with the group full of held pages: %s",
+		       strerror(errno));
+	EXPECT_EQ(0ULL, gmem_fdinfo(_metadata, fd, "gmem-held"));
+	expect_allocated(_metadata, fd, nblocks * pg + 16 * MiB);
+
+	close(fd);
+	cur = memcg_current_settled(_metadata, self);
+	EXPECT_GE(cur0 + MEMCG_SLACK, cur)
+		TH_LOG("memory.current %llu KiB before, %llu KiB after close",
+		       cur0 >> 10, cur >> 10);
 }
 
 static int send_fd(int sock, int fd)

@@ -70,4 +70,33 @@ static inline int private_file(struct kvm_vm *vm, uint64_t size)
 				  gmem_file(size, 0);
 }
 
+#define GMEM_BLOCKS_PARAM	"/sys/module/gmem/parameters/blocks"
+
+/*
+ * The module parameter blocks: which new files allocate 2 MiB blocks on
+ * guest faults.  Read into @buf (size @len, without the newline).
+ */
+static inline void gmem_blocks_param_get(char *buf, size_t len)
+{
+	int fd = open(GMEM_BLOCKS_PARAM, O_RDONLY);
+	ssize_t n;
+
+	TEST_ASSERT(fd >= 0, "open " GMEM_BLOCKS_PARAM ": %s", strerror(errno));
+	n = read(fd, buf, len - 1);
+	TEST_ASSERT(n > 0, "read " GMEM_BLOCKS_PARAM ": %s", strerror(errno));
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	close(fd);
+}
+
+static inline void gmem_blocks_param_set(const char *val)
+{
+	int fd = open(GMEM_BLOCKS_PARAM, O_WRONLY);
+
+	TEST_ASSERT(fd >= 0, "open " GMEM_BLOCKS_PARAM ": %s", strerror(errno));
+	TEST_ASSERT(write(fd, val, strlen(val)) == (ssize_t)strlen(val),
+		    "write %s to " GMEM_BLOCKS_PARAM ": %s", val, strerror(errno));
+	close(fd);
+}
+
 #endif /* GMEM_KVM_UTIL_H */
