@@ -8,6 +8,8 @@
  *   punch           punch-hole of the whole (allocated) file, GiB/s
  *   first touch     a guest writes one word to every page of its private
  *                   memory, holes allocated on fault; pages/s, exits included
+ *   touch exits     the vCPU's exits during first touch, per GiB (lower is
+ *                   better)
  *   populate+touch  populate, then first touch; GiB/s over both
  *   conversion      private->shared->private round trips of 4 KiB pages as
  *                   a VMM does them (KVM_SET_MEMORY_ATTRIBUTES + punch-hole,
@@ -16,11 +18,15 @@
  *                   (slab bytes charged to the benchmark's own memory
  *                   cgroup by the populate: xarray nodes and the like),
  *                   KiB/GiB (lower is better)
+ *   GMEM_WRITE      a restore: GMEM_WRITE of a whole new gmem file from a
+ *                   faulted user buffer, 2 MiB per call, GiB/s (gmem only)
  *   memset          userspace memset of the same size (already faulted):
  *                   the zeroing bandwidth the machine allows, GiB/s
+ *   memcpy          userspace memcpy of the same size between two faulted
+ *                   buffers: the copying bandwidth, GiB/s
  *
- * Ratio = gmem / guest_memfd: above 1 gmem is faster, except for overhead,
- * where below 1 gmem uses less.
+ * Ratio = gmem / guest_memfd: above 1 gmem is faster, except for overhead
+ * and touch exits, where below 1 gmem uses less.
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -183,13 +189,39 @@ static void guest_touch(uint64_t base, uint64_t size)
 	GUEST_DONE();
 }
 
+/* The vCPU statistic @name (KVM_GET_STATS_FD of the vCPU). */
+static uint64_t vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
+{
+	struct kvm_stats_desc *descs, *desc;
+	struct kvm_stats_header header;
+	uint64_t data = 0;
+	size_t size;
+	int fd, i;
+
+	fd = vcpu_get_stats_fd(vcpu);
+	read_stats_header(fd, &header);
+	descs = read_stats_descriptors(fd, &header);
+	size = get_stats_descriptor_size(&header);
+	for (i = 0; i < header.num_desc; i++) {
+		desc = (void *)descs + i * size;
+		if (!strcmp(desc->name, name)) {
+			read_stat_data(fd, &header, desc, &data, 1);
+			break;
+		}
+	}
+	TEST_ASSERT(i < header.num_desc, "no vCPU statistic %s", name);
+	free(descs);
+	close(fd);
+	return data;
+}
+
 /*
  * A guest touches every page of @size bytes of private memory backed by a
  * new file of @b, populated first if @populate.  Returns the seconds the
- * populate and the touch took.
+ * populate and the touch took, and the vCPU's exits during the touch.
  */
 static void run_touch(enum backend b, uint64_t size, bool populate,
-		      double *pop, double *touch)
+		      double *pop, double *touch, uint64_t *exits)
 {
 	uint64_t npages = size / PAGE_SIZE;
 	struct kvm_vcpu *vcpu;
@@ -214,9 +246,11 @@ static void run_touch(enum backend b, uint64_t size, bool populate,
 		falloc(fd, 0, 0, size);
 		*pop = now() - t;
 	}
+	*exits = vcpu_stat(vcpu, "exits");
 	t = now();
 	vcpu_run(vcpu);
 	*touch = now() - t;
+	*exits = vcpu_stat(vcpu, "exits") - *exits;
 	TEST_ASSERT(get_ucall(vcpu, &uc) == UCALL_DONE,
 		    "guest did not finish: exit %u, ucall %lu",
 		    vcpu->run->exit_reason, uc.cmd);
@@ -252,8 +286,38 @@ static double run_conversion(enum backend b)
 	return t;
 }
 
-/* glibc's memset() over @size bytes, timed by gmem-bench-memset. */
-static double run_memset(uint64_t size)
+/*
+ * A restore: GMEM_WRITE of a whole new gmem file from an already-faulted
+ * user buffer, 2 MiB per call.  Returns seconds.
+ */
+static double run_write(uint64_t size)
+{
+	struct gmem_write w = { .size = SZ_2M };
+	char *buf;
+	double t;
+	int fd;
+
+	buf = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	TEST_ASSERT(buf != MAP_FAILED, "mmap: %s", strerror(errno));
+	fd = new_file(GMEM, NULL, size);
+	t = now();
+	for (w.offset = 0; w.offset < size; w.offset += SZ_2M) {
+		w.user_addr = (uintptr_t)buf + w.offset;
+		TEST_ASSERT(!ioctl(fd, GMEM_WRITE, &w), "GMEM_WRITE at %#llx: %s",
+			    (unsigned long long)w.offset, strerror(errno));
+	}
+	t = now() - t;
+	close(fd);
+	munmap(buf, size);
+	return t;
+}
+
+/*
+ * glibc's memset() over @size bytes, or memcpy() if @copy, timed by
+ * gmem-bench-memset.
+ */
+static double run_memset(uint64_t size, bool copy)
 {
 	char cmd[PATH_MAX + 64], self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -262,24 +326,31 @@ static double run_memset(uint64_t size)
 
 	TEST_ASSERT(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
 	self[n] = 0;
-	snprintf(cmd, sizeof(cmd), "%s-memset %lu", self, size);
+	snprintf(cmd, sizeof(cmd), "%s-memset %lu%s", self, size, copy ? " copy" : "");
 	p = popen(cmd, "r");
 	TEST_ASSERT(p && fscanf(p, "%lf", &t) == 1 && !pclose(p) && t > 0,
 		    "%s failed", cmd);
 	return t;
 }
 
-enum row { POPULATE, PUNCH, TOUCH, POP_TOUCH, CONVERSION, OVERHEAD, MEMSET, NR_ROWS };
+enum row {
+	POPULATE, PUNCH, TOUCH, TOUCH_EXITS, POP_TOUCH, CONVERSION, OVERHEAD,
+	WRITE, MEMSET, MEMCPY, NR_ROWS
+};
 static const struct {
 	const char *name, *unit;
+	bool gmem_only, touch;
 } rows[] = {
 	[POPULATE]	= { "populate", "GiB/s" },
 	[PUNCH]		= { "punch", "GiB/s" },
-	[TOUCH]		= { "first touch", "pages/s" },
-	[POP_TOUCH]	= { "populate+touch", "GiB/s" },
+	[TOUCH]		= { "first touch", "pages/s", .touch = true },
+	[TOUCH_EXITS]	= { "touch exits", "exits/GiB", .touch = true },
+	[POP_TOUCH]	= { "populate+touch", "GiB/s", .touch = true },
 	[CONVERSION]	= { "conversion 4K", "trips/s" },
 	[OVERHEAD]	= { "overhead", "KiB/GiB" },
-	[MEMSET]	= { "memset (ref)", "GiB/s" },
+	[WRITE]		= { "GMEM_WRITE", "GiB/s", .gmem_only = true },
+	[MEMSET]	= { "memset (ref)", "GiB/s", .gmem_only = true },
+	[MEMCPY]	= { "memcpy (ref)", "GiB/s", .gmem_only = true },
 };
 
 static double results[NR_ROWS][NR_BACKENDS][MAX_RUNS];
@@ -305,6 +376,7 @@ static void stats(double *v, int n, double *med, double *min, double *max)
 static void run_size(uint64_t size, int runs, bool touch)
 {
 	double pop, punch, ovh, t;
+	uint64_t exits;
 	int r, i;
 
 	for (r = 0; r < runs; r++) {
@@ -317,14 +389,17 @@ static void run_size(uint64_t size, int runs, bool touch)
 			results[PUNCH][b][r] = gib(size) / punch;
 			results[OVERHEAD][b][r] = ovh;
 			if (touch) {
-				run_touch(b, size, false, &pop, &t);
+				run_touch(b, size, false, &pop, &t, &exits);
 				results[TOUCH][b][r] = size / PAGE_SIZE / t;
-				run_touch(b, size, true, &pop, &t);
+				results[TOUCH_EXITS][b][r] = exits / gib(size);
+				run_touch(b, size, true, &pop, &t, &exits);
 				results[POP_TOUCH][b][r] = gib(size) / (pop + t);
 			}
 			results[CONVERSION][b][r] = CONV_PAGES / run_conversion(b);
 		}
-		results[MEMSET][GMEM][r] = gib(size) / run_memset(size);
+		results[WRITE][GMEM][r] = gib(size) / run_write(size);
+		results[MEMSET][GMEM][r] = gib(size) / run_memset(size, false);
+		results[MEMCPY][GMEM][r] = gib(size) / run_memset(size, true);
 	}
 }
 
@@ -334,11 +409,11 @@ static void report(FILE *csv, uint64_t size, int runs, bool touch)
 	int row, b;
 
 	for (row = 0; row < NR_ROWS; row++) {
-		if (!touch && (row == TOUCH || row == POP_TOUCH))
+		if (!touch && rows[row].touch)
 			continue;
 		for (b = 0; b < NR_BACKENDS; b++)
 			stats(results[row][b], runs, &med[b], &min[b], &max[b]);
-		if (row == MEMSET) {
+		if (rows[row].gmem_only) {
 			printf("%6lu MiB  %-15s %-8s %12.2f [%.2f-%.2f]\n",
 			       size >> 20, rows[row].name, rows[row].unit,
 			       med[GMEM], min[GMEM], max[GMEM]);
