@@ -54,6 +54,8 @@ bool gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end);
 void gmem_store_destroy(struct gmem_store *s);
 struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc);
 int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end);
+int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
+				pgoff_t end, unsigned int threads);
 unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
 				pgoff_t end);
 void gmem_store_set_guest(struct gmem_store *s, pgoff_t index);

@@ -88,6 +88,11 @@ module_param_cb(blocks, &blocks_ops, NULL, 0644);
 MODULE_PARM_DESC(blocks,
 		 "Files whose guest faults and GMEM_WRITE allocate 2 MiB blocks: always (default), flag (created with GMEM_CREATE_BLOCKS), never");
 
+static unsigned int populate_threads;
+module_param(populate_threads, uint, 0644);
+MODULE_PARM_DESC(populate_threads,
+		 "Threads that allocate and zero the blocks of a large fallocate at once (0: one per online CPU, default; 1: the calling thread only; at most 16)");
+
 /*
  * gmem's own pseudo file system, mounted while a gmem file or inode
  * exists.  Its inodes point at this module's inode_operations, and an
@@ -264,14 +269,19 @@ static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 		/*
 		 * Shared: allocations only race with each other and with
 		 * guest faults.  On failure what was allocated stays: a
-		 * guest may have been handed it already.
+		 * guest may have been handed it already.  Held until the
+		 * workers of a parallel populate are all done.
 		 */
+		unsigned int threads = READ_ONCE(populate_threads) ?:
+				       num_online_cpus();
+
 		down_read(&gf->lock);
-		r = gmem_store_populate(&gf->store, start, end);
+		r = gmem_store_populate_threads(&gf->store, start, end, threads);
 		up_read(&gf->lock);
 		if (r == -ENOMEM && gmem_release_held(gf)) {
 			down_read(&gf->lock);
-			r = gmem_store_populate(&gf->store, start, end);
+			r = gmem_store_populate_threads(&gf->store, start, end,
+							threads);
 			up_read(&gf->lock);
 		}
 	}

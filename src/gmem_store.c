@@ -44,6 +44,8 @@
 #include <linux/pagevec.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/workqueue.h>
 
 #include "gmem.h"
 
@@ -344,30 +346,23 @@ struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc)
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_get);
 
-/**
- * gmem_store_populate() - allocate every hole in [@start, @end)
- * @s: the store
- * @start: first page offset
- * @end: page offset after the last
- *
- * Whole blocks where the range covers them; held pages are taken back.
- * The caller excludes removal.  On a signal or a failed allocation,
- * what was allocated before stays in the store (as with KVM's own
- * guest_memfd): a guest may already have been handed any of it.
- *
- * Return: 0, -EINTR on a pending signal, -ENOMEM.
+/*
+ * Allocate every hole in [@start, @end): whole blocks where the range
+ * covers them, single pages elsewhere.  Stops early when @stop is set
+ * (another part of the same populate failed or was interrupted), or on
+ * a pending signal when @signals.  Returns 0, -EINTR or -ENOMEM.
  */
-int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end)
+static int __gmem_store_populate(struct gmem_store *s, pgoff_t start,
+				 pgoff_t end, atomic_t *stop, bool signals)
 {
 	struct folio *folio;
 	pgoff_t index;
-	int r = 0;
 
 	for (index = start; index < end; index++) {
-		if (signal_pending(current)) {
-			r = -EINTR;
-			break;
-		}
+		if (signals && signal_pending(current))
+			return -EINTR;
+		if (atomic_read(stop))
+			return 0;
 		if (IS_ALIGNED(index, GMEM_BLOCK_PAGES) &&
 		    end - index >= GMEM_BLOCK_PAGES &&
 		    (gmem_store_block(s, index) == index ||
@@ -384,9 +379,125 @@ int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end)
 		if (!(index & 63))
 			cond_resched();
 	}
-	return r;
+	return 0;
+}
+
+/**
+ * gmem_store_populate() - allocate every hole in [@start, @end)
+ * @s: the store
+ * @start: first page offset
+ * @end: page offset after the last
+ *
+ * Whole blocks where the range covers them; held pages are taken back.
+ * The caller excludes removal.  On a signal or a failed allocation,
+ * what was allocated before stays in the store (as with KVM's own
+ * guest_memfd): a guest may already have been handed any of it.
+ *
+ * Return: 0, -EINTR on a pending signal, -ENOMEM.
+ */
+int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end)
+{
+	atomic_t stop = ATOMIC_INIT(0);
+
+	return __gmem_store_populate(s, start, end, &stop, true);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_populate);
+
+/* One part of a populate, run by a worker (gmem_store_populate_threads()). */
+struct gmem_populate_part {
+	struct work_struct work;
+	struct gmem_store *s;
+	pgoff_t start, end;
+	atomic_t *stop;
+	int r;
+	struct completion done;
+};
+
+static void gmem_populate_work(struct work_struct *work)
+{
+	struct gmem_populate_part *p = container_of(work, struct gmem_populate_part,
+						    work);
+
+	p->r = __gmem_store_populate(p->s, p->start, p->end, p->stop, false);
+	if (p->r)
+		atomic_set(p->stop, 1);
+	complete(&p->done);
+}
+
+/* Blocks each part of a parallel populate gets at least. */
+#define GMEM_POPULATE_PART_BLOCKS	16
+#define GMEM_POPULATE_MAX_THREADS	16
+
+/**
+ * gmem_store_populate_threads() - gmem_store_populate() on several CPUs
+ * @s: the store, with a memcg (allocations are charged to it wherever
+ *	they run)
+ * @start: first page offset
+ * @end: page offset after the last
+ * @threads: how many threads may allocate and zero at once, the calling
+ *	one included (at most 16); 0 or 1: the calling thread alone
+ *
+ * The blocks of a large range are split into @threads parts of whole
+ * blocks: the calling thread populates the first, kernel workers
+ * (system_unbound_wq) the others, at the same time.  A failure or a
+ * signal (seen by the calling thread) stops every part at its next
+ * block; the call returns once all have stopped, with what they
+ * allocated kept, as gmem_store_populate() does.  The caller excludes
+ * removal until then.
+ *
+ * Return: 0, -EINTR on a pending signal, -ENOMEM.
+ */
+int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
+				pgoff_t end, unsigned int threads)
+{
+	struct gmem_populate_part *parts;
+	pgoff_t first = round_up(start, GMEM_BLOCK_PAGES);
+	pgoff_t last = round_down(end, GMEM_BLOCK_PAGES);
+	unsigned long nblocks, per;
+	atomic_t stop = ATOMIC_INIT(0);
+	unsigned int i, n;
+	int r, r2;
+
+	threads = min(threads, GMEM_POPULATE_MAX_THREADS);
+	if (threads < 2 || !s->memcg || first < start || last <= first)
+		return gmem_store_populate(s, start, end);
+	nblocks = (last - first) >> GMEM_BLOCK_ORDER;
+	n = min_t(unsigned long, threads, nblocks / GMEM_POPULATE_PART_BLOCKS);
+	if (n < 2)
+		return gmem_store_populate(s, start, end);
+	parts = kcalloc(n, sizeof(*parts), GFP_KERNEL);
+	if (!parts)
+		return gmem_store_populate(s, start, end);
+
+	per = DIV_ROUND_UP(nblocks, n) << GMEM_BLOCK_ORDER;
+	for (i = 1; i < n; i++) {
+		parts[i].s = s;
+		parts[i].start = min(first + i * per, last);
+		parts[i].end = min(first + (i + 1) * per, last);
+		parts[i].stop = &stop;
+		init_completion(&parts[i].done);
+		INIT_WORK(&parts[i].work, gmem_populate_work);
+		queue_work(system_unbound_wq, &parts[i].work);
+	}
+	/* This thread: the unaligned head, the first part, the tail. */
+	r = __gmem_store_populate(s, start, min(first + per, last), &stop, true);
+	if (!r)
+		r = __gmem_store_populate(s, last, end, &stop, true);
+	if (r)
+		atomic_set(&stop, 1);
+	for (i = 1; i < n; i++) {
+		if (wait_for_completion_interruptible(&parts[i].done)) {
+			atomic_set(&stop, 1);
+			r = r ?: -EINTR;
+			wait_for_completion(&parts[i].done);
+		}
+		r2 = parts[i].r;
+		r = r ?: r2;
+	}
+	kfree(parts);
+	return r;
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_populate_threads);
 
 /*
  * Take every page of [@start, @end) out of the store and free it (held

@@ -8,6 +8,7 @@
 #include <linux/falloc.h>
 #include <linux/highmem.h>
 #include <linux/kvm_host.h>
+#include <linux/memcontrol.h>
 #include <linux/mm.h>
 #include <linux/page-flags.h>
 #include <linux/sched.h>
@@ -605,6 +606,31 @@ static void gmem_store_held_hwpoison_test(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 0), ULONG_MAX);
 }
 
+/*
+ * A populate split among threads: every block of the range whole, the
+ * unaligned head and tail as single pages, nothing twice.
+ */
+static void gmem_store_populate_threads_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES, nblocks = 40;
+	pgoff_t b;
+
+	/* Workers charge the store's memcg: give it one (the root). */
+	s->memcg = get_mem_cgroup_from_mm(NULL);
+	KUNIT_ASSERT_EQ(test, gmem_store_populate_threads(s, 7, nblocks * B + 9, 4), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), nblocks * B + 2);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 0), ULONG_MAX);
+	for (b = 1; b < nblocks; b++)
+		KUNIT_EXPECT_EQ(test, gmem_store_block(s, b * B), b * B);
+	/* Again over it all: nothing new. */
+	KUNIT_ASSERT_EQ(test, gmem_store_populate_threads(s, 0, (nblocks + 1) * B, 2), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), (nblocks + 1) * B);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, ULONG_MAX), (nblocks + 1) * B);
+	mem_cgroup_put(s->memcg);
+	s->memcg = NULL;
+}
+
 static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_get_test),
 	KUNIT_CASE(gmem_store_populate_remove_test),
@@ -621,6 +647,7 @@ static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_release_held_test),
 	KUNIT_CASE(gmem_store_insert_block_live_test),
 	KUNIT_CASE(gmem_store_held_hwpoison_test),
+	KUNIT_CASE(gmem_store_populate_threads_test),
 	{}
 };
 
