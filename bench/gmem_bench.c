@@ -18,6 +18,8 @@
  *                   (slab bytes charged to the benchmark's own memory
  *                   cgroup by the populate: xarray nodes and the like),
  *                   KiB/GiB (lower is better)
+ *   populate 1 thr  populate with populate_threads=1: the calling thread
+ *                   alone zeroes (gmem only; populate uses all CPUs)
  *   GMEM_WRITE      a restore: GMEM_WRITE of a whole new gmem file from a
  *                   faulted user buffer, 2 MiB per call, GiB/s (gmem only)
  *   memset          userspace memset of the same size (already faulted):
@@ -55,6 +57,7 @@
 #define DATA_GPA	(1ULL << 32)
 #define DATA_SLOT	10
 #define CONV_PAGES	256
+#define THREADS_PARAM	"/sys/module/gmem/parameters/populate_threads"
 
 enum backend { GMEM, GUEST_MEMFD, NR_BACKENDS };
 
@@ -335,8 +338,9 @@ static double run_memset(uint64_t size, bool copy)
 
 enum row {
 	POPULATE, PUNCH, TOUCH, TOUCH_EXITS, POP_TOUCH, CONVERSION, OVERHEAD,
-	WRITE, MEMSET, MEMCPY, NR_ROWS
+	POPULATE_1T, WRITE, MEMSET, MEMCPY, NR_ROWS
 };
+
 static const struct {
 	const char *name, *unit;
 	bool gmem_only, touch;
@@ -348,6 +352,7 @@ static const struct {
 	[POP_TOUCH]	= { "populate+touch", "GiB/s", .touch = true },
 	[CONVERSION]	= { "conversion 4K", "trips/s" },
 	[OVERHEAD]	= { "overhead", "KiB/GiB" },
+	[POPULATE_1T]	= { "populate 1 thr", "GiB/s", .gmem_only = true },
 	[WRITE]		= { "GMEM_WRITE", "GiB/s", .gmem_only = true },
 	[MEMSET]	= { "memset (ref)", "GiB/s", .gmem_only = true },
 	[MEMCPY]	= { "memcpy (ref)", "GiB/s", .gmem_only = true },
@@ -397,6 +402,10 @@ static void run_size(uint64_t size, int runs, bool touch)
 			}
 			results[CONVERSION][b][r] = CONV_PAGES / run_conversion(b);
 		}
+		write_file(THREADS_PARAM, "1");
+		run_populate_punch(GMEM, size, &pop, &punch, &ovh);
+		write_file(THREADS_PARAM, "0");
+		results[POPULATE_1T][GMEM][r] = gib(size) / pop;
 		results[WRITE][GMEM][r] = gib(size) / run_write(size);
 		results[MEMSET][GMEM][r] = gib(size) / run_memset(size, false);
 		results[MEMCPY][GMEM][r] = gib(size) / run_memset(size, true);

@@ -27,6 +27,13 @@ struct mem_cgroup;
  *	again (see gmem_store.c).
  * @memcg: memory cgroup charged for the pages and xarray nodes (NULL:
  *	the allocating task's).
+ * @giants: for each naturally aligned 1 GiB range of the file (index
+ *	>> GMEM_GIANT_ORDER) whose pages are all live and come from one
+ *	physically contiguous 1 GiB allocation: xa_mk_value() of the
+ *	allocation's first pfn >> GMEM_GIANT_ORDER.
+ * @giant_pfns: for each 1 GiB allocation (first pfn >> GMEM_GIANT_ORDER)
+ *	some of whose pages the store holds: xa_mk_value() of how many.
+ *	Such pages are not charged to @memcg (see gmem_store.c).
  *
  * Lookups and insertions may run concurrently (the xa_lock serialises
  * insertions); removal must not run concurrently with either: callers
@@ -38,16 +45,25 @@ struct gmem_store {
 	atomic_long_t nr_pages;
 	atomic_long_t nr_held;
 	struct mem_cgroup *memcg;
+	struct xarray giants;
+	struct xarray giant_pfns;
 };
 
 /* Naturally aligned 2 MiB blocks, allocated where they can be. */
 #define GMEM_BLOCK_ORDER	(21 - PAGE_SHIFT)
 #define GMEM_BLOCK_PAGES	BIT(GMEM_BLOCK_ORDER)
+/* Naturally aligned 1 GiB ranges from one contiguous allocation. */
+#define GMEM_GIANT_ORDER	(30 - PAGE_SHIFT)
+#define GMEM_GIANT_PAGES	BIT(GMEM_GIANT_ORDER)
 
 void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg);
 unsigned long gmem_store_totals(unsigned long *held);
 int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live);
 unsigned long gmem_store_release_held(struct gmem_store *s);
+void gmem_store_set_giant_limit(long n);
+long gmem_store_giant_allocs(void);
+pgoff_t gmem_store_giant(struct gmem_store *s, pgoff_t index);
+unsigned long gmem_store_nr_giants(struct gmem_store *s);
 pgoff_t gmem_store_block(struct gmem_store *s, pgoff_t index);
 bool gmem_store_hwpoisoned(struct gmem_store *s, pgoff_t start, pgoff_t end);
 bool gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end);

@@ -15,9 +15,11 @@
 #include <linux/falloc.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/highmem.h>
 #include <linux/kvm_host.h>
 #include <linux/memcontrol.h>
 #include <linux/miscdevice.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mount.h>
 #include <linux/pagemap.h>
@@ -63,6 +65,7 @@ static const char * const gmem_blocks_names[] = {
 	[GMEM_BLOCKS_FLAG]	= "flag",
 	[GMEM_BLOCKS_ALWAYS]	= "always",
 };
+
 static int blocks = GMEM_BLOCKS_ALWAYS;
 
 static int blocks_set(const char *val, const struct kernel_param *kp)
@@ -92,6 +95,29 @@ static unsigned int populate_threads;
 module_param(populate_threads, uint, 0644);
 MODULE_PARM_DESC(populate_threads,
 		 "Threads that allocate and zero the blocks of a large fallocate at once (0: one per online CPU, default; 1: the calling thread only; at most 16)");
+
+static int max_1g_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned int v;
+	int r;
+
+	r = kstrtouint(val, 0, &v);
+	if (r)
+		return r;
+	gmem_store_set_giant_limit(v);
+	return param_set_uint(val, kp);
+}
+
+static unsigned int max_1g;
+
+static const struct kernel_param_ops max_1g_ops = {
+	.set = max_1g_set,
+	.get = param_get_uint,
+};
+
+module_param_cb(max_1g, &max_1g_ops, &max_1g, 0644);
+MODULE_PARM_DESC(max_1g,
+		 "How many physically contiguous 1 GiB allocations (not charged to memory cgroups) all gmem files may hold at once; 0 (default): none");
 
 /*
  * gmem's own pseudo file system, mounted while a gmem file or inode
@@ -334,6 +360,7 @@ static void gmem_show_fdinfo(struct seq_file *m, struct file *file)
 		   atomic_long_read(&gf->store.nr_pages) << PAGE_SHIFT);
 	seq_printf(m, "gmem-held:\t%lu\n",
 		   atomic_long_read(&gf->store.nr_held) << PAGE_SHIFT);
+	seq_printf(m, "gmem-1g:\t%lu\n", gmem_store_nr_giants(&gf->store) << 30);
 	seq_printf(m, "gmem-flags:\t%#llx\n", gf->flags);
 	if (vm)
 		seq_printf(m, "gmem-vm:\t%s\n", vm);
@@ -418,10 +445,45 @@ static void gmem_write_block(struct gmem_file *gf, pgoff_t index)
 }
 
 /*
- * Write one page from @src, a kernel buffer, into page @index.  Returns
- * 0, -EPERM if a guest may map the page, -EHWPOISON, -ENOMEM or -EINTR.
+ * The source of one page of GMEM_WRITE: the user pages it spans, pinned,
+ * or when they cannot be pinned (not plain memory), a kernel copy.
  */
-static int gmem_write_page(struct gmem_file *gf, pgoff_t index, const void *src)
+struct gmem_write_src {
+	struct page *pages[2];
+	unsigned int npages;
+	unsigned int off;	/* of the source in pages[0] */
+	const void *buf;	/* the kernel copy, or NULL */
+};
+
+/* Copy one page from @src into @folio at byte @at. */
+static void gmem_write_copy(struct folio *folio, size_t at,
+			    const struct gmem_write_src *src)
+{
+	unsigned int first = PAGE_SIZE - src->off;
+	char *dst = kmap_local_folio(folio, at);
+	char *p;
+
+	if (src->buf) {
+		memcpy(dst, src->buf, PAGE_SIZE);
+	} else {
+		p = kmap_local_page(src->pages[0]);
+		memcpy(dst, p + src->off, first);
+		kunmap_local(p);
+		if (src->off) {
+			p = kmap_local_page(src->pages[1]);
+			memcpy(dst + first, p, src->off);
+			kunmap_local(p);
+		}
+	}
+	kunmap_local(dst);
+}
+
+/*
+ * Write one page from @src into page @index.  Returns 0, -EPERM if a
+ * guest may map the page, -EHWPOISON, -ENOMEM or -EINTR.
+ */
+static int gmem_write_page(struct gmem_file *gf, pgoff_t index,
+			   const struct gmem_write_src *src)
 {
 	struct folio *folio;
 	u64 attrs;
@@ -451,8 +513,8 @@ static int gmem_write_page(struct gmem_file *gf, pgoff_t index, const void *src)
 	else if (folio_test_hwpoison(folio))
 		r = -EHWPOISON;
 	else
-		memcpy_to_folio(folio, (index & (folio_nr_pages(folio) - 1)) << PAGE_SHIFT,
-				src, PAGE_SIZE);
+		gmem_write_copy(folio, (index & (folio_nr_pages(folio) - 1)) << PAGE_SHIFT,
+				src);
 	folio_unlock(folio);
 	folio_put(folio);
 out:
@@ -461,14 +523,16 @@ out:
 }
 
 /*
- * Write pages [@start, @end) from @src through the kernel page @bounce.
- * Sets *@done to the first page not written.  Returns 0 or -errno.
+ * Write pages [@start, @end) from @src: from the pinned source pages,
+ * or through the kernel page @bounce where they cannot be pinned.  Sets
+ * *@done to the first page not written.  Returns 0 or -errno.
  */
 static int __gmem_write(struct gmem_file *gf, pgoff_t start, pgoff_t end,
 			const char __user *src, void *bounce, pgoff_t *done)
 {
+	struct gmem_write_src ws;
 	pgoff_t index;
-	int r = 0;
+	int r = 0, got;
 
 	for (index = start; index < end; index++, src += PAGE_SIZE) {
 		if (signal_pending(current)) {
@@ -476,16 +540,30 @@ static int __gmem_write(struct gmem_file *gf, pgoff_t start, pgoff_t end,
 			break;
 		}
 		/*
-		 * Copy with no lock held: the source may fault, take
+		 * Pin or copy with no lock held: the source may fault, take
 		 * mmap_lock or wait on userfaultfd for as long as it likes.
+		 * Pinned, it is copied once, straight into the page, and
+		 * cannot fault half way.
 		 */
-		if (copy_from_user(bounce, src, PAGE_SIZE)) {
-			r = -EFAULT;
-			break;
+		ws.off = offset_in_page(src);
+		ws.npages = ws.off ? 2 : 1;
+		ws.buf = NULL;
+		got = pin_user_pages_fast((unsigned long)src & PAGE_MASK,
+					  ws.npages, 0, ws.pages);
+		if (got != ws.npages) {
+			if (got > 0)
+				unpin_user_pages(ws.pages, got);
+			if (copy_from_user(bounce, src, PAGE_SIZE)) {
+				r = -EFAULT;
+				break;
+			}
+			ws.buf = bounce;
 		}
-		r = gmem_write_page(gf, index, bounce);
+		r = gmem_write_page(gf, index, &ws);
 		if (r == -ENOMEM && gmem_release_held(gf))
-			r = gmem_write_page(gf, index, bounce);
+			r = gmem_write_page(gf, index, &ws);
+		if (!ws.buf)
+			unpin_user_pages(ws.pages, ws.npages);
 		if (r)
 			break;
 		cond_resched();
@@ -817,10 +895,18 @@ static ssize_t held_bytes_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(held_bytes);
 
+static ssize_t allocations_1g_show(struct device *dev,
+				   struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", gmem_store_giant_allocs());
+}
+static DEVICE_ATTR_RO(allocations_1g);
+
 static struct attribute *gmem_dev_attrs[] = {
 	&dev_attr_files.attr,
 	&dev_attr_allocated_bytes.attr,
 	&dev_attr_held_bytes.attr,
+	&dev_attr_allocations_1g.attr,
 	NULL
 };
 ATTRIBUTE_GROUPS(gmem_dev);

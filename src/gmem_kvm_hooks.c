@@ -55,13 +55,19 @@ unsigned long gmem_kvm_invalidate_begin(struct gmem_file *gf, pgoff_t start,
 	 * whether an invalidation is in progress only for the faulting gfn.
 	 * Invalidate the whole blocks that [@start, @end) touches, so that
 	 * such a fault retries instead of mapping a page that is about to
-	 * be freed, or whose attributes are about to change.  A block's
-	 * mark is stable here: only removal clears it, under @gf->lock.
+	 * be freed, or whose attributes are about to change; the same for
+	 * whole 1 GiB ranges and 1G mappings.  Both are stable here: only
+	 * removal ends them, under @gf->lock.
 	 */
-	if (gmem_store_block(&gf->store, start) != ULONG_MAX)
+	if (gmem_store_giant(&gf->store, start) != ULONG_MAX)
+		start = round_down(start, GMEM_GIANT_PAGES);
+	else if (gmem_store_block(&gf->store, start) != ULONG_MAX)
 		start = round_down(start, GMEM_BLOCK_PAGES);
-	if (end < ULONG_MAX - GMEM_BLOCK_PAGES &&
-	    gmem_store_block(&gf->store, end - 1) != ULONG_MAX)
+	if (end < ULONG_MAX - GMEM_GIANT_PAGES &&
+	    gmem_store_giant(&gf->store, end - 1) != ULONG_MAX)
+		end = round_up(end, GMEM_GIANT_PAGES);
+	else if (end < ULONG_MAX - GMEM_BLOCK_PAGES &&
+		 gmem_store_block(&gf->store, end - 1) != ULONG_MAX)
 		end = round_up(end, GMEM_BLOCK_PAGES);
 
 	/* A memslot's range may be stored as several multi-index entries. */
@@ -224,20 +230,20 @@ static void gmem_kvm_unbind(struct kvm_memory_slot *slot)
 }
 
 /*
- * Would KVM map the 2M range of @gfn with one entry?  Not if its lpage_info
- * disallows it: the range crosses the memslot's edges (KVM marks the
- * partial first and last ranges), its guest frames and userspace address
- * do not line up, or it mixes private and shared attributes.  Read
- * without mmu_lock: a change after this read comes with an invalidation
- * that makes the fault retry.
+ * Would KVM map the 2M (@level PG_LEVEL_2M) or 1G range of @gfn with one
+ * entry?  Not if its lpage_info disallows it: the range crosses the
+ * memslot's edges (KVM marks the partial first and last ranges), its
+ * guest frames and userspace address do not line up, or it mixes private
+ * and shared attributes.  Read without mmu_lock: a change after this
+ * read comes with an invalidation that makes the fault retry.
  */
-static bool gmem_kvm_may_map_2m(struct kvm_memory_slot *slot, gfn_t gfn)
+static bool gmem_kvm_may_map(struct kvm_memory_slot *slot, gfn_t gfn, int level)
 {
 #ifdef CONFIG_X86
-	unsigned long idx = (gfn >> GMEM_BLOCK_ORDER) -
-			    (slot->base_gfn >> GMEM_BLOCK_ORDER);
+	unsigned int shift = KVM_HPAGE_GFN_SHIFT(level);
+	unsigned long idx = (gfn >> shift) - (slot->base_gfn >> shift);
 
-	return !READ_ONCE(slot->arch.lpage_info[PG_LEVEL_2M - 2][idx].disallow_lpage);
+	return !READ_ONCE(slot->arch.lpage_info[level - 2][idx].disallow_lpage);
 #else
 	return false;
 #endif
@@ -257,7 +263,7 @@ static void gmem_kvm_fault_block(struct gmem_file *gf,
 
 	if (!(gf->flags & GMEM_CREATE_BLOCKS) ||
 	    !IS_ALIGNED(gfn ^ index, GMEM_BLOCK_PAGES) ||
-	    !gmem_kvm_may_map_2m(slot, gfn))
+	    !gmem_kvm_may_map(slot, gfn, PG_LEVEL_2M))
 		return;
 	if (gmem_attrs_get(&gf->attrs, head, &last) ||
 	    last < head + GMEM_BLOCK_PAGES - 1)
@@ -312,6 +318,34 @@ static struct folio *gmem_kvm_fault_folio(struct gmem_file *gf,
 }
 
 /*
+ * gmem_kvm_max_order() for a whole 1 GiB range (gmem_store_giant()):
+ * the same conditions as for a block, at 1G.  Handing out 262144 pages
+ * goes block by block; if a block cannot be handed out (GMEM_WRITE is
+ * writing a page of it), the fault falls back to 2M, and the blocks
+ * already handed out stay so (GMEM_WRITE refuses them, no guest maps
+ * them yet).
+ */
+static bool gmem_kvm_giant(struct gmem_file *gf, struct kvm_memory_slot *slot,
+			   gfn_t gfn, pgoff_t index)
+{
+	pgoff_t head = gmem_store_giant(&gf->store, index), last, b;
+	u64 attrs;
+
+	if (head == ULONG_MAX || !IS_ALIGNED(gfn ^ index, GMEM_GIANT_PAGES) ||
+	    !gmem_kvm_may_map(slot, gfn, PG_LEVEL_1G))
+		return false;
+	attrs = gmem_attrs_get(&gf->attrs, head, &last);
+	if ((attrs & (GMEM_ATTR_USERFAULT | GMEM_ATTR_POISON)) ||
+	    last < head + GMEM_GIANT_PAGES - 1 ||
+	    gmem_store_hwpoisoned(&gf->store, head, head + GMEM_GIANT_PAGES))
+		return false;
+	for (b = head; b < head + GMEM_GIANT_PAGES; b += GMEM_BLOCK_PAGES)
+		if (!gmem_store_hand_out(&gf->store, b, b + GMEM_BLOCK_PAGES))
+			return false;
+	return true;
+}
+
+/*
  * The order KVM may map @index with: GMEM_BLOCK_ORDER when @index lies in
  * a whole block (gmem_store_block()) whose guest frames line up with it,
  * whose pages all fault the same way, without USERFAULT or POISON, none
@@ -323,11 +357,14 @@ static struct folio *gmem_kvm_fault_folio(struct gmem_file *gf,
 static int gmem_kvm_max_order(struct gmem_file *gf, struct kvm_memory_slot *slot,
 			      gfn_t gfn, pgoff_t index)
 {
-	pgoff_t head = gmem_store_block(&gf->store, index), last;
+	pgoff_t head, last;
 	u64 attrs;
 
+	if (gmem_kvm_giant(gf, slot, gfn, index))
+		return GMEM_GIANT_ORDER;
+	head = gmem_store_block(&gf->store, index);
 	if (head == ULONG_MAX || !IS_ALIGNED(gfn ^ index, GMEM_BLOCK_PAGES) ||
-	    !gmem_kvm_may_map_2m(slot, gfn))
+	    !gmem_kvm_may_map(slot, gfn, PG_LEVEL_2M))
 		return 0;
 	attrs = gmem_attrs_get(&gf->attrs, head, &last);
 	if ((attrs & (GMEM_ATTR_USERFAULT | GMEM_ATTR_POISON)) ||

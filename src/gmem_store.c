@@ -27,6 +27,17 @@
  * (gmem_store_release_held(): memory pressure).  They stay charged to
  * the file's memcg, and are counted apart from the live pages.
  *
+ * A naturally aligned 1 GiB range populated by fallocate(2) may come from
+ * one physically contiguous 1 GiB allocation (alloc_contig_range(): the
+ * page allocator cannot hand out anything above 4 MiB), stored as 512
+ * blocks and recorded in @giants while all its pages are live, so that
+ * KVM may map it with one 1G entry.  6.12 exports no way for a module to
+ * charge such pages to a memcg: like hugetlb's gigantic pages they are
+ * not charged, and a module-wide limit (gmem_store_set_giant_limit(),
+ * default 0: none) caps how many such allocations the stores may hold
+ * pages of at once (@giant_pfns counts them).  Their xarray nodes are
+ * charged as usual.
+ *
  * Nothing is ever taken out of the store while its file's lock is held
  * shared: lookups and insertions run concurrently, and what one of them
  * published stays until a removal, which holds the lock exclusively and
@@ -83,6 +94,32 @@
 static atomic_long_t gmem_total_pages = ATOMIC_LONG_INIT(0);
 static atomic_long_t gmem_total_held = ATOMIC_LONG_INIT(0);
 
+/* 1 GiB allocations the stores hold pages of, and how many may be. */
+static atomic_long_t gmem_giant_allocs = ATOMIC_LONG_INIT(0);
+static long gmem_giant_limit;
+
+/**
+ * gmem_store_set_giant_limit() - how many 1 GiB allocations may be held
+ * @n: the limit for all stores together; 0: populate allocates no 1 GiB
+ *	range.  Lowering it frees nothing.
+ */
+void gmem_store_set_giant_limit(long n)
+{
+	WRITE_ONCE(gmem_giant_limit, n);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_set_giant_limit);
+
+/**
+ * gmem_store_giant_allocs() - 1 GiB allocations the stores hold pages of
+ *
+ * Return: their number, at most the limit when they were made.
+ */
+long gmem_store_giant_allocs(void)
+{
+	return atomic_long_read(&gmem_giant_allocs);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_giant_allocs);
+
 static void gmem_store_count(struct gmem_store *s, long live, long held)
 {
 	if (live) {
@@ -126,6 +163,8 @@ void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg)
 	atomic_long_set(&s->nr_pages, 0);
 	atomic_long_set(&s->nr_held, 0);
 	s->memcg = memcg;
+	xa_init(&s->giants);
+	xa_init(&s->giant_pfns);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_init);
 
@@ -316,6 +355,152 @@ int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_insert_block);
 
+/*
+ * A physically contiguous, naturally aligned, zeroed 1 GiB of order-0
+ * pages from any zone of any online node that has one free or movable
+ * (what alloc_contig_pages() does, which 6.12 does not export), or NULL.
+ */
+static struct page *gmem_alloc_giant(void)
+{
+	const gfp_t gfp = GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN |
+			  __GFP_RETRY_MAYFAIL;
+	unsigned long pfn, i, end;
+	struct zone *zone;
+	struct page *page;
+	int nid, z;
+
+	for_each_online_node(nid) {
+		for (z = MAX_NR_ZONES - 1; z >= 0; z--) {
+			zone = &NODE_DATA(nid)->node_zones[z];
+			if (!populated_zone(zone))
+				continue;
+			end = zone_end_pfn(zone);
+			for (pfn = ALIGN(zone->zone_start_pfn, GMEM_GIANT_PAGES);
+			     pfn + GMEM_GIANT_PAGES <= end; pfn += GMEM_GIANT_PAGES) {
+				for (i = pfn; i < pfn + GMEM_GIANT_PAGES; i++) {
+					if (!pfn_valid(i))
+						break;
+					page = pfn_to_page(i);
+					if (page_zone(page) != zone || PageReserved(page))
+						break;
+				}
+				if (i < pfn + GMEM_GIANT_PAGES)
+					continue;
+				if (!alloc_contig_range(pfn, pfn + GMEM_GIANT_PAGES,
+							MIGRATE_MOVABLE, gfp))
+					return pfn_to_page(pfn);
+				if (fatal_signal_pending(current))
+					return NULL;
+			}
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Populate the 1 GiB range at @index, all holes, from one contiguous
+ * allocation if the limit allows one more: its 512 blocks are published
+ * one by one (each whole or not at all, as in gmem_store_insert_block());
+ * a block that loses to a concurrent fault is freed, and the range is
+ * recorded in @giants only if all were published.  Returns 0 when it
+ * was; -EEXIST, -ENOSPC (limit), -ENOMEM otherwise, the caller filling
+ * the rest with blocks.
+ */
+static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
+{
+	unsigned long pfn, key, published = 0, i;
+	pgoff_t first = index, b;
+	struct mem_cgroup *old_memcg;
+	struct page *page;
+	int r;
+
+	if (xa_find(&s->pages, &first, index + GMEM_GIANT_PAGES - 1, XA_PRESENT))
+		return -EEXIST;
+	if (atomic_long_inc_return(&gmem_giant_allocs) > READ_ONCE(gmem_giant_limit)) {
+		atomic_long_dec(&gmem_giant_allocs);
+		return -ENOSPC;
+	}
+	page = gmem_alloc_giant();
+	if (!page) {
+		atomic_long_dec(&gmem_giant_allocs);
+		return -ENOMEM;
+	}
+	pfn = page_to_pfn(page);
+	key = pfn >> GMEM_GIANT_ORDER;
+	old_memcg = set_active_memcg(s->memcg);
+	r = xa_insert(&s->giant_pfns, key, xa_mk_value(GMEM_GIANT_PAGES),
+		      GMEM_NODE_GFP);
+	for (b = 0; !r && b < GMEM_GIANT_PAGES; b += GMEM_BLOCK_PAGES) {
+		if (!gmem_store_reserve_block(s, index + b) &&
+		    !gmem_store_commit_block(s, index + b, page + b, ULONG_MAX)) {
+			published += GMEM_BLOCK_PAGES;
+			cond_resched();
+			continue;
+		}
+		gmem_store_unreserve_block(s, index + b);
+		for (i = 0; i < GMEM_BLOCK_PAGES; i++)
+			__free_page(page + b + i);
+	}
+	set_active_memcg(old_memcg);
+	if (r) {
+		free_contig_range(pfn, GMEM_GIANT_PAGES);
+		atomic_long_dec(&gmem_giant_allocs);
+		return r;
+	}
+	if (!published) {
+		xa_erase(&s->giant_pfns, key);
+		atomic_long_dec(&gmem_giant_allocs);
+		return -EEXIST;
+	}
+	/* Nothing was freed yet: the caller excludes removal. */
+	xa_store(&s->giant_pfns, key, xa_mk_value(published), GFP_NOWAIT);
+	gmem_store_count(s, published, 0);
+	if (published < GMEM_GIANT_PAGES)
+		return -EEXIST;
+	old_memcg = set_active_memcg(s->memcg);
+	r = xa_err(xa_store(&s->giants, index >> GMEM_GIANT_ORDER,
+			    xa_mk_value(key), GMEM_NODE_GFP));
+	set_active_memcg(old_memcg);
+	return r;
+}
+
+/**
+ * gmem_store_giant() - is @index part of a whole 1 GiB range?
+ * @s: the store
+ * @index: page offset
+ *
+ * The caller excludes removal.
+ *
+ * Return: the first index of the naturally aligned 1 GiB range that
+ * holds @index if all its pages are live and come from one contiguous
+ * allocation, in order; else ULONG_MAX.
+ */
+pgoff_t gmem_store_giant(struct gmem_store *s, pgoff_t index)
+{
+	return xa_load(&s->giants, index >> GMEM_GIANT_ORDER) ?
+	       round_down(index, GMEM_GIANT_PAGES) : ULONG_MAX;
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_giant);
+
+/**
+ * gmem_store_nr_giants() - how many whole 1 GiB ranges the store has
+ * @s: the store
+ *
+ * Safe against concurrent changes (RCU); the count may be stale.
+ *
+ * Return: the number of ranges gmem_store_giant() finds.
+ */
+unsigned long gmem_store_nr_giants(struct gmem_store *s)
+{
+	unsigned long g, n = 0;
+	void *v;
+
+	xa_for_each(&s->giants, g, v)
+		n++;
+	return n;
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_nr_giants);
+
 /**
  * gmem_store_get() - the folio that holds page @index
  * @s: the store
@@ -455,8 +640,18 @@ int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
 	pgoff_t last = round_down(end, GMEM_BLOCK_PAGES);
 	unsigned long nblocks, per;
 	atomic_t stop = ATOMIC_INIT(0);
+	pgoff_t g;
 	unsigned int i, n;
 	int r, r2;
+
+	/* Whole 1 GiB ranges first, while the limit allows. */
+	for (g = round_up(start, GMEM_GIANT_PAGES);
+	     READ_ONCE(gmem_giant_limit) && g >= start && g < end &&
+	     end - g >= GMEM_GIANT_PAGES; g += GMEM_GIANT_PAGES) {
+		if (signal_pending(current))
+			return -EINTR;
+		gmem_store_insert_giant(s, g);
+	}
 
 	threads = min(threads, GMEM_POPULATE_MAX_THREADS);
 	if (threads < 2 || !s->memcg || first < start || last <= first)
@@ -498,6 +693,36 @@ int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
 	return r;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_populate_threads);
+
+/*
+ * Drop the store's references on the folios of @fbatch, counting those
+ * that came from a 1 GiB allocation out of it: the last one out ends the
+ * allocation.  Called without the xa_lock of @s->pages.
+ */
+static void gmem_store_put_batch(struct gmem_store *s, struct folio_batch *fbatch)
+{
+	unsigned long key, left;
+	unsigned int i;
+	void *v;
+
+	if (!xa_empty(&s->giant_pfns)) {
+		for (i = 0; i < folio_batch_count(fbatch); i++) {
+			key = folio_pfn(fbatch->folios[i]) >> GMEM_GIANT_ORDER;
+			v = xa_load(&s->giant_pfns, key);
+			if (!v)
+				continue;
+			left = xa_to_value(v) - 1;
+			if (left) {
+				/* Replaces an entry: allocates nothing. */
+				xa_store(&s->giant_pfns, key, xa_mk_value(left), GFP_NOWAIT);
+			} else {
+				xa_erase(&s->giant_pfns, key);
+				atomic_long_dec(&gmem_giant_allocs);
+			}
+		}
+	}
+	folios_put(fbatch);
+}
 
 /*
  * Take every page of [@start, @end) out of the store and free it (held
@@ -545,12 +770,12 @@ static unsigned long gmem_store_free(struct gmem_store *s, pgoff_t start,
 			break;
 		xas_set(&xas, xas.xa_index + 1);
 		xas_unlock(&xas);
-		folios_put(&fbatch);
+		gmem_store_put_batch(s, &fbatch);
 		cond_resched();
 		xas_lock(&xas);
 	}
 	xas_unlock(&xas);
-	folios_put(&fbatch);
+	gmem_store_put_batch(s, &fbatch);
 	gmem_store_count(s, -(long)nr, -(long)held);
 	return nr;
 }
@@ -635,10 +860,15 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
 {
 	pgoff_t first = round_up(start, GMEM_BLOCK_PAGES);
 	pgoff_t last = round_down(end, GMEM_BLOCK_PAGES);
-	unsigned long nr = 0;
+	unsigned long nr = 0, g;
+	void *v;
 
 	if (start >= end)
 		return 0;
+	/* A 1 GiB range that loses a page is one no more. */
+	xa_for_each_range(&s->giants, g, v, start >> GMEM_GIANT_ORDER,
+			  (end - 1) >> GMEM_GIANT_ORDER)
+		xa_erase(&s->giants, g);
 	if (first > last || first < start)	/* inside one block */
 		return gmem_store_punch_block(s, round_down(start, GMEM_BLOCK_PAGES),
 					      start, end);
@@ -803,5 +1033,9 @@ void gmem_store_destroy(struct gmem_store *s)
 {
 	gmem_store_free(s, 0, ULONG_MAX, false);
 	xa_destroy(&s->pages);
+	xa_destroy(&s->giants);
+	/* Empty: every page was counted out of its allocation. */
+	WARN_ON_ONCE(!xa_empty(&s->giant_pfns));
+	xa_destroy(&s->giant_pfns);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_destroy);

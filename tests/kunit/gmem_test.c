@@ -631,6 +631,51 @@ static void gmem_store_populate_threads_test(struct kunit *test)
 	s->memcg = NULL;
 }
 
+/*
+ * 1 GiB from one contiguous allocation, with the limit at one: the range
+ * is whole (physically contiguous, every block too), a second one falls
+ * back to blocks, a punch inside ends the range, and freeing the pages
+ * ends the allocation.  Needs a free or movable 1 GiB in the test VM.
+ */
+static void gmem_store_giant_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t G = GMEM_GIANT_PAGES, B = GMEM_BLOCK_PAGES;
+	long allocs0 = gmem_store_giant_allocs();
+	struct folio *a, *z;
+
+	s->memcg = get_mem_cgroup_from_mm(NULL);
+	gmem_store_set_giant_limit(allocs0 + 1);
+	KUNIT_ASSERT_EQ(test, gmem_store_populate_threads(s, G - 5, 3 * G, 1), 0);
+	gmem_store_set_giant_limit(0);
+	KUNIT_EXPECT_EQ(test, gmem_store_giant_allocs(), allocs0 + 1);
+	KUNIT_EXPECT_EQ(test, gmem_store_giant(s, G + 77), G);
+	KUNIT_EXPECT_EQ(test, gmem_store_giant(s, 2 * G), ULONG_MAX);
+	KUNIT_EXPECT_EQ(test, gmem_store_giant(s, 0), ULONG_MAX);
+	KUNIT_EXPECT_EQ(test, gmem_store_nr_giants(s), 1);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, G + B), G + B);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 2 * G), 2 * G);
+	a = gmem_store_get(s, G, false);
+	z = gmem_store_get(s, 2 * G - 1, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, a);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, z);
+	KUNIT_EXPECT_TRUE(test, IS_ALIGNED(folio_pfn(a), G));
+	KUNIT_EXPECT_EQ(test, folio_pfn(z), folio_pfn(a) + G - 1);
+	KUNIT_EXPECT_TRUE(test, folio_is_zero(z));
+	folio_put(a);
+	folio_put(z);
+
+	/* One page punched: a held page, the block and the range broken. */
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, G + B + 3, G + B + 4), 1);
+	KUNIT_EXPECT_EQ(test, gmem_store_giant(s, G), ULONG_MAX);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, G), G);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, G + B), ULONG_MAX);
+	KUNIT_EXPECT_EQ(test, gmem_store_giant_allocs(), allocs0 + 1);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, 3 * G), 3 * G - 1 - (G - 5));
+	KUNIT_EXPECT_EQ(test, gmem_store_giant_allocs(), allocs0);
+	s->memcg = NULL;
+}
+
 static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_get_test),
 	KUNIT_CASE(gmem_store_populate_remove_test),
@@ -648,6 +693,7 @@ static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_insert_block_live_test),
 	KUNIT_CASE(gmem_store_held_hwpoison_test),
 	KUNIT_CASE(gmem_store_populate_threads_test),
+	KUNIT_CASE(gmem_store_giant_test),
 	{}
 };
 

@@ -196,7 +196,8 @@ TEST_F(create, fd_flags)
 	fl = fcntl(fd, F_GETFD);
 	EXPECT_EQ(FD_CLOEXEC, fl & FD_CLOEXEC)
 		TH_LOG("F_GETFD with GMEM_CREATE_CLOEXEC: expected FD_CLOEXEC, got %#x", fl);
-	EXPECT_EQ(GMEM_CREATE_CLOEXEC, gmem_fdinfo(_metadata, fd, "gmem-flags") & ~GMEM_CREATE_BLOCKS);
+	EXPECT_EQ(GMEM_CREATE_CLOEXEC,
+		  gmem_fdinfo(_metadata, fd, "gmem-flags") & ~GMEM_CREATE_BLOCKS);
 	close(fd);
 }
 
@@ -1028,7 +1029,8 @@ TEST_F(file, fdinfo)
 	EXPECT_EQ(st.st_ino, gmem_fdinfo(_metadata, fd2, "gmem-id"));
 	EXPECT_EQ(3 * pg, gmem_fdinfo(_metadata, fd2, "gmem-size"));
 	EXPECT_EQ(0ULL, gmem_fdinfo(_metadata, fd2, "gmem-allocated"));
-	EXPECT_EQ(GMEM_CREATE_CLOEXEC, gmem_fdinfo(_metadata, fd2, "gmem-flags") & ~GMEM_CREATE_BLOCKS);
+	EXPECT_EQ(GMEM_CREATE_CLOEXEC,
+		  gmem_fdinfo(_metadata, fd2, "gmem-flags") & ~GMEM_CREATE_BLOCKS);
 	close(fd2);
 }
 

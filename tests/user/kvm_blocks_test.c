@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <linux/falloc.h>
@@ -29,25 +30,47 @@
 
 #include "kselftest_harness.h"
 #include "gmem_kvm_util.h"
+#include "gmem_leak.h"
 #include <gmem.h>
 
 #define SLOT		10
 #define GPA		(1ULL << 32)
 
+#define MAX_1G_PARAM	"/sys/module/gmem/parameters/max_1g"
+
+static void write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+
+	TEST_ASSERT(fd >= 0, "open %s: %s", path, strerror(errno));
+	TEST_ASSERT(write(fd, val, strlen(val)) == (ssize_t)strlen(val),
+		    "write %s to %s: %s", val, path, strerror(errno));
+	close(fd);
+}
+
+/* The module parameters blocks and max_1g are put back after each test. */
 FIXTURE(blocks) {
 	char param[16];
+	unsigned long long max_1g;
 };
 
 FIXTURE_SETUP(blocks)
 {
+	self->param[0] = '\0';
 	REQUIRE_GMEM_KVM();
 	gmem_blocks_param_get(self->param, sizeof(self->param));
+	self->max_1g = gmem_read_ull(MAX_1G_PARAM);
 }
 
 FIXTURE_TEARDOWN(blocks)
 {
-	if (self->param[0])
-		gmem_blocks_param_set(self->param);
+	char v[32];
+
+	if (!self->param[0])
+		return;
+	gmem_blocks_param_set(self->param);
+	snprintf(v, sizeof(v), "%llu", self->max_1g);
+	write_str(MAX_1G_PARAM, v);
 }
 
 /* The value of key @key in /proc/self/fdinfo/@fd, or -1 if absent. */
@@ -362,6 +385,71 @@ TEST_F_TIMEOUT(blocks, restore_by_pages_maps_2m, KVM_TEST_TIMEOUT)
 	EXPECT_EQ(m2 + 2, vm_get_stat(vm, "pages_2m"));
 	kvm_vm_free(vm);
 	close(fd);
+}
+
+static void guest_touch_2m(uint64_t size)
+{
+	uint64_t i;
+
+	for (i = 0; i < size; i += SZ_2M)
+		*(volatile uint64_t *)(GPA + i) = i | 1;
+	GUEST_DONE();
+}
+
+/*
+ * A naturally aligned 1 GiB file populated with max_1g=1: one contiguous
+ * allocation (fdinfo gmem-1g), mapped by KVM with one 1G entry when the
+ * guest touches it.  With max_1g=0 the same populate gives 2 MiB blocks,
+ * 512 2M mappings.  A punch of one page ends the 1 GiB range, which the
+ * module counter shows once the file is gone.
+ */
+TEST_F_TIMEOUT(blocks, giant_maps_1g, KVM_TEST_TIMEOUT)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint64_t m1, m2;
+	void *hva;
+	int i, fd;
+
+	for (i = 0; i < 2; i++) {
+		write_str(MAX_1G_PARAM, i ? "0" : "1");
+		fd = gmem_file(SZ_1G, 0);
+		vm = __vm_create_shape_with_one_vcpu(protected_shape, &vcpu,
+						     SZ_1G / SZ_2M + 64, guest_touch_2m);
+		/*
+		 * KVM maps 1G only where the memslot's userspace address is
+		 * aligned with its guest frames at 1 GiB, shared view or not.
+		 */
+		hva = mmap(NULL, 2UL * SZ_1G, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		ASSERT_NE(MAP_FAILED, hva);
+		vm_set_user_memory_region2(vm, SLOT, KVM_MEM_GUEST_MEMFD, GPA, SZ_1G,
+					   align_ptr_up(hva, SZ_1G), fd, 0);
+		virt_map_level(vm, GPA, GPA, SZ_1G, PG_LEVEL_2M);
+		vm_mem_set_private(vm, GPA, SZ_1G);
+		vcpu_args_set(vcpu, 1, SZ_1G);
+		ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, SZ_1G))
+			TH_LOG("populate 1 GiB: %s", strerror(errno));
+		EXPECT_EQ(i ? 0 : SZ_1G, fdinfo_value(fd, "gmem-1g"))
+			TH_LOG("max_1g=%d: gmem-1g %lld", !i, fdinfo_value(fd, "gmem-1g"));
+		m1 = vm_get_stat(vm, "pages_1g");
+		m2 = vm_get_stat(vm, "pages_2m");
+		run_to(vcpu, 0);
+		m1 = vm_get_stat(vm, "pages_1g") - m1;
+		m2 = vm_get_stat(vm, "pages_2m") - m2;
+		TH_LOG("max_1g=%d: 1 GiB touched once per 2 MiB: %lu 1G and %lu 2M mappings",
+		       !i, m1, m2);
+		EXPECT_EQ(i ? 0 : 1, m1);
+		EXPECT_EQ(i ? SZ_1G / SZ_2M : 0, m2);
+		ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+				       SZ_2M + PAGE_SIZE, PAGE_SIZE));
+		EXPECT_EQ(0, fdinfo_value(fd, "gmem-1g"));
+		EXPECT_EQ(0, vm_get_stat(vm, "pages_1g"));
+		kvm_vm_free(vm);
+		close(fd);
+		munmap(hva, 2UL * SZ_1G);
+	}
+	EXPECT_EQ(0, gmem_read_ull("/sys/class/misc/gmem/allocations_1g"));
 }
 
 TEST_HARNESS_MAIN
