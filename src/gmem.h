@@ -18,9 +18,11 @@ struct mem_cgroup;
 
 /**
  * struct gmem_store - the pages of one gmem file
- * @pages: folios indexed by page offset in the file.  A folio of order N
- *	is one multi-index entry covering 1 << N indices, so lookups at any
- *	offset inside it find it.  The store holds one reference per folio.
+ * @pages: folios indexed by page offset in the file: single pages, and
+ *	the pages of split blocks.  The store holds one reference per page.
+ * @blocks: packed blocks, indexed by page offset >> GMEM_BLOCK_ORDER:
+ *	the folio of the block's first page; the block's 512 pages (one
+ *	reference each) are in no entry of @pages.
  * @nr_pages: number of live pages in @pages: the pages the file has.
  * @nr_held: number of held pages in @pages: zeroed pages of partly
  *	punched blocks, holes to the file, kept for the block to be whole
@@ -42,6 +44,7 @@ struct mem_cgroup;
  */
 struct gmem_store {
 	struct xarray pages;
+	struct xarray blocks;
 	atomic_long_t nr_pages;
 	atomic_long_t nr_held;
 	struct mem_cgroup *memcg;

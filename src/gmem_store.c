@@ -14,10 +14,21 @@
  * contiguous block where the page allocator has one and the caller asks
  * for it (populate, and guest faults and GMEM_WRITE on files with
  * blocks): the block is split into order-0 pages at once, each with its
- * own reference and memcg charge, and its first index is marked
- * GMEM_BLOCK for as long as all its pages stay in the store.  A block
- * whose pages are all live may be mapped by KVM with one 2M entry
- * (gmem_store_block()).
+ * own reference and memcg charge.  A block whose pages are all live may
+ * be mapped by KVM with one 2M entry (gmem_store_block()).
+ *
+ * A block is kept in one of two forms.  Packed: one entry in @blocks,
+ * indexed by block number, pointing at the block's first page; nothing
+ * in @pages for its range.  This is how blocks are inserted whole, and
+ * costs about 5 KiB of xarray nodes per GiB instead of 2.4 MiB.  Split:
+ * 512 entries in @pages, its first index marked GMEM_BLOCK for as long
+ * as all its pages stay in the store; this is how a block lives when its
+ * pages differ (held pages, a page handed to a guest alone).  Unpacking
+ * allocates xarray nodes for 512 entries; packing happens when a split
+ * block is whole again and handed to a guest whole.  Lookups try @blocks
+ * first, then @pages, both O(1); a block changes form under the xa_lock
+ * of @pages, storing the new form before erasing the old, so that an RCU
+ * lookup always finds the page.
  *
  * Punching part of a block does not free those pages: they are zeroed
  * and stay in the store as held pages (GMEM_HELD), which every lookup
@@ -85,6 +96,15 @@
  * Removing or holding the page clears the mark.
  */
 #define GMEM_GUEST XA_MARK_2
+
+/*
+ * Unpacking a block for a punch, which must not fail: its few xarray
+ * nodes are charged to the memcg past its limit if need be (__GFP_HIGH
+ * with __GFP_RETRY_MAYFAIL: no memcg OOM kill), and the page allocator
+ * retries until it has them.
+ */
+#define GMEM_UNPACK_GFP (GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_HIGH | \
+			 __GFP_NOFAIL | __GFP_NOWARN)
 
 /* Opportunistic: a free block or none, no reclaim or compaction for it. */
 #define GMEM_BLOCK_GFP ((GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT | \
@@ -160,6 +180,7 @@ void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg)
 	 * fails with -ENOMEM past memory.max instead of waking the OOM killer.
 	 */
 	xa_init_flags(&s->pages, XA_FLAGS_ACCOUNT);
+	xa_init_flags(&s->blocks, XA_FLAGS_ACCOUNT);
 	atomic_long_set(&s->nr_pages, 0);
 	atomic_long_set(&s->nr_held, 0);
 	s->memcg = memcg;
@@ -167,6 +188,14 @@ void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg)
 	xa_init(&s->giant_pfns);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_init);
+
+/* The first page of the packed block that holds @index, or NULL. */
+static struct page *gmem_store_packed(struct gmem_store *s, pgoff_t index)
+{
+	struct folio *head = xa_load(&s->blocks, index >> GMEM_BLOCK_ORDER);
+
+	return head ? &head->page : NULL;
+}
 
 /*
  * Allocate a zeroed folio and insert it at @index, charging both the
@@ -192,8 +221,13 @@ static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index)
 	 * (held pages are taken back by gmem_store_claim() before this).
 	 */
 	do {
+		struct page *packed;
+
+		/* Blocks are packed under this lock too. */
 		xas_lock(&xas);
-		old = xas_load(&xas);
+		packed = gmem_store_packed(s, index);
+		old = packed ? page_folio(packed + (index & (GMEM_BLOCK_PAGES - 1))) :
+			       xas_load(&xas);
 		if (!old || xa_is_zero(old)) {
 			old = NULL;
 			xas_store(&xas, folio);
@@ -277,7 +311,9 @@ static int gmem_store_commit_block(struct gmem_store *s, pgoff_t index,
 	int r = 0;
 
 	xas_lock(&xas);
-	for (i = 0; i < GMEM_BLOCK_PAGES; i++, xas_next(&xas)) {
+	if (gmem_store_packed(s, index))
+		r = -EEXIST;
+	for (i = 0; !r && i < GMEM_BLOCK_PAGES; i++, xas_next(&xas)) {
 		if (xas_load(&xas) != XA_ZERO_ENTRY) {
 			r = -EEXIST;
 			break;
@@ -298,6 +334,150 @@ static int gmem_store_commit_block(struct gmem_store *s, pgoff_t index,
 	return r;
 }
 
+/*
+ * Publish the block of GMEM_BLOCK_PAGES pages from @page at @index,
+ * packed, if its range is still all holes: one entry in @blocks.
+ * Returns 0, -EEXIST, or -ENOMEM (no xarray node for it).
+ */
+static int gmem_store_commit_packed(struct gmem_store *s, pgoff_t index,
+				    struct page *page)
+{
+	pgoff_t key = index >> GMEM_BLOCK_ORDER;
+	XA_STATE(xas, &s->pages, index);
+	struct mem_cgroup *old_memcg;
+	void *old;
+	int r;
+
+	old_memcg = set_active_memcg(s->memcg);
+	r = xa_reserve(&s->blocks, key, GMEM_NODE_GFP);
+	set_active_memcg(old_memcg);
+	if (r)
+		return r;
+	/*
+	 * Under the xa_lock of @pages, which single-page insertions hold
+	 * while they look for a packed block: nothing (not even a
+	 * reservation) may be in @pages for the range.
+	 */
+	xas_lock(&xas);
+	r = -EEXIST;
+	if (!xas_find(&xas, index + GMEM_BLOCK_PAGES - 1)) {
+		xa_lock_nested(&s->blocks, SINGLE_DEPTH_NESTING);
+		if (!xa_load(&s->blocks, key)) {
+			old = __xa_store(&s->blocks, key, page_folio(page), GFP_NOWAIT);
+			r = xa_is_err(old) ? xa_err(old) : 0;
+		}
+		xa_unlock(&s->blocks);
+	}
+	xas_unlock(&xas);
+	if (r)
+		xa_release(&s->blocks, key);
+	return r;
+}
+
+/*
+ * Split the packed block at @head into 512 entries of @pages, its first
+ * marked GMEM_BLOCK, each marked GMEM_GUEST if the block was.  Returns
+ * 0 (also when the block is no longer packed), or -ENOMEM if the nodes
+ * for the entries could not be had with @gfp.  The caller excludes
+ * removal.
+ */
+static int gmem_store_unpack(struct gmem_store *s, pgoff_t head, gfp_t gfp)
+{
+	pgoff_t key = head >> GMEM_BLOCK_ORDER, i;
+	XA_STATE(xas, &s->pages, head);
+	struct mem_cgroup *old_memcg;
+	struct folio *folio;
+	struct page *page;
+	bool guest;
+	int r = 0;
+
+	old_memcg = set_active_memcg(s->memcg);
+	for (i = head; !r && i < head + GMEM_BLOCK_PAGES; i++)
+		r = xa_reserve(&s->pages, i, gfp);
+	set_active_memcg(old_memcg);
+	if (r) {
+		gmem_store_unreserve_block(s, head);
+		return r;
+	}
+	xas_lock(&xas);
+	folio = xa_load(&s->blocks, key);
+	if (folio) {
+		page = &folio->page;
+		guest = xa_get_mark(&s->blocks, key, GMEM_GUEST);
+		for (i = 0; i < GMEM_BLOCK_PAGES; i++, xas_next(&xas)) {
+			/* Reserved above: the stores allocate nothing. */
+			xas_load(&xas);
+			xas_store(&xas, page_folio(page + i));
+			if (guest)
+				xas_set_mark(&xas, GMEM_GUEST);
+		}
+		xas_set(&xas, head);
+		xas_load(&xas);
+		xas_set_mark(&xas, GMEM_BLOCK);
+		/* The split form is in place: now drop the packed one. */
+		xa_lock_nested(&s->blocks, SINGLE_DEPTH_NESTING);
+		__xa_erase(&s->blocks, key);
+		xa_unlock(&s->blocks);
+	}
+	xas_unlock(&xas);
+	if (!folio)
+		gmem_store_unreserve_block(s, head);
+	return 0;
+}
+
+/*
+ * Pack the split block at @head if it is whole and its pages are all
+ * handed to a guest or none is (so that the block's one mark says the
+ * same as theirs).  Best effort: nothing changes if a node for @blocks
+ * cannot be had.  The caller excludes removal.
+ */
+static void gmem_store_pack(struct gmem_store *s, pgoff_t head)
+{
+	pgoff_t key = head >> GMEM_BLOCK_ORDER, last = head + GMEM_BLOCK_PAGES - 1;
+	XA_STATE(xas, &s->pages, head);
+	struct mem_cgroup *old_memcg;
+	struct folio *folio;
+	unsigned long guests = 0;
+	bool ok;
+	int r;
+
+	old_memcg = set_active_memcg(s->memcg);
+	r = xa_reserve(&s->blocks, key, GMEM_NODE_GFP);
+	set_active_memcg(old_memcg);
+	if (r)
+		return;
+	xas_lock(&xas);
+	folio = xas_load(&xas);
+	ok = folio && xas_get_mark(&xas, GMEM_BLOCK);
+	if (ok) {
+		xas_set(&xas, head);
+		xas_for_each(&xas, folio, last) {
+			if (xas_get_mark(&xas, GMEM_HELD)) {
+				ok = false;
+				break;
+			}
+			guests += xas_get_mark(&xas, GMEM_GUEST);
+		}
+	}
+	if (ok && (!guests || guests == GMEM_BLOCK_PAGES)) {
+		folio = xa_load(&s->pages, head);
+		xas_set(&xas, head);
+		xa_lock_nested(&s->blocks, SINGLE_DEPTH_NESTING);
+		__xa_store(&s->blocks, key, folio, GFP_NOWAIT);
+		if (guests)
+			__xa_set_mark(&s->blocks, key, GMEM_GUEST);
+		xa_unlock(&s->blocks);
+		/* The packed form is in place: now drop the split one. */
+		xas_for_each(&xas, folio, last)
+			xas_store(&xas, NULL);
+	} else {
+		ok = false;
+	}
+	xas_unlock(&xas);
+	if (!ok)
+		xa_release(&s->blocks, key);
+}
+
 /**
  * gmem_store_insert_block() - allocate a whole block
  * @s: the store
@@ -307,7 +487,8 @@ static int gmem_store_commit_block(struct gmem_store *s, pgoff_t index,
  *
  * Allocates a zeroed, naturally aligned block of GMEM_BLOCK_PAGES pages
  * and inserts it at @index, all of [@index, @index + GMEM_BLOCK_PAGES)
- * being holes.  The caller excludes removal.
+ * being holes: packed when all its pages are live, else split with the
+ * held pages marked.  The caller excludes removal.
  *
  * Return: 0, or -errno for the caller to fall back to single pages:
  * -EEXIST if a page of the range is in the store (held pages too),
@@ -323,13 +504,26 @@ int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 	unsigned int i;
 	int r;
 
-	if (xa_find(&s->pages, &first, last, XA_PRESENT))
+	if (gmem_store_packed(s, index) ||
+	    xa_find(&s->pages, &first, last, XA_PRESENT))
 		return -EEXIST;
 	old_memcg = set_active_memcg(s->memcg);
 	page = alloc_pages(GMEM_BLOCK_GFP, GMEM_BLOCK_ORDER);
 	if (!page) {
 		set_active_memcg(old_memcg);
 		return -ENOMEM;
+	}
+	if (live == ULONG_MAX) {
+		set_active_memcg(old_memcg);
+		split_page(page, GMEM_BLOCK_ORDER);
+		r = gmem_store_commit_packed(s, index, page);
+		if (r) {
+			for (i = 0; i < GMEM_BLOCK_PAGES; i++)
+				__free_page(page + i);
+			return r;
+		}
+		gmem_store_count(s, GMEM_BLOCK_PAGES, 0);
+		return 0;
 	}
 	r = gmem_store_reserve_block(s, index);
 	set_active_memcg(old_memcg);
@@ -347,10 +541,7 @@ int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 			__free_page(page + i);
 		return r;
 	}
-	if (live == ULONG_MAX)
-		gmem_store_count(s, GMEM_BLOCK_PAGES, 0);
-	else
-		gmem_store_count(s, 1, GMEM_BLOCK_PAGES - 1);
+	gmem_store_count(s, 1, GMEM_BLOCK_PAGES - 1);
 	return 0;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_insert_block);
@@ -430,18 +621,16 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 	old_memcg = set_active_memcg(s->memcg);
 	r = xa_insert(&s->giant_pfns, key, xa_mk_value(GMEM_GIANT_PAGES),
 		      GMEM_NODE_GFP);
+	set_active_memcg(old_memcg);
 	for (b = 0; !r && b < GMEM_GIANT_PAGES; b += GMEM_BLOCK_PAGES) {
-		if (!gmem_store_reserve_block(s, index + b) &&
-		    !gmem_store_commit_block(s, index + b, page + b, ULONG_MAX)) {
+		if (!gmem_store_commit_packed(s, index + b, page + b)) {
 			published += GMEM_BLOCK_PAGES;
 			cond_resched();
 			continue;
 		}
-		gmem_store_unreserve_block(s, index + b);
 		for (i = 0; i < GMEM_BLOCK_PAGES; i++)
 			__free_page(page + b + i);
 	}
-	set_active_memcg(old_memcg);
 	if (r) {
 		free_contig_range(pfn, GMEM_GIANT_PAGES);
 		atomic_long_dec(&gmem_giant_allocs);
@@ -516,8 +705,15 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_nr_giants);
  */
 struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc)
 {
-	struct folio *folio = xa_load(&s->pages, index);
+	struct page *packed = gmem_store_packed(s, index);
+	struct folio *folio;
 
+	if (packed) {
+		folio = page_folio(packed + (index & (GMEM_BLOCK_PAGES - 1)));
+		folio_get(folio);
+		return folio;
+	}
+	folio = xa_load(&s->pages, index);
 	if (!folio)
 		return alloc ? gmem_store_insert_new(s, index) : NULL;
 	/*
@@ -725,19 +921,69 @@ static void gmem_store_put_batch(struct gmem_store *s, struct folio_batch *fbatc
 }
 
 /*
+ * Take the packed blocks that lie whole in [@start, @end) out of the
+ * store and free their pages.  Returns the number of pages.
+ */
+static unsigned long gmem_store_free_packed(struct gmem_store *s, pgoff_t start,
+					    pgoff_t end)
+{
+	unsigned long first = (start >> GMEM_BLOCK_ORDER) +
+			      !IS_ALIGNED(start, GMEM_BLOCK_PAGES);
+	unsigned long last = end >> GMEM_BLOCK_ORDER, nr = 0;
+	XA_STATE(xas, &s->blocks, first);
+	struct folio *heads[8], *folio;
+	struct folio_batch fbatch;
+	unsigned int n, i, j;
+
+	if (last-- <= first)
+		return 0;
+	folio_batch_init(&fbatch);
+	do {
+		n = 0;
+		xas_lock(&xas);
+		xas_for_each(&xas, folio, last) {
+			xas_store(&xas, NULL);
+			heads[n++] = folio;
+			if (n == ARRAY_SIZE(heads))
+				break;
+		}
+		if (n == ARRAY_SIZE(heads))
+			xas_set(&xas, xas.xa_index + 1);
+		xas_unlock(&xas);
+		for (i = 0; i < n; i++) {
+			for (j = 0; j < GMEM_BLOCK_PAGES; j++) {
+				folio = page_folio(&heads[i]->page + j);
+				if (!folio_batch_add(&fbatch, folio))
+					gmem_store_put_batch(s, &fbatch);
+			}
+			cond_resched();
+		}
+		nr += (unsigned long)n << GMEM_BLOCK_ORDER;
+	} while (n == ARRAY_SIZE(heads) && xas.xa_index <= last);
+	gmem_store_put_batch(s, &fbatch);
+	return nr;
+}
+
+/*
  * Take every page of [@start, @end) out of the store and free it (held
  * pages too), or only the held ones if @held_only.  Blocks that lose a
- * page are no longer blocks.  Returns the number of live pages removed.
+ * page are no longer blocks; packed ones must lie whole in the range.
+ * Returns the number of live pages removed.
  */
 static unsigned long gmem_store_free(struct gmem_store *s, pgoff_t start,
 				     pgoff_t end, bool held_only)
 {
+	unsigned long nr = 0, held = 0, nr_packed;
 	pgoff_t head, broken = ULONG_MAX;
 	XA_STATE(xas, &s->pages, start);
-	unsigned long nr = 0, held = 0;
 	struct folio_batch fbatch;
 	struct folio *folio;
 
+	if (!held_only)
+		nr = gmem_store_free_packed(s, start, end);
+	gmem_store_count(s, -(long)nr, 0);
+	nr_packed = nr;
+	nr = 0;
 	folio_batch_init(&fbatch);
 	xas_lock(&xas);
 	for (;;) {
@@ -777,7 +1023,7 @@ static unsigned long gmem_store_free(struct gmem_store *s, pgoff_t start,
 	xas_unlock(&xas);
 	gmem_store_put_batch(s, &fbatch);
 	gmem_store_count(s, -(long)nr, -(long)held);
-	return nr;
+	return nr + nr_packed;
 }
 
 /*
@@ -794,6 +1040,8 @@ static unsigned long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
 	unsigned long live = 0, n = 0, i;
 	struct folio *folio;
 
+	if (gmem_store_packed(s, head))
+		gmem_store_unpack(s, head, GMEM_UNPACK_GFP);
 	if (!xa_get_mark(&s->pages, head, GMEM_BLOCK))
 		return gmem_store_free(s, start, end, false);
 
@@ -912,6 +1160,21 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_release_held);
  */
 void gmem_store_set_guest(struct gmem_store *s, pgoff_t index)
 {
+	pgoff_t key = index >> GMEM_BLOCK_ORDER;
+
+	/*
+	 * A page of a packed block is marked alone once the block is split;
+	 * if no node can be had for that, the whole block is marked (which
+	 * only costs GMEM_WRITE its other pages).
+	 */
+	while (xa_load(&s->blocks, key)) {
+		if (xa_get_mark(&s->blocks, key, GMEM_GUEST))
+			return;
+		if (!gmem_store_unpack(s, round_down(index, GMEM_BLOCK_PAGES),
+				       GMEM_NODE_GFP))
+			break;
+		xa_set_mark(&s->blocks, key, GMEM_GUEST);
+	}
 	if (!xa_get_mark(&s->pages, index, GMEM_GUEST))
 		xa_set_mark(&s->pages, index, GMEM_GUEST);
 }
@@ -929,7 +1192,9 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_set_guest);
  */
 bool gmem_store_test_guest(struct gmem_store *s, pgoff_t index)
 {
-	return xa_get_mark(&s->pages, index, GMEM_GUEST);
+	/* The split form is stored before the packed one goes, and back. */
+	return xa_get_mark(&s->blocks, index >> GMEM_BLOCK_ORDER, GMEM_GUEST) ||
+	       xa_get_mark(&s->pages, index, GMEM_GUEST);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_test_guest);
 
@@ -948,6 +1213,8 @@ pgoff_t gmem_store_block(struct gmem_store *s, pgoff_t index)
 {
 	pgoff_t head = round_down(index, GMEM_BLOCK_PAGES), i = head;
 
+	if (gmem_store_packed(s, index))
+		return head;
 	if (!xa_get_mark(&s->pages, head, GMEM_BLOCK) ||
 	    xa_find(&s->pages, &i, head + GMEM_BLOCK_PAGES - 1, GMEM_HELD))
 		return ULONG_MAX;
@@ -970,8 +1237,18 @@ bool gmem_store_hwpoisoned(struct gmem_store *s, pgoff_t start, pgoff_t end)
 {
 	XA_STATE(xas, &s->pages, start);
 	struct folio *folio;
+	unsigned long key;
+	pgoff_t i, lo, hi;
 	bool r = false;
 
+	xa_for_each_range(&s->blocks, key, folio, start >> GMEM_BLOCK_ORDER,
+			  (end - 1) >> GMEM_BLOCK_ORDER) {
+		lo = max(start, key << GMEM_BLOCK_ORDER);
+		hi = min(end, (key + 1) << GMEM_BLOCK_ORDER);
+		for (i = lo; i < hi; i++)
+			if (PageHWPoison(&folio->page + (i & (GMEM_BLOCK_PAGES - 1))))
+				return true;
+	}
 	rcu_read_lock();
 	xas_for_each(&xas, folio, end - 1) {
 		if (xas_retry(&xas, folio))
@@ -1002,8 +1279,23 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_hwpoisoned);
 bool gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end)
 {
 	XA_STATE(xas, &s->pages, start);
+	struct page *packed = gmem_store_packed(s, start);
 	pgoff_t locked = start;
 	struct folio *folio;
+	unsigned int i, n;
+	bool ok;
+
+	if (packed && end - start == GMEM_BLOCK_PAGES) {
+		for (n = 0; n < GMEM_BLOCK_PAGES; n++)
+			if (!folio_trylock(page_folio(packed + n)))
+				break;
+		ok = n == GMEM_BLOCK_PAGES;
+		if (ok)
+			xa_set_mark(&s->blocks, start >> GMEM_BLOCK_ORDER, GMEM_GUEST);
+		for (i = 0; i < n; i++)
+			folio_unlock(page_folio(packed + i));
+		return ok;
+	}
 
 	xas_lock(&xas);
 	xas_for_each(&xas, folio, end - 1) {
@@ -1021,6 +1313,10 @@ bool gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end)
 		xas_for_each(&xas, folio, locked - 1)
 			folio_unlock(folio);
 	xas_unlock(&xas);
+	/* A split block handed out whole is packed again. */
+	if (locked == end && end - start == GMEM_BLOCK_PAGES &&
+	    IS_ALIGNED(start, GMEM_BLOCK_PAGES))
+		gmem_store_pack(s, start);
 	return locked == end;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_hand_out);
@@ -1033,6 +1329,7 @@ void gmem_store_destroy(struct gmem_store *s)
 {
 	gmem_store_free(s, 0, ULONG_MAX, false);
 	xa_destroy(&s->pages);
+	xa_destroy(&s->blocks);
 	xa_destroy(&s->giants);
 	/* Empty: every page was counted out of its allocation. */
 	WARN_ON_ONCE(!xa_empty(&s->giant_pfns));

@@ -676,6 +676,59 @@ static void gmem_store_giant_test(struct kunit *test)
 	s->memcg = NULL;
 }
 
+static unsigned long gmem_xa_entries(struct xarray *xa)
+{
+	unsigned long i, n = 0;
+	void *entry;
+
+	xa_for_each(xa, i, entry)
+		n++;
+	return n;
+}
+
+/*
+ * A whole block is one entry (packed); a page handed to a guest alone
+ * splits it into 512 entries, marked one by one; the block handed out
+ * whole is packed again, marked as a whole.  Lookups find the same
+ * pages either way.
+ */
+static void gmem_store_pack_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	struct folio *a, *b;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, B, 2 * B), 0);
+	KUNIT_EXPECT_EQ(test, gmem_xa_entries(&s->blocks), 1);
+	KUNIT_EXPECT_EQ(test, gmem_xa_entries(&s->pages), 0);
+	a = gmem_store_get(s, B + 5, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, a);
+
+	gmem_store_set_guest(s, B + 5);
+	KUNIT_EXPECT_EQ(test, gmem_xa_entries(&s->blocks), 0);
+	KUNIT_EXPECT_EQ(test, gmem_xa_entries(&s->pages), B);
+	KUNIT_EXPECT_TRUE(test, gmem_store_test_guest(s, B + 5));
+	KUNIT_EXPECT_FALSE(test, gmem_store_test_guest(s, B + 6));
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, B + 6), B);
+	b = gmem_store_get(s, B + 5, false);
+	KUNIT_EXPECT_PTR_EQ(test, a, b);
+	if (!IS_ERR_OR_NULL(b))
+		folio_put(b);
+
+	KUNIT_EXPECT_TRUE(test, gmem_store_hand_out(s, B, 2 * B));
+	KUNIT_EXPECT_EQ(test, gmem_xa_entries(&s->blocks), 1);
+	KUNIT_EXPECT_EQ(test, gmem_xa_entries(&s->pages), 0);
+	KUNIT_EXPECT_TRUE(test, gmem_store_test_guest(s, B + 6));
+	b = gmem_store_get(s, B + 5, false);
+	KUNIT_EXPECT_PTR_EQ(test, a, b);
+	if (!IS_ERR_OR_NULL(b))
+		folio_put(b);
+	folio_put(a);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), B);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, 4 * B), B);
+	KUNIT_EXPECT_EQ(test, gmem_xa_entries(&s->blocks), 0);
+}
+
 static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_get_test),
 	KUNIT_CASE(gmem_store_populate_remove_test),
@@ -694,6 +747,7 @@ static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_held_hwpoison_test),
 	KUNIT_CASE(gmem_store_populate_threads_test),
 	KUNIT_CASE(gmem_store_giant_test),
+	KUNIT_CASE(gmem_store_pack_test),
 	{}
 };
 
