@@ -278,8 +278,8 @@ static void gmem_kvm_fault_block(struct gmem_file *gf,
  * otherwise a hole is allocated (with its whole block, see above).  KVM
  * turns both errors into a KVM_EXIT_MEMORY_FAULT exit of KVM_RUN
  * (failing with EFAULT or EHWPOISON); the VMM tells the attributes apart
- * with GMEM_GET_ATTRIBUTES.  Returns the folio with a reference, marked
- * as handed to the guest, or an ERR_PTR.  Caller holds @gf->lock shared.
+ * with GMEM_GET_ATTRIBUTES.  Returns the folio with a reference, not yet
+ * handed to the guest, or an ERR_PTR.  Caller holds @gf->lock shared.
  */
 static struct folio *gmem_kvm_fault_folio(struct gmem_file *gf,
 					  struct kvm_memory_slot *slot,
@@ -299,22 +299,27 @@ static struct folio *gmem_kvm_fault_folio(struct gmem_file *gf,
 			return ERR_PTR(-EFAULT);
 		gmem_kvm_fault_block(gf, slot, gfn, index);
 		folio = gmem_store_get(&gf->store, index, true);
-		if (IS_ERR(folio))
-			return folio;
 	}
-	/*
-	 * Under the page lock, which GMEM_WRITE holds while it writes the
-	 * page: from now on GMEM_WRITE leaves it alone (EPERM).
-	 */
-	folio_lock(folio);
-	if (folio_test_hwpoison(folio)) {
-		folio_unlock(folio);
-		folio_put(folio);
-		return ERR_PTR(-EHWPOISON);
-	}
-	gmem_store_set_guest(&gf->store, index);
-	folio_unlock(folio);
 	return folio;
+}
+
+/*
+ * Hand the page @folio at @index to the guest alone.  Under the page
+ * lock, which GMEM_WRITE holds while it writes the page: from now on
+ * GMEM_WRITE leaves it alone (EPERM).  Returns 0 or -EHWPOISON.
+ */
+static int gmem_kvm_hand_out_page(struct gmem_file *gf, struct folio *folio,
+				  pgoff_t index)
+{
+	int r = 0;
+
+	folio_lock(folio);
+	if (folio_test_hwpoison(folio))
+		r = -EHWPOISON;
+	else
+		gmem_store_set_guest(&gf->store, index);
+	folio_unlock(folio);
+	return r;
 }
 
 /*
@@ -389,7 +394,7 @@ static int gmem_kvm_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot,
 	struct folio *folio;
 	bool retried = false;
 	struct file *file;
-	int r;
+	int r, order;
 
 	file = get_file_active(&slot->gmem.file);
 	if (!file)
@@ -413,9 +418,20 @@ again:
 		r = PTR_ERR(folio);
 		goto out;
 	}
+	/*
+	 * The page goes to the guest with its block when KVM may map that
+	 * whole (handed out by gmem_kvm_max_order()), else alone.
+	 */
+	order = max_order ? gmem_kvm_max_order(gf, slot, gfn, index) : 0;
+	if (!order)
+		r = gmem_kvm_hand_out_page(gf, folio, index);
+	if (r) {
+		folio_put(folio);
+		goto out;
+	}
 	*pfn = folio_pfn(folio) + (index & (folio_nr_pages(folio) - 1));
 	if (max_order)
-		*max_order = gmem_kvm_max_order(gf, slot, gfn, index);
+		*max_order = order;
 out:
 	up_read(&gf->lock);
 	/* Past the memcg limit, the file's held pages may make room. */
