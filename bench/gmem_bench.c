@@ -13,7 +13,8 @@
  *   populate+touch  populate, then first touch; GiB/s over both
  *   conversion      private->shared->private round trips of 4 KiB pages as
  *                   a VMM does them (KVM_SET_MEMORY_ATTRIBUTES + punch-hole,
- *                   fallocate back); round trips/s
+ *                   fallocate back), every page of a populated 16 MiB file
+ *                   once; round trips/s
  *   overhead        kernel memory beyond the pages per GiB allocated
  *                   (slab bytes charged to the benchmark's own memory
  *                   cgroup by the populate: xarray nodes and the like),
@@ -56,7 +57,7 @@
 #define MAX_SIZES	8
 #define DATA_GPA	(1ULL << 32)
 #define DATA_SLOT	10
-#define CONV_PAGES	256
+#define CONV_PAGES	4096	/* 16 MiB: 8 populated 2 MiB blocks */
 #define THREADS_PARAM	"/sys/module/gmem/parameters/populate_threads"
 
 enum backend { GMEM, GUEST_MEMFD, NR_BACKENDS };
@@ -431,7 +432,7 @@ static void report(FILE *csv, uint64_t size, int runs, bool touch)
 				min[GMEM], max[GMEM]);
 			continue;
 		}
-		printf("%6lu MiB  %-15s %-8s %12.2f [%.2f-%.2f]  %12.2f [%.2f-%.2f]  %6.2fx\n",
+		printf("%6lu MiB  %-15s %-8s %12.2f [%.2f-%.2f]  %12.2f [%.2f-%.2f]  %6.3gx\n",
 		       size >> 20, rows[row].name, rows[row].unit,
 		       med[GMEM], min[GMEM], max[GMEM],
 		       med[GUEST_MEMFD], min[GUEST_MEMFD], max[GUEST_MEMFD],

@@ -450,7 +450,6 @@ static void gmem_write_block(struct gmem_file *gf, pgoff_t index)
  */
 struct gmem_write_src {
 	struct page *pages[2];
-	unsigned int npages;
 	unsigned int off;	/* of the source in pages[0] */
 	const void *buf;	/* the kernel copy, or NULL */
 };
@@ -522,48 +521,69 @@ out:
 	return r;
 }
 
+/* Source pages GMEM_WRITE pins at once. */
+#define GMEM_WRITE_BATCH	16
+
 /*
  * Write pages [@start, @end) from @src: from the pinned source pages,
- * or through the kernel page @bounce where they cannot be pinned.  Sets
- * *@done to the first page not written.  Returns 0 or -errno.
+ * up to GMEM_WRITE_BATCH at a time, or through the kernel page @bounce
+ * where they cannot be pinned.  Sets *@done to the first page not
+ * written.  Returns 0 or -errno.
  */
 static int __gmem_write(struct gmem_file *gf, pgoff_t start, pgoff_t end,
 			const char __user *src, void *bounce, pgoff_t *done)
 {
+	struct page *pinned[GMEM_WRITE_BATCH + 1];
 	struct gmem_write_src ws;
-	pgoff_t index;
-	int r = 0, got;
+	unsigned int off, i;
+	pgoff_t index = start;
+	int r = 0, got, n;
 
-	for (index = start; index < end; index++, src += PAGE_SIZE) {
-		if (signal_pending(current)) {
-			r = -EINTR;
-			break;
-		}
+	while (index < end) {
 		/*
 		 * Pin or copy with no lock held: the source may fault, take
 		 * mmap_lock or wait on userfaultfd for as long as it likes.
 		 * Pinned, it is copied once, straight into the page, and
 		 * cannot fault half way.
 		 */
-		ws.off = offset_in_page(src);
-		ws.npages = ws.off ? 2 : 1;
-		ws.buf = NULL;
-		got = pin_user_pages_fast((unsigned long)src & PAGE_MASK,
-					  ws.npages, 0, ws.pages);
-		if (got != ws.npages) {
+		off = offset_in_page(src);
+		n = min_t(pgoff_t, end - index, GMEM_WRITE_BATCH) + !!off;
+		got = pin_user_pages_fast((unsigned long)src & PAGE_MASK, n, 0,
+					  pinned);
+		if (got < 1 + !!off) {
 			if (got > 0)
-				unpin_user_pages(ws.pages, got);
+				unpin_user_pages(pinned, got);
+			got = 0;
 			if (copy_from_user(bounce, src, PAGE_SIZE)) {
 				r = -EFAULT;
 				break;
 			}
 			ws.buf = bounce;
+			n = 1;
+		} else {
+			ws.buf = NULL;
+			ws.off = off;
+			n = got - !!off;
 		}
-		r = gmem_write_page(gf, index, &ws);
-		if (r == -ENOMEM && gmem_release_held(gf))
+		for (i = 0; i < n; i++) {
+			if (signal_pending(current)) {
+				r = -EINTR;
+				break;
+			}
+			if (!ws.buf) {
+				ws.pages[0] = pinned[i];
+				ws.pages[1] = off ? pinned[i + 1] : NULL;
+			}
 			r = gmem_write_page(gf, index, &ws);
-		if (!ws.buf)
-			unpin_user_pages(ws.pages, ws.npages);
+			if (r == -ENOMEM && gmem_release_held(gf))
+				r = gmem_write_page(gf, index, &ws);
+			if (r)
+				break;
+			index++;
+			src += PAGE_SIZE;
+		}
+		if (got > 0)
+			unpin_user_pages(pinned, got);
 		if (r)
 			break;
 		cond_resched();

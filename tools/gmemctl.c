@@ -977,14 +977,17 @@ static void status_dev(bool loaded, char *why, size_t size)
 
 static void status_totals(void)
 {
-	unsigned long long files, alloc;
-	char a[32];
+	unsigned long long files, alloc, held = 0;
+	char a[32], h[32];
 
 	if (read_u64(GMEM_SYSFS "/files", &files) ||
 	    read_u64(GMEM_SYSFS "/allocated_bytes", &alloc))
 		return;
-	status_line("totals", "%llu file(s), %s%s allocated (%s)", files,
+	/* Held pages: kept for 2 MiB blocks, holes to the files. */
+	read_u64(GMEM_SYSFS "/held_bytes", &held);
+	status_line("totals", "%llu file(s), %s%s allocated, %s%s held (%s)", files,
 		    fmt_size(a, sizeof(a), alloc), opt_human ? "" : " bytes",
+		    fmt_size(h, sizeof(h), held), opt_human ? "" : " bytes",
 		    GMEM_SYSFS);
 }
 

@@ -37,6 +37,7 @@ enum gmem_abi_op {
 	GMEM_ABI_REOPEN,	/* open("/proc/self/fd/N") of a gmem fd */
 	GMEM_ABI_BIND,		/* KVM_SET_USER_MEMORY_REGION2 naming a gmem fd */
 	GMEM_ABI_PARAM,		/* write of /sys/module/gmem/parameters/max_file_size */
+	GMEM_ABI_PARAM_BLOCKS,	/* write of /sys/module/gmem/parameters/blocks */
 	GMEM_ABI_NR
 };
 
@@ -79,6 +80,7 @@ static const struct gmem_abi_row gmem_abi[GMEM_ABI_NR] = {
 		"README.md: the file's rules; KVM's api.rst (EIO: VM ioctls from a process other than the VM's creator)",
 		{ EINVAL, EEXIST, EBADF, EFAULT, ENOMEM, ENODEV, EIO, EOPNOTSUPP } },
 	[GMEM_ABI_PARAM] = { "max_file_size", "README.md", { EINVAL } },
+	[GMEM_ABI_PARAM_BLOCKS] = { "blocks", "docs/abi.md: Module parameters", { EINVAL } },
 };
 
 /* Is @err among the errnos documented for @op? */

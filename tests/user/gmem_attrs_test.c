@@ -107,7 +107,7 @@ TEST(create_flags_sweep)
 		ASSERT_LE(0, fd) TH_LOG("flag %#llx: %s", (unsigned long long)flag,
 					strerror(errno));
 		EXPECT_EQ((long long)(flag & ~GMEM_CREATE_BLOCKS),
-			  gmem_attrs_fdinfo(fd, "gmem-flags") & ~GMEM_CREATE_BLOCKS);
+			  (long long)(gmem_attrs_fdinfo(fd, "gmem-flags") & ~GMEM_CREATE_BLOCKS));
 		close(fd);
 	}
 }
@@ -133,7 +133,7 @@ TEST(create_attribute_flags)
 					(unsigned long long)cases[i].flags,
 					strerror(errno));
 		EXPECT_EQ((long long)(cases[i].flags),
-			  gmem_attrs_fdinfo(fd, "gmem-flags") & ~GMEM_CREATE_BLOCKS);
+			  (long long)(gmem_attrs_fdinfo(fd, "gmem-flags") & ~GMEM_CREATE_BLOCKS));
 		EXPECT_RUN(fd, 0, cases[i].attrs, TIB);
 		EXPECT_RUN(fd, TIB - PG, cases[i].attrs, PG);
 		EXPECT_EQ(0LL, gmem_attrs_fdinfo(fd, "gmem-allocated"));

@@ -72,6 +72,7 @@
 #define MEMCG_LIMIT	(32ULL << 20)	/* the small memory cgroup */
 #define MEMCG_DIR	"/sys/fs/cgroup/gmem-fuzz"
 #define PARAM		"/sys/module/gmem/parameters/max_file_size"
+#define PARAM_BLOCKS	"/sys/module/gmem/parameters/blocks"
 #define SYSFS_FILES	"/sys/class/misc/gmem/files"
 #define SYSFS_BYTES	"/sys/class/misc/gmem/allocated_bytes"
 #define LFS_MAX		((uint64_t)LLONG_MAX)
@@ -1939,6 +1940,30 @@ static void op_bind(struct fuzz *f)
 		set_owner(f, g->ino, vm->vm_id, what);
 }
 
+/*
+ * The blocks parameter: its three words (a trailing newline allowed, as
+ * echo writes them), anything else EINVAL.  It changes how new files
+ * allocate, never what a call returns, so the model needs no state.
+ */
+static void op_param_blocks(struct fuzz *f)
+{
+	static const char *const vals[] = {
+		"always", "flag", "never", "flag\n", "always\n",
+		"", "ALWAYS", " flag", "sometimes", "never never", "1",
+	};
+	struct expect x = { 0 };
+	unsigned int i = below(f, ARRAY_SIZE(vals));
+	char what[128];
+	int r;
+
+	x.ok = i < 5;
+	if (!x.ok)
+		allow(&x, EINVAL);
+	r = write_str(PARAM_BLOCKS, vals[i]);
+	snprintf(what, sizeof(what), "write %s \"%s\"", PARAM_BLOCKS, vals[i]);
+	judge(f, GMEM_ABI_PARAM_BLOCKS, &x, r ? -1 : 0, -r, what);
+}
+
 static void op_param(struct fuzz *f)
 {
 	static const char *const junk[] = { "abc", "-1", "0x", "4096 4096", "1e9", "1M" };
@@ -1950,6 +1975,10 @@ static void op_param(struct fuzz *f)
 	bool is_num = chance(f, 85);
 	int r;
 
+	if (chance(f, 30)) {
+		op_param_blocks(f);
+		return;
+	}
 	if (is_num) {
 		v = chance(f, 60) ? good[below(f, 6)] : interesting(f, 1ULL << 40);
 		snprintf(val, sizeof(val), chance(f, 50) ? "%llu" : "%#llx", (unsigned long long)v);
@@ -2392,7 +2421,8 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	double secs_f;
 	int vms0 = gmem_count_vms_debugfs(), vms1 = -1, kvm, i, e, tries;
 	int structs0 = gmem_count_vms_vmalloc(), structs1 = -1;
-	char param_s[32];
+	char param_s[32], blocks0[16] = "";
+	int bfd;
 
 	memset(f, 0, sizeof(*f));
 	for (i = 0; i < MAX_FDS; i++)
@@ -2421,6 +2451,10 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	pthread_rwlock_init(&f->sh->param_lock, &ra);
 	pthread_rwlock_init(&f->sh->memcg_lock, &ra);
 	f->sh->max_file_size = param0;
+	bfd = open(PARAM_BLOCKS, O_RDONLY);
+	ASSERT_LE(0, bfd) TH_LOG("open %s: %s", PARAM_BLOCKS, strerror(errno));
+	ASSERT_LT(0, read(bfd, blocks0, sizeof(blocks0) - 1));
+	close(bfd);
 	/* Never written but for buf: the rest reads as zeroes, from the zero page. */
 	f->src = mmap(NULL, (SRC_PAGES + 1) * PAGE, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -2472,6 +2506,7 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	snprintf(param_s, sizeof(param_s), "%llu", (unsigned long long)param0);
 	EXPECT_EQ(0, write_str(PARAM, param_s));
+	EXPECT_EQ(0, write_str(PARAM_BLOCKS, blocks0));
 	if (f->memcg)
 		rmdir(MEMCG_DIR);
 	if (f->nth_fd >= 0)

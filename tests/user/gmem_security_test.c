@@ -22,7 +22,11 @@
 #include "gmem_util.h"
 
 #define NOBODY		65534
-#define PARAM		"/sys/module/gmem/parameters/max_file_size"
+#define PARAMS		"/sys/module/gmem/parameters/"
+
+static const char *const params[] = {
+	"max_file_size", "blocks", "populate_threads", "max_1g",
+};
 
 /* Run @fn as uid/gid NOBODY in a child; returns its exit status. */
 static int as_nobody(int (*fn)(void *), void *arg)
@@ -154,21 +158,27 @@ TEST_F(sec, fd_is_the_capability)
 
 static int write_param(void *arg)
 {
-	int fd = open(PARAM, O_WRONLY);
+	int fd = open(arg, O_WRONLY);
 
 	if (fd >= 0)
 		return 1;
 	return errno == EACCES ? 0 : 2;
 }
 
-/* max_file_size is root's to change. */
+/* Every module parameter is root's to change. */
 TEST_F(sec, param_root_only)
 {
+	char path[128];
 	struct stat st;
+	unsigned int i;
 
-	ASSERT_EQ(0, stat(PARAM, &st));
-	EXPECT_EQ(0644U, st.st_mode & 07777) TH_LOG("mode %#o", st.st_mode & 07777);
-	EXPECT_EQ(0, as_nobody(write_param, NULL));
+	for (i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+		snprintf(path, sizeof(path), PARAMS "%s", params[i]);
+		ASSERT_EQ(0, stat(path, &st)) TH_LOG("%s: %s", path, strerror(errno));
+		EXPECT_EQ(0644U, st.st_mode & 07777)
+			TH_LOG("%s: mode %#o", path, st.st_mode & 07777);
+		EXPECT_EQ(0, as_nobody(write_param, path)) TH_LOG("%s", path);
+	}
 }
 
 TEST_HARNESS_MAIN
