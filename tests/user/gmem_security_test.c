@@ -172,7 +172,7 @@ TEST_F(sec, param_root_only)
 	struct stat st;
 	unsigned int i;
 
-	for (i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(params); i++) {
 		snprintf(path, sizeof(path), PARAMS "%s", params[i]);
 		ASSERT_EQ(0, stat(path, &st)) TH_LOG("%s: %s", path, strerror(errno));
 		EXPECT_EQ(0644U, st.st_mode & 07777)
