@@ -1942,14 +1942,15 @@ static void op_bind(struct fuzz *f)
 
 /*
  * The blocks parameter: its three words (a trailing newline allowed, as
- * echo writes them), anything else EINVAL.  It changes how new files
+ * echo writes them), anything else EINVAL (a write of nothing never
+ * reaches the module).  It changes how new files
  * allocate, never what a call returns, so the model needs no state.
  */
 static void op_param_blocks(struct fuzz *f)
 {
 	static const char *const vals[] = {
 		"always", "flag", "never", "flag\n", "always\n",
-		"", "ALWAYS", " flag", "sometimes", "never never", "1",
+		"\n", "ALWAYS", " flag", "sometimes", "never never", "1",
 	};
 	struct expect x = { 0 };
 	unsigned int i = below(f, ARRAY_SIZE(vals));
