@@ -1036,8 +1036,8 @@ static unsigned long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
 					    pgoff_t start, pgoff_t end)
 {
 	DECLARE_BITMAP(held, GMEM_BLOCK_PAGES) = { 0 };
-	XA_STATE(xas, &s->pages, head);
-	unsigned long live = 0, n = 0, i;
+	unsigned long nheld = 0, n = 0, i;
+	XA_STATE(xas, &s->pages, start);
 	struct folio *folio;
 
 	if (gmem_store_packed(s, head))
@@ -1046,19 +1046,22 @@ static unsigned long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
 		return gmem_store_free(s, start, end, false);
 
 	xas_lock(&xas);
-	xas_for_each(&xas, folio, head + GMEM_BLOCK_PAGES - 1) {
+	/* The live pages of the range (a marked block has all 512 pages)... */
+	xas_for_each(&xas, folio, end - 1) {
 		if (xas_get_mark(&xas, GMEM_HELD))
 			continue;
-		if (xas.xa_index < start || xas.xa_index >= end) {
-			live++;
-			continue;
-		}
 		if (folio_test_hwpoison(folio))
 			break;
 		__set_bit(xas.xa_index - head, held);
 		n++;
 	}
-	if (folio || !live) {
+	/* ...and the held ones of the block, found through the marks. */
+	if (!folio) {
+		xas_set(&xas, head);
+		xas_for_each_marked(&xas, folio, head + GMEM_BLOCK_PAGES - 1, GMEM_HELD)
+			nheld++;
+	}
+	if (folio || nheld + n == GMEM_BLOCK_PAGES) {
 		/* A memory error in the range, or nothing left to keep. */
 		xas_unlock(&xas);
 		gmem_store_free(s, head, start, true);
