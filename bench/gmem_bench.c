@@ -19,6 +19,9 @@
  *                   (slab bytes charged to the benchmark's own memory
  *                   cgroup by the populate: xarray nodes and the like),
  *                   KiB/GiB (lower is better)
+ *   pop+touch 1G    populate+touch of a file populated with max_1g set, on
+ *                   a memslot aligned for 1G mappings (gmem only)
+ *   1G mappings     KVM's pages_1g after that touch, per GiB (gmem only)
  *   populate 1 thr  populate with populate_threads=1: the calling thread
  *                   alone zeroes (gmem only; populate uses all CPUs)
  *   GMEM_WRITE      a restore: GMEM_WRITE of a whole new gmem file from a
@@ -59,6 +62,7 @@
 #define DATA_SLOT	10
 #define CONV_PAGES	4096	/* 16 MiB: 8 populated 2 MiB blocks */
 #define THREADS_PARAM	"/sys/module/gmem/parameters/populate_threads"
+#define MAX_1G_PARAM	"/sys/module/gmem/parameters/max_1g"
 
 enum backend { GMEM, GUEST_MEMFD, NR_BACKENDS };
 
@@ -223,14 +227,19 @@ static uint64_t vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
  * A guest touches every page of @size bytes of private memory backed by a
  * new file of @b, populated first if @populate.  Returns the seconds the
  * populate and the touch took, and the vCPU's exits during the touch.
+ * If @giant, on a memslot whose userspace address is 1 GiB aligned (KVM
+ * maps 1G only then) with max_1g raised for the file's populate;
+ * *@maps_1g gets KVM's pages_1g after the touch.
  */
-static void run_touch(enum backend b, uint64_t size, bool populate,
-		      double *pop, double *touch, uint64_t *exits)
+static void run_touch_1g(enum backend b, uint64_t size, bool populate,
+			 bool giant, double *pop, double *touch, uint64_t *exits,
+			 uint64_t *maps_1g)
 {
 	uint64_t npages = size / PAGE_SIZE;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct ucall uc;
+	char *hva = NULL, n[32];
 	double t;
 	int fd;
 
@@ -238,8 +247,19 @@ static void run_touch(enum backend b, uint64_t size, bool populate,
 	vm = __vm_create_shape_with_one_vcpu(protected_shape, &vcpu,
 					     size / SZ_2M + 64, guest_touch);
 	fd = new_file(b, vm, size);
-	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA, DATA_SLOT, npages,
-		   KVM_MEM_GUEST_MEMFD, fd, 0);
+	if (giant) {
+		hva = mmap(NULL, size + SZ_1G, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		TEST_ASSERT(hva != MAP_FAILED, "mmap: %s", strerror(errno));
+		vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
+					   DATA_GPA, size, align_ptr_up(hva, SZ_1G),
+					   fd, 0);
+		snprintf(n, sizeof(n), "%lu", size / SZ_1G);
+		write_file(MAX_1G_PARAM, n);
+	} else {
+		vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA, DATA_SLOT, npages,
+			   KVM_MEM_GUEST_MEMFD, fd, 0);
+	}
 	virt_map_level(vm, DATA_GPA, DATA_GPA, size, PG_LEVEL_2M);
 	vm_mem_set_private(vm, DATA_GPA, size);
 	vcpu_args_set(vcpu, 2, DATA_GPA, size);
@@ -258,8 +278,21 @@ static void run_touch(enum backend b, uint64_t size, bool populate,
 	TEST_ASSERT(get_ucall(vcpu, &uc) == UCALL_DONE,
 		    "guest did not finish: exit %u, ucall %lu",
 		    vcpu->run->exit_reason, uc.cmd);
+	if (maps_1g)
+		*maps_1g = vm_get_stat(vm, "pages_1g");
 	kvm_vm_free(vm);
 	close(fd);
+	if (giant) {
+		write_file(MAX_1G_PARAM, "0");
+		munmap(hva, size + SZ_1G);
+	}
+}
+
+/* run_touch_1g() without 1 GiB ranges. */
+static void run_touch(enum backend b, uint64_t size, bool populate,
+		      double *pop, double *touch, uint64_t *exits)
+{
+	run_touch_1g(b, size, populate, false, pop, touch, exits, NULL);
 }
 
 /* CONV_PAGES round trips private->shared->private; returns seconds. */
@@ -339,12 +372,12 @@ static double run_memset(uint64_t size, bool copy)
 
 enum row {
 	POPULATE, PUNCH, TOUCH, TOUCH_EXITS, POP_TOUCH, CONVERSION, OVERHEAD,
-	POPULATE_1T, WRITE, MEMSET, MEMCPY, NR_ROWS
+	POP_TOUCH_1G, MAPS_1G, POPULATE_1T, WRITE, MEMSET, MEMCPY, NR_ROWS
 };
 
 static const struct {
 	const char *name, *unit;
-	bool gmem_only, touch;
+	bool gmem_only, touch, giant;
 } rows[] = {
 	[POPULATE]	= { "populate", "GiB/s" },
 	[PUNCH]		= { "punch", "GiB/s" },
@@ -353,6 +386,10 @@ static const struct {
 	[POP_TOUCH]	= { "populate+touch", "GiB/s", .touch = true },
 	[CONVERSION]	= { "conversion 4K", "trips/s" },
 	[OVERHEAD]	= { "overhead", "KiB/GiB" },
+	[POP_TOUCH_1G]	= { "pop+touch 1G", "GiB/s", .gmem_only = true, .touch = true,
+			    .giant = true },
+	[MAPS_1G]	= { "1G mappings", "per GiB", .gmem_only = true, .touch = true,
+			    .giant = true },
 	[POPULATE_1T]	= { "populate 1 thr", "GiB/s", .gmem_only = true },
 	[WRITE]		= { "GMEM_WRITE", "GiB/s", .gmem_only = true },
 	[MEMSET]	= { "memset (ref)", "GiB/s", .gmem_only = true },
@@ -382,7 +419,7 @@ static void stats(double *v, int n, double *med, double *min, double *max)
 static void run_size(uint64_t size, int runs, bool touch)
 {
 	double pop, punch, ovh, t;
-	uint64_t exits;
+	uint64_t exits, maps;
 	int r, i;
 
 	for (r = 0; r < runs; r++) {
@@ -403,6 +440,11 @@ static void run_size(uint64_t size, int runs, bool touch)
 			}
 			results[CONVERSION][b][r] = CONV_PAGES / run_conversion(b);
 		}
+		if (touch && !(size % SZ_1G)) {
+			run_touch_1g(GMEM, size, true, true, &pop, &t, &exits, &maps);
+			results[POP_TOUCH_1G][GMEM][r] = gib(size) / (pop + t);
+			results[MAPS_1G][GMEM][r] = maps / gib(size);
+		}
 		write_file(THREADS_PARAM, "1");
 		run_populate_punch(GMEM, size, &pop, &punch, &ovh);
 		write_file(THREADS_PARAM, "0");
@@ -420,6 +462,8 @@ static void report(FILE *csv, uint64_t size, int runs, bool touch)
 
 	for (row = 0; row < NR_ROWS; row++) {
 		if (!touch && rows[row].touch)
+			continue;
+		if (rows[row].giant && size % SZ_1G)
 			continue;
 		for (b = 0; b < NR_BACKENDS; b++)
 			stats(results[row][b], runs, &med[b], &min[b], &max[b]);
