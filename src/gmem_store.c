@@ -114,6 +114,14 @@
 static atomic_long_t gmem_total_pages = ATOMIC_LONG_INIT(0);
 static atomic_long_t gmem_total_held = ATOMIC_LONG_INIT(0);
 
+/*
+ * page->private of the pages of a 1 GiB allocation while the store holds
+ * them (nothing else uses it for these unmovable, non-LRU pages): pages
+ * the same file allocates later from the same physical GiB, once some
+ * went back to the page allocator, are not counted as its.
+ */
+#define GMEM_GIANT_TAG	1UL
+
 /* 1 GiB allocations the stores hold pages of, and how many may be. */
 static atomic_long_t gmem_giant_allocs = ATOMIC_LONG_INIT(0);
 static long gmem_giant_limit;
@@ -203,7 +211,8 @@ static struct page *gmem_store_packed(struct gmem_store *s, pgoff_t index)
  * now at @index (which may be one a concurrent caller inserted first)
  * with a reference for the caller, or an ERR_PTR.
  */
-static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index)
+VISIBLE_IF_KUNIT struct folio *gmem_store_insert_new(struct gmem_store *s,
+						 pgoff_t index)
 {
 	struct mem_cgroup *old_memcg = set_active_memcg(s->memcg);
 	XA_STATE(xas, &s->pages, index);
@@ -217,8 +226,8 @@ static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index)
 	/*
 	 * A hole, or an index reserved by a block insertion in progress
 	 * (XA_ZERO_ENTRY), which this page takes over: the block then
-	 * gives up.  Anything else is a page a concurrent caller inserted
-	 * (held pages are taken back by gmem_store_claim() before this).
+	 * gives up.  Anything else is a page a concurrent caller inserted,
+	 * or a held page of a block published meanwhile, taken back.
 	 */
 	do {
 		struct page *packed;
@@ -232,6 +241,10 @@ static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index)
 			old = NULL;
 			xas_store(&xas, folio);
 		} else {
+			if (!packed && xas_get_mark(&xas, GMEM_HELD)) {
+				xas_clear_mark(&xas, GMEM_HELD);
+				gmem_store_count(s, 1, -1);
+			}
 			folio_get(old);
 		}
 		xas_unlock(&xas);
@@ -246,26 +259,7 @@ static struct folio *gmem_store_insert_new(struct gmem_store *s, pgoff_t index)
 	folio_get(folio);
 	return folio;
 }
-
-/*
- * Take the held page at @index back into the file.  Returns it with a
- * reference (zeroed, unless a concurrent claim won and wrote it first).
- */
-static struct folio *gmem_store_claim(struct gmem_store *s, pgoff_t index)
-{
-	XA_STATE(xas, &s->pages, index);
-	struct folio *folio;
-
-	xas_lock(&xas);
-	folio = xas_load(&xas);
-	if (xas_get_mark(&xas, GMEM_HELD)) {
-		xas_clear_mark(&xas, GMEM_HELD);
-		gmem_store_count(s, 1, -1);
-	}
-	folio_get(folio);
-	xas_unlock(&xas);
-	return folio;
-}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_insert_new);
 
 /*
  * Reserve every index of the block at @index (XA_ZERO_ENTRY), so that the
@@ -391,6 +385,7 @@ static int gmem_store_unpack(struct gmem_store *s, pgoff_t head, gfp_t gfp)
 	bool guest;
 	int r = 0;
 
+retry:
 	old_memcg = set_active_memcg(s->memcg);
 	for (i = head; !r && i < head + GMEM_BLOCK_PAGES; i++)
 		r = xa_reserve(&s->pages, i, gfp);
@@ -401,6 +396,19 @@ static int gmem_store_unpack(struct gmem_store *s, pgoff_t head, gfp_t gfp)
 	}
 	xas_lock(&xas);
 	folio = xa_load(&s->blocks, key);
+	/*
+	 * A failed insertion or unpack of the same range may have released
+	 * some of the reservations (it cannot tell them from its own):
+	 * every slot must still be reserved, so the stores cannot fail.
+	 */
+	for (i = 0; folio && i < GMEM_BLOCK_PAGES; i++, xas_next(&xas)) {
+		if (xas_load(&xas) != XA_ZERO_ENTRY) {
+			xas_unlock(&xas);
+			xas_set(&xas, head);
+			goto retry;
+		}
+	}
+	xas_set(&xas, head);
 	if (folio) {
 		page = &folio->page;
 		guest = xa_get_mark(&s->blocks, key, GMEM_GUEST);
@@ -463,13 +471,15 @@ static void gmem_store_pack(struct gmem_store *s, pgoff_t head)
 		folio = xa_load(&s->pages, head);
 		xas_set(&xas, head);
 		xa_lock_nested(&s->blocks, SINGLE_DEPTH_NESTING);
-		__xa_store(&s->blocks, key, folio, GFP_NOWAIT);
-		if (guests)
+		/* The reservation may have been released by a failed insertion. */
+		ok = !xa_is_err(__xa_store(&s->blocks, key, folio, GFP_NOWAIT));
+		if (ok && guests)
 			__xa_set_mark(&s->blocks, key, GMEM_GUEST);
 		xa_unlock(&s->blocks);
 		/* The packed form is in place: now drop the split one. */
-		xas_for_each(&xas, folio, last)
-			xas_store(&xas, NULL);
+		if (ok)
+			xas_for_each(&xas, folio, last)
+				xas_store(&xas, NULL);
 	} else {
 		ok = false;
 	}
@@ -607,6 +617,10 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 
 	if (xa_find(&s->pages, &first, index + GMEM_GIANT_PAGES - 1, XA_PRESENT))
 		return -EEXIST;
+	first = index >> GMEM_BLOCK_ORDER;
+	if (xa_find(&s->blocks, &first, (index + GMEM_GIANT_PAGES - 1) >> GMEM_BLOCK_ORDER,
+		    XA_PRESENT))
+		return -EEXIST;
 	if (atomic_long_inc_return(&gmem_giant_allocs) > READ_ONCE(gmem_giant_limit)) {
 		atomic_long_dec(&gmem_giant_allocs);
 		return -ENOSPC;
@@ -623,13 +637,17 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 		      GMEM_NODE_GFP);
 	set_active_memcg(old_memcg);
 	for (b = 0; !r && b < GMEM_GIANT_PAGES; b += GMEM_BLOCK_PAGES) {
+		for (i = 0; i < GMEM_BLOCK_PAGES; i++)
+			set_page_private(page + b + i, GMEM_GIANT_TAG);
 		if (!gmem_store_commit_packed(s, index + b, page + b)) {
 			published += GMEM_BLOCK_PAGES;
 			cond_resched();
 			continue;
 		}
-		for (i = 0; i < GMEM_BLOCK_PAGES; i++)
+		for (i = 0; i < GMEM_BLOCK_PAGES; i++) {
+			set_page_private(page + b + i, 0);
 			__free_page(page + b + i);
+		}
 	}
 	if (r) {
 		free_contig_range(pfn, GMEM_GIANT_PAGES);
@@ -705,25 +723,48 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_nr_giants);
  */
 struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc)
 {
-	struct page *packed = gmem_store_packed(s, index);
+	const pgoff_t off = index & (GMEM_BLOCK_PAGES - 1);
+	XA_STATE(xas, &s->pages, index);
+	struct page *packed;
 	struct folio *folio;
 
+	/* A packed block's pages stay in the store whatever form it takes. */
+	packed = gmem_store_packed(s, index);
 	if (packed) {
-		folio = page_folio(packed + (index & (GMEM_BLOCK_PAGES - 1)));
+		folio = page_folio(packed + off);
 		folio_get(folio);
 		return folio;
 	}
-	folio = xa_load(&s->pages, index);
-	if (!folio)
-		return alloc ? gmem_store_insert_new(s, index) : NULL;
 	/*
-	 * Only a claim (under the xa_lock) turns a held page live, and
-	 * only removal, which the caller excludes, takes one away.
+	 * Under the xa_lock, which every change of form holds: a block being
+	 * packed is in neither xarray for a moment to a lockless reader,
+	 * and a page published held gets its mark just after it is stored.
+	 * Only a claim, also under this lock, turns a held page live; only
+	 * removal, which the caller excludes, takes one away.
 	 */
-	if (xa_get_mark(&s->pages, index, GMEM_HELD))
-		return alloc ? gmem_store_claim(s, index) : NULL;
-	folio_get(folio);
-	return folio;
+	xas_lock(&xas);
+	packed = gmem_store_packed(s, index);
+	if (packed) {
+		folio = page_folio(packed + off);
+	} else {
+		folio = xas_load(&xas);
+		if (xa_is_zero(folio))
+			folio = NULL;
+		if (folio && xas_get_mark(&xas, GMEM_HELD)) {
+			if (alloc) {
+				xas_clear_mark(&xas, GMEM_HELD);
+				gmem_store_count(s, 1, -1);
+			} else {
+				folio = NULL;
+			}
+		}
+	}
+	if (folio)
+		folio_get(folio);
+	xas_unlock(&xas);
+	if (folio || !alloc)
+		return folio;
+	return gmem_store_insert_new(s, index);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_get);
 
@@ -892,18 +933,24 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_populate_threads);
 
 /*
  * Drop the store's references on the folios of @fbatch, counting those
- * that came from a 1 GiB allocation out of it: the last one out ends the
- * allocation.  Called without the xa_lock of @s->pages.
+ * that came from a 1 GiB allocation (tagged GMEM_GIANT_TAG) out of it:
+ * the last one out ends the allocation.  Called without the xa_lock of
+ * @s->pages.
  */
 static void gmem_store_put_batch(struct gmem_store *s, struct folio_batch *fbatch)
 {
 	unsigned long key, left;
+	struct page *page;
 	unsigned int i;
 	void *v;
 
 	if (!xa_empty(&s->giant_pfns)) {
 		for (i = 0; i < folio_batch_count(fbatch); i++) {
-			key = folio_pfn(fbatch->folios[i]) >> GMEM_GIANT_ORDER;
+			page = &fbatch->folios[i]->page;
+			if (page_private(page) != GMEM_GIANT_TAG)
+				continue;
+			set_page_private(page, 0);
+			key = page_to_pfn(page) >> GMEM_GIANT_ORDER;
 			v = xa_load(&s->giant_pfns, key);
 			if (!v)
 				continue;
@@ -993,6 +1040,11 @@ static unsigned long gmem_store_free(struct gmem_store *s, pgoff_t start,
 			folio = xas_find(&xas, end - 1);
 		if (!folio)
 			break;
+		if (xa_is_zero(folio)) {
+			/* A reservation a failed unpack left: nothing to free. */
+			xas_store(&xas, NULL);
+			continue;
+		}
 		if (xas_get_mark(&xas, GMEM_HELD))
 			held++;
 		else
@@ -1164,22 +1216,33 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_release_held);
 void gmem_store_set_guest(struct gmem_store *s, pgoff_t index)
 {
 	pgoff_t key = index >> GMEM_BLOCK_ORDER;
+	bool packed, failed = false;
 
 	/*
 	 * A page of a packed block is marked alone once the block is split;
 	 * if no node can be had for that, the whole block is marked (which
-	 * only costs GMEM_WRITE its other pages).
+	 * only costs GMEM_WRITE its other pages).  Marks are set under the
+	 * xa_lock of @pages, which every change of form holds, so that
+	 * none is lost to an unpack or a pack in between.
 	 */
-	while (xa_load(&s->blocks, key)) {
-		if (xa_get_mark(&s->blocks, key, GMEM_GUEST))
+	for (;;) {
+		xa_lock(&s->pages);
+		packed = xa_load(&s->blocks, key);
+		if (!packed) {
+			__xa_set_mark(&s->pages, index, GMEM_GUEST);
+		} else if (failed) {
+			xa_lock_nested(&s->blocks, SINGLE_DEPTH_NESTING);
+			__xa_set_mark(&s->blocks, key, GMEM_GUEST);
+			xa_unlock(&s->blocks);
+		} else if (xa_get_mark(&s->blocks, key, GMEM_GUEST)) {
+			failed = true;	/* marked as a whole already */
+		}
+		xa_unlock(&s->pages);
+		if (!packed || failed)
 			return;
-		if (!gmem_store_unpack(s, round_down(index, GMEM_BLOCK_PAGES),
-				       GMEM_NODE_GFP))
-			break;
-		xa_set_mark(&s->blocks, key, GMEM_GUEST);
+		failed = gmem_store_unpack(s, round_down(index, GMEM_BLOCK_PAGES),
+					   GMEM_NODE_GFP);
 	}
-	if (!xa_get_mark(&s->pages, index, GMEM_GUEST))
-		xa_set_mark(&s->pages, index, GMEM_GUEST);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_set_guest);
 
@@ -1195,9 +1258,14 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_set_guest);
  */
 bool gmem_store_test_guest(struct gmem_store *s, pgoff_t index)
 {
-	/* The split form is stored before the packed one goes, and back. */
-	return xa_get_mark(&s->blocks, index >> GMEM_BLOCK_ORDER, GMEM_GUEST) ||
-	       xa_get_mark(&s->pages, index, GMEM_GUEST);
+	bool r;
+
+	/* Under the lock every change of form holds: see gmem_store_get(). */
+	xa_lock(&s->pages);
+	r = xa_get_mark(&s->blocks, index >> GMEM_BLOCK_ORDER, GMEM_GUEST) ||
+	    xa_get_mark(&s->pages, index, GMEM_GUEST);
+	xa_unlock(&s->pages);
+	return r;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_test_guest);
 
@@ -1240,28 +1308,33 @@ bool gmem_store_hwpoisoned(struct gmem_store *s, pgoff_t start, pgoff_t end)
 {
 	XA_STATE(xas, &s->pages, start);
 	struct folio *folio;
-	unsigned long key;
-	pgoff_t i, lo, hi;
+	struct page *packed;
+	pgoff_t lo, hi, i;
 	bool r = false;
 
-	xa_for_each_range(&s->blocks, key, folio, start >> GMEM_BLOCK_ORDER,
-			  (end - 1) >> GMEM_BLOCK_ORDER) {
-		lo = max(start, key << GMEM_BLOCK_ORDER);
-		hi = min(end, (key + 1) << GMEM_BLOCK_ORDER);
-		for (i = lo; i < hi; i++)
-			if (PageHWPoison(&folio->page + (i & (GMEM_BLOCK_PAGES - 1))))
-				return true;
-	}
-	rcu_read_lock();
-	xas_for_each(&xas, folio, end - 1) {
-		if (xas_retry(&xas, folio))
-			continue;
-		if (folio_test_hwpoison(folio)) {
-			r = true;
-			break;
+	/*
+	 * A block at a time, under the lock every change of form holds, so
+	 * that a block being packed or split is seen in one form.
+	 */
+	for (lo = start; lo < end && !r; lo = hi) {
+		hi = min(end, round_down(lo, GMEM_BLOCK_PAGES) + GMEM_BLOCK_PAGES);
+		xa_lock(&s->pages);
+		packed = gmem_store_packed(s, lo);
+		if (packed) {
+			for (i = lo; i < hi && !r; i++)
+				r = PageHWPoison(packed + (i & (GMEM_BLOCK_PAGES - 1)));
+		} else {
+			xas_set(&xas, lo);
+			xas_for_each(&xas, folio, hi - 1) {
+				if (!xa_is_zero(folio) && folio_test_hwpoison(folio)) {
+					r = true;
+					break;
+				}
+			}
 		}
+		xa_unlock(&s->pages);
+		cond_resched();
 	}
-	rcu_read_unlock();
 	return r;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_hwpoisoned);
@@ -1293,8 +1366,17 @@ bool gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end)
 			if (!folio_trylock(page_folio(packed + n)))
 				break;
 		ok = n == GMEM_BLOCK_PAGES;
-		if (ok)
-			xa_set_mark(&s->blocks, start >> GMEM_BLOCK_ORDER, GMEM_GUEST);
+		/* Still packed?  A single-page hand-out may have split it. */
+		xa_lock(&s->pages);
+		if (ok && xa_load(&s->blocks, start >> GMEM_BLOCK_ORDER) ==
+			  page_folio(packed)) {
+			xa_lock_nested(&s->blocks, SINGLE_DEPTH_NESTING);
+			__xa_set_mark(&s->blocks, start >> GMEM_BLOCK_ORDER, GMEM_GUEST);
+			xa_unlock(&s->blocks);
+		} else {
+			ok = false;
+		}
+		xa_unlock(&s->pages);
 		for (i = 0; i < n; i++)
 			folio_unlock(page_folio(packed + i));
 		return ok;
@@ -1302,7 +1384,7 @@ bool gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end)
 
 	xas_lock(&xas);
 	xas_for_each(&xas, folio, end - 1) {
-		if (!folio_trylock(folio))
+		if (xa_is_zero(folio) || !folio_trylock(folio))
 			break;
 		locked = xas.xa_index + 1;
 	}

@@ -729,6 +729,30 @@ static void gmem_store_pack_test(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, gmem_xa_entries(&s->blocks), 0);
 }
 
+/*
+ * A single-page insertion that finds the index taken by a held page (a
+ * block was published split while it allocated) takes the held page
+ * back instead of handing out a page that is still a hole to the store.
+ */
+static void gmem_store_insert_finds_held_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	struct folio *f;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_insert_block(s, B, B + 5), 0);
+	f = gmem_store_insert_new(s, B + 7);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 2);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), B - 2);
+	KUNIT_EXPECT_FALSE(test, xa_get_mark(&s->pages, B + 7, XA_MARK_1));
+	folio_put(f);
+	f = gmem_store_get(s, B + 7, false);
+	KUNIT_EXPECT_NOT_ERR_OR_NULL(test, f);
+	if (!IS_ERR_OR_NULL(f))
+		folio_put(f);
+}
+
 static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_get_test),
 	KUNIT_CASE(gmem_store_populate_remove_test),
@@ -748,6 +772,7 @@ static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_populate_threads_test),
 	KUNIT_CASE(gmem_store_giant_test),
 	KUNIT_CASE(gmem_store_pack_test),
+	KUNIT_CASE(gmem_store_insert_finds_held_test),
 	{}
 };
 
