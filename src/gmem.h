@@ -152,7 +152,7 @@ struct kvm *gmem_kvm_release(struct gmem_file *gf);
 const char *gmem_kvm_name(struct gmem_file *gf);
 
 VISIBLE_IF_KUNIT struct folio *gmem_store_insert_new(struct gmem_store *s,
-						 pgoff_t index);
+						     pgoff_t index);
 VISIBLE_IF_KUNIT bool gmem_kvm_vm_type_ok(unsigned long type);
 VISIBLE_IF_KUNIT long gmem_dev_ioctl(struct file *file, unsigned int cmd,
 				     unsigned long arg);

@@ -205,14 +205,22 @@ static struct page *gmem_store_packed(struct gmem_store *s, pgoff_t index)
 	return head ? &head->page : NULL;
 }
 
-/*
- * Allocate a zeroed folio and insert it at @index, charging both the
- * pages and any xarray nodes to the store's memcg.  Returns the folio
- * now at @index (which may be one a concurrent caller inserted first)
- * with a reference for the caller, or an ERR_PTR.
+/**
+ * gmem_store_insert_new() - allocate page @index, a hole a moment ago
+ * @s: the store
+ * @index: page offset
+ *
+ * Allocates a zeroed folio and inserts it at @index, charging both the
+ * page and any xarray nodes to the store's memcg.  gmem_store_get() is
+ * the way in; this is exported for KUnit only.  The caller excludes
+ * removal.
+ *
+ * Return: the folio now at @index (which may be one a concurrent caller
+ * inserted first, or a held page taken back) with a reference for the
+ * caller, or ERR_PTR(-ENOMEM).
  */
 VISIBLE_IF_KUNIT struct folio *gmem_store_insert_new(struct gmem_store *s,
-						 pgoff_t index)
+						     pgoff_t index)
 {
 	struct mem_cgroup *old_memcg = set_active_memcg(s->memcg);
 	XA_STATE(xas, &s->pages, index);
