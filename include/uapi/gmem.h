@@ -24,7 +24,9 @@
  *
  * fallocate(2) takes two modes: FALLOC_FL_KEEP_SIZE allocates the holes
  * of the range, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE frees the
- * pages of the range; every other mode fails with EOPNOTSUPP.  Offset
+ * pages of the range (pages of a 2 MiB block the range covers in part
+ * are zeroed and held for the block instead, see GMEM_CREATE_BLOCKS);
+ * every other mode fails with EOPNOTSUPP.  Offset
  * and length must be page aligned (EINVAL); an allocation must end at
  * or before the size (EINVAL), a punched range may end past it.  The VFS
  * adds EINVAL for a negative offset or a length <= 0, and EFBIG for an
@@ -36,9 +38,11 @@
  *
  * fstat(2) reports st_size = the size, st_blksize = the page size and
  * st_blocks = the allocated bytes / 512.  /proc/<pid>/fdinfo/<fd> shows
- * gmem-id (the inode number), gmem-size and gmem-allocated (bytes) and
- * gmem-flags (the GMEM_CREATE flags, hex).  /sys/class/misc/gmem/files
- * and .../allocated_bytes count the files and bytes of the whole module.
+ * gmem-id (the inode number), gmem-size and gmem-allocated (bytes),
+ * gmem-held (bytes of held pages), gmem-1g (bytes in whole 1 GiB ranges)
+ * and gmem-flags (the GMEM_CREATE flags, hex).  /sys/class/misc/gmem/files
+ * .../allocated_bytes, .../held_bytes and .../allocations_1g count for the
+ * whole module.
  *
  * Every page of a file has attributes (GMEM_ATTR_*) that decide what a
  * private guest fault on it does: allocate a zeroed page (no attribute,
