@@ -40,7 +40,7 @@
  * st_blocks = the allocated bytes / 512.  /proc/<pid>/fdinfo/<fd> shows
  * gmem-id (the inode number), gmem-size and gmem-allocated (bytes),
  * gmem-held (bytes of held pages), gmem-1g (bytes in whole 1 GiB ranges)
- * and gmem-flags (the GMEM_CREATE flags, hex).  /sys/class/misc/gmem/files
+ * and gmem-flags (the GMEM_CREATE flags, hex).  /sys/class/misc/gmem/files,
  * .../allocated_bytes, .../held_bytes and .../allocations_1g count for the
  * whole module.
  *
