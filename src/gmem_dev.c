@@ -438,9 +438,9 @@ static void gmem_write_block(struct gmem_file *gf, pgoff_t index)
 {
 	pgoff_t head = round_down(index, GMEM_BLOCK_PAGES);
 
+	/* -EEXIST (a page of the block is there) or no free block: fine. */
 	if ((gf->flags & GMEM_CREATE_BLOCKS) &&
-	    head + GMEM_BLOCK_PAGES <= gf->size >> PAGE_SHIFT &&
-	    !xa_load(&gf->store.pages, index))
+	    head + GMEM_BLOCK_PAGES <= gf->size >> PAGE_SHIFT)
 		gmem_store_insert_block(&gf->store, head, index);
 }
 

@@ -302,8 +302,8 @@ static void gmem_store_unreserve_block(struct gmem_store *s, pgoff_t index)
  * Publish the GMEM_BLOCK_PAGES pages from @page at @index, all at once:
  * under one hold of the xa_lock, every index must still be reserved (so
  * its slot exists and the stores below allocate nothing and cannot fail),
- * else nothing is stored.  Every page but @live is held, unless @live is
- * ULONG_MAX.  Returns 0 or -EEXIST.
+ * else nothing is stored.  Every page but @live is held.  Returns 0 or
+ * -EEXIST.
  */
 static int gmem_store_commit_block(struct gmem_store *s, pgoff_t index,
 				   struct page *page, pgoff_t live)
@@ -325,7 +325,7 @@ static int gmem_store_commit_block(struct gmem_store *s, pgoff_t index,
 		xas_set(&xas, index);
 		for (i = 0; i < GMEM_BLOCK_PAGES; i++, xas_next(&xas)) {
 			xas_store(&xas, page_folio(page + i));
-			if (live != ULONG_MAX && xas.xa_index != live)
+			if (xas.xa_index != live)
 				xas_set_mark(&xas, GMEM_HELD);
 		}
 		xas_set(&xas, index);
