@@ -55,6 +55,7 @@
 #include "ucall_common.h"
 
 #include <gmem.h>
+#include "gmem_kvm_stats.h"
 
 #define MAX_RUNS	15
 #define MAX_SIZES	8
@@ -197,32 +198,6 @@ static void guest_touch(uint64_t base, uint64_t size)
 	GUEST_DONE();
 }
 
-/* The vCPU statistic @name (KVM_GET_STATS_FD of the vCPU). */
-static uint64_t vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
-{
-	struct kvm_stats_desc *descs, *desc;
-	struct kvm_stats_header header;
-	uint64_t data = 0;
-	size_t size;
-	int fd, i;
-
-	fd = vcpu_get_stats_fd(vcpu);
-	read_stats_header(fd, &header);
-	descs = read_stats_descriptors(fd, &header);
-	size = get_stats_descriptor_size(&header);
-	for (i = 0; i < header.num_desc; i++) {
-		desc = (void *)descs + i * size;
-		if (!strcmp(desc->name, name)) {
-			read_stat_data(fd, &header, desc, &data, 1);
-			break;
-		}
-	}
-	TEST_ASSERT(i < header.num_desc, "no vCPU statistic %s", name);
-	free(descs);
-	close(fd);
-	return data;
-}
-
 /*
  * A guest touches every page of @size bytes of private memory backed by a
  * new file of @b, populated first if @populate.  Returns the seconds the
@@ -270,11 +245,11 @@ static void run_touch_1g(enum backend b, uint64_t size, bool populate,
 		falloc(fd, 0, 0, size);
 		*pop = now() - t;
 	}
-	*exits = vcpu_stat(vcpu, "exits");
+	*exits = gmem_vcpu_stat(vcpu, "exits");
 	t = now();
 	vcpu_run(vcpu);
 	*touch = now() - t;
-	*exits = vcpu_stat(vcpu, "exits") - *exits;
+	*exits = gmem_vcpu_stat(vcpu, "exits") - *exits;
 	TEST_ASSERT(get_ucall(vcpu, &uc) == UCALL_DONE,
 		    "guest did not finish: exit %u, ucall %lu",
 		    vcpu->run->exit_reason, uc.cmd);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -70,6 +71,60 @@ static inline int private_file(struct kvm_vm *vm, uint64_t size)
 				  gmem_file(size, 0);
 }
 
+/* The value of key @key in /proc/self/fdinfo/@fd, or -1 if absent. */
+static inline long long fdinfo_value(int fd, const char *key)
+{
+	char path[64], line[256];
+	size_t n = strlen(key);
+	long long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	TEST_ASSERT(f, "open %s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			v = strtoll(line + n + 1, NULL, 0);
+	fclose(f);
+	return v;
+}
+
+/*
+ * Run @vcpu to its guest's next GUEST_SYNC(@stage), or to GUEST_DONE()
+ * when @stage is 0; a guest assertion fails the test.
+ */
+static inline void run_to_sync(struct kvm_vcpu *vcpu, uint64_t stage)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	case UCALL_SYNC:
+		TEST_ASSERT_EQ(uc.args[1], stage);
+		break;
+	case UCALL_DONE:
+		TEST_ASSERT_EQ(stage, 0);
+		break;
+	default:
+		TEST_FAIL("unexpected ucall %lu", uc.cmd);
+	}
+}
+
+/* Write @val to the file @path (a module parameter); asserts success. */
+static inline void gmem_write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+
+	TEST_ASSERT(fd >= 0, "open %s: %s", path, strerror(errno));
+	TEST_ASSERT(write(fd, val, strlen(val)) == (ssize_t)strlen(val),
+		    "write %s to %s: %s", val, path, strerror(errno));
+	close(fd);
+}
+
 #define GMEM_BLOCKS_PARAM	"/sys/module/gmem/parameters/blocks"
 
 /*
@@ -91,12 +146,7 @@ static inline void gmem_blocks_param_get(char *buf, size_t len)
 
 static inline void gmem_blocks_param_set(const char *val)
 {
-	int fd = open(GMEM_BLOCKS_PARAM, O_WRONLY);
-
-	TEST_ASSERT(fd >= 0, "open " GMEM_BLOCKS_PARAM ": %s", strerror(errno));
-	TEST_ASSERT(write(fd, val, strlen(val)) == (ssize_t)strlen(val),
-		    "write %s to " GMEM_BLOCKS_PARAM ": %s", val, strerror(errno));
-	close(fd);
+	gmem_write_str(GMEM_BLOCKS_PARAM, val);
 }
 
 #endif /* GMEM_KVM_UTIL_H */

@@ -30,6 +30,7 @@
 
 #include "kselftest_harness.h"
 #include "gmem_kvm_util.h"
+#include "gmem_kvm_stats.h"
 #include "gmem_leak.h"
 #include <gmem.h>
 
@@ -37,16 +38,6 @@
 #define GPA		(1ULL << 32)
 
 #define MAX_1G_PARAM	"/sys/module/gmem/parameters/max_1g"
-
-static void write_str(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY);
-
-	TEST_ASSERT(fd >= 0, "open %s: %s", path, strerror(errno));
-	TEST_ASSERT(write(fd, val, strlen(val)) == (ssize_t)strlen(val),
-		    "write %s to %s: %s", val, path, strerror(errno));
-	close(fd);
-}
 
 /* The module parameters blocks and max_1g are put back after each test. */
 FIXTURE(blocks) {
@@ -70,72 +61,7 @@ FIXTURE_TEARDOWN(blocks)
 		return;
 	gmem_blocks_param_set(self->param);
 	snprintf(v, sizeof(v), "%llu", self->max_1g);
-	write_str(MAX_1G_PARAM, v);
-}
-
-/* The value of key @key in /proc/self/fdinfo/@fd, or -1 if absent. */
-static long long fdinfo_value(int fd, const char *key)
-{
-	char path[64], line[256];
-	size_t n = strlen(key);
-	long long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	TEST_ASSERT(f, "open %s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':')
-			v = strtoll(line + n + 1, NULL, 0);
-	fclose(f);
-	return v;
-}
-
-/* The vCPU statistic @name (KVM_GET_STATS_FD of the vCPU). */
-static uint64_t vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
-{
-	struct kvm_stats_header header;
-	struct kvm_stats_desc *descs, *desc;
-	uint64_t data = 0;
-	size_t size;
-	int fd, i;
-
-	fd = vcpu_get_stats_fd(vcpu);
-	read_stats_header(fd, &header);
-	descs = read_stats_descriptors(fd, &header);
-	size = get_stats_descriptor_size(&header);
-	for (i = 0; i < header.num_desc; i++) {
-		desc = (void *)descs + i * size;
-		if (!strcmp(desc->name, name)) {
-			read_stat_data(fd, &header, desc, &data, 1);
-			break;
-		}
-	}
-	TEST_ASSERT(i < header.num_desc, "no vCPU statistic %s", name);
-	free(descs);
-	close(fd);
-	return data;
-}
-
-static void run_to(struct kvm_vcpu *vcpu, uint64_t stage)
-{
-	struct ucall uc;
-
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-		break;
-	case UCALL_SYNC:
-		TEST_ASSERT_EQ(uc.args[1], stage);
-		break;
-	case UCALL_DONE:
-		TEST_ASSERT_EQ(stage, 0);
-		break;
-	default:
-		TEST_FAIL("unexpected ucall %lu", uc.cmd);
-	}
+	gmem_write_str(MAX_1G_PARAM, v);
 }
 
 /* A VM whose memslot SLOT maps [GPA, GPA + size) to @fd from offset 0. */
@@ -200,12 +126,12 @@ TEST_F_TIMEOUT(blocks, fault_allocates_blocks, KVM_TEST_TIMEOUT)
 			       fdinfo_value(fd, "gmem-flags"));
 		vm = blocks_vm(&vcpu, guest_touch, fd, TOUCH_SIZE);
 		vcpu_args_set(vcpu, 1, TOUCH_SIZE);
-		run_to(vcpu, 1);
+		run_to_sync(vcpu, 1);
 		m2 = vm_get_stat(vm, "pages_2m");
-		exits = vcpu_stat(vcpu, "exits");
-		run_to(vcpu, 2);
+		exits = gmem_vcpu_stat(vcpu, "exits");
+		run_to_sync(vcpu, 2);
 		m2 = vm_get_stat(vm, "pages_2m") - m2;
-		exits = vcpu_stat(vcpu, "exits") - exits;
+		exits = gmem_vcpu_stat(vcpu, "exits") - exits;
 		TH_LOG("%s: %lu pages touched: %lu new 2M mappings, %lu exits",
 		       mode[i], (unsigned long)TOUCH_PAGES, m2, exits);
 		EXPECT_EQ(TOUCH_SIZE, fdinfo_value(fd, "gmem-allocated"));
@@ -217,7 +143,7 @@ TEST_F_TIMEOUT(blocks, fault_allocates_blocks, KVM_TEST_TIMEOUT)
 			EXPECT_EQ(0, m2);
 			EXPECT_LE(TOUCH_PAGES, exits);
 		}
-		run_to(vcpu, 0);
+		run_to_sync(vcpu, 0);
 		kvm_vm_free(vm);
 		close(fd);
 	}
@@ -239,12 +165,12 @@ TEST_F_TIMEOUT(blocks, half_block_memslot_allocates_pages, KVM_TEST_TIMEOUT)
 	EXPECT_EQ(GMEM_CREATE_BLOCKS, fdinfo_value(fd, "gmem-flags") & GMEM_CREATE_BLOCKS);
 	vm = blocks_vm(&vcpu, guest_touch, fd, SZ_1M);
 	vcpu_args_set(vcpu, 1, SZ_1M);
-	run_to(vcpu, 1);
-	run_to(vcpu, 2);
+	run_to_sync(vcpu, 1);
+	run_to_sync(vcpu, 2);
 	EXPECT_EQ(SZ_1M, fdinfo_value(fd, "gmem-allocated"));
 	EXPECT_EQ(0, fdinfo_value(fd, "gmem-held"));
 	EXPECT_EQ(0, vm_get_stat(vm, "pages_2m"));
-	run_to(vcpu, 0);
+	run_to_sync(vcpu, 0);
 	kvm_vm_free(vm);
 	close(fd);
 }
@@ -303,7 +229,7 @@ TEST_F_TIMEOUT(blocks, round_trip_maps_2m_again, KVM_TEST_TIMEOUT)
 		m2 = vm_get_stat(vm, "pages_2m");
 		if (!i)
 			ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, RT_SIZE));
-		run_to(vcpu, 1);
+		run_to_sync(vcpu, 1);
 		EXPECT_EQ(m2 + 2, vm_get_stat(vm, "pages_2m"))
 			TH_LOG("%s: blocks not mapped at 2M before the round trip",
 			       how[i]);
@@ -318,16 +244,16 @@ TEST_F_TIMEOUT(blocks, round_trip_maps_2m_again, KVM_TEST_TIMEOUT)
 			       how[i]);
 		vm_mem_set_private(vm, GPA + RT_PAGE * PAGE_SIZE, PAGE_SIZE);
 
-		run_to(vcpu, 2);
+		run_to_sync(vcpu, 2);
 		/* The neighbour is mapped 4K while its block has a hole. */
 		EXPECT_EQ(m2 + 1, vm_get_stat(vm, "pages_2m"));
-		run_to(vcpu, 3);
+		run_to_sync(vcpu, 3);
 		EXPECT_EQ(RT_SIZE, fdinfo_value(fd, "gmem-allocated"));
 		EXPECT_EQ(0, fdinfo_value(fd, "gmem-held"));
 		EXPECT_EQ(m2 + 2, vm_get_stat(vm, "pages_2m"))
 			TH_LOG("%s: the block is not mapped at 2M after the round trip",
 			       how[i]);
-		run_to(vcpu, 0);
+		run_to_sync(vcpu, 0);
 		kvm_vm_free(vm);
 		close(fd);
 	}
@@ -381,7 +307,7 @@ TEST_F_TIMEOUT(blocks, restore_by_pages_maps_2m, KVM_TEST_TIMEOUT)
 	EXPECT_EQ(RT_SIZE, fdinfo_value(fd, "gmem-allocated"));
 	EXPECT_EQ(0, fdinfo_value(fd, "gmem-held"));
 	ASSERT_EQ(0, ioctl(fd, GMEM_SET_ATTRIBUTES, &attrs));
-	run_to(vcpu, 0);
+	run_to_sync(vcpu, 0);
 	EXPECT_EQ(m2 + 2, vm_get_stat(vm, "pages_2m"));
 	kvm_vm_free(vm);
 	close(fd);
@@ -412,7 +338,7 @@ TEST_F_TIMEOUT(blocks, giant_maps_1g, KVM_TEST_TIMEOUT)
 	int i, fd;
 
 	for (i = 0; i < 2; i++) {
-		write_str(MAX_1G_PARAM, i ? "0" : "1");
+		gmem_write_str(MAX_1G_PARAM, i ? "0" : "1");
 		fd = gmem_file(SZ_1G, 0);
 		vm = __vm_create_shape_with_one_vcpu(protected_shape, &vcpu,
 						     SZ_1G / SZ_2M + 64, guest_touch_2m);
@@ -434,7 +360,7 @@ TEST_F_TIMEOUT(blocks, giant_maps_1g, KVM_TEST_TIMEOUT)
 			TH_LOG("max_1g=%d: gmem-1g %lld", !i, fdinfo_value(fd, "gmem-1g"));
 		m1 = vm_get_stat(vm, "pages_1g");
 		m2 = vm_get_stat(vm, "pages_2m");
-		run_to(vcpu, 0);
+		run_to_sync(vcpu, 0);
 		m1 = vm_get_stat(vm, "pages_1g") - m1;
 		m2 = vm_get_stat(vm, "pages_2m") - m2;
 		TH_LOG("max_1g=%d: 1 GiB touched once per 2 MiB: %lu 1G and %lu 2M mappings",

@@ -303,7 +303,7 @@ static void expect_sync(struct kvm_vcpu *vcpu, uint64_t round)
 }
 
 /* Run without injection to the guest's GUEST_SYNC(@round). */
-static void run_to_sync(struct kvm_vcpu *vcpu, uint64_t round)
+static void run_to_round(struct kvm_vcpu *vcpu, uint64_t round)
 {
 	vcpu_run(vcpu);
 	expect_sync(vcpu, round);
@@ -379,7 +379,7 @@ static void check_run(struct __test_metadata *_metadata, struct kvm_vcpu *vcpu, 
 		st->other_enomem++;
 	}
 	/* Without injection the guest carries on where it was. */
-	run_to_sync(vcpu, round);
+	run_to_round(vcpu, round);
 }
 
 #define log_stats(what, points, st, t0) do {				\
@@ -407,7 +407,7 @@ TEST_F_TIMEOUT(failnth, private_fault, 900)
 	int fd;
 
 	vm = touch_vm(&vcpu, &fd, true);
-	run_to_sync(vcpu, 0);
+	run_to_round(vcpu, 0);
 	/* Nothing of the host's memory faults in under injection. */
 	if (mlockall(MCL_CURRENT))
 		TH_LOG("mlockall: %s (page faults may take injection points)",

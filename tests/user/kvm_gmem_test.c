@@ -48,24 +48,6 @@ FIXTURE_TEARDOWN(kvm)
 {
 }
 
-/* The value of key @key in /proc/self/fdinfo/@fd, or -1 if absent. */
-static long long fdinfo_value(int fd, const char *key)
-{
-	char path[64], line[256];
-	long long v = -1;
-	size_t n = strlen(key);
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	TEST_ASSERT(f, "open %s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':')
-			v = strtoll(line + n + 1, NULL, 0);
-	fclose(f);
-	return v;
-}
-
 static bool fdinfo_has(int fd, const char *text)
 {
 	char path[64], line[256];
@@ -651,27 +633,6 @@ static int gmem_write(int fd, uint64_t offset, const void *buf, uint64_t size)
 	};
 
 	return ioctl(fd, GMEM_WRITE, &args);
-}
-
-static void run_to_sync(struct kvm_vcpu *vcpu, uint64_t stage)
-{
-	struct ucall uc;
-
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-		break;
-	case UCALL_SYNC:
-		TEST_ASSERT_EQ(uc.args[1], stage);
-		break;
-	case UCALL_DONE:
-		TEST_ASSERT_EQ(stage, 0);
-		break;
-	default:
-		TEST_FAIL("unexpected ucall %lu", uc.cmd);
-	}
 }
 
 TEST_F_TIMEOUT(kvm, populated_blocks_map_2m, KVM_TEST_TIMEOUT)

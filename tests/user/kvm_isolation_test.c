@@ -70,21 +70,6 @@ FIXTURE_TEARDOWN(iso)
 {
 }
 
-static long long fdinfo_allocated(int fd)
-{
-	char path[64], line[256];
-	long long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	TEST_ASSERT(f, "open %s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f))
-		sscanf(line, "gmem-allocated: %lld", &v);
-	fclose(f);
-	return v;
-}
-
 /* Word @j of page @p of the signature (splitmix64 of the seed). */
 static inline uint64_t sig_word(uint64_t seed, uint64_t p, uint64_t j)
 {
@@ -348,7 +333,7 @@ TEST_F_TIMEOUT(iso, host_cannot_read, KVM_TEST_TIMEOUT)
 	vm = data_vm(&vcpu, guest_signature, fd, &shared);
 	vcpu_args_set(vcpu, 1, seed ^ MASK);
 	ASSERT_EQ(UCALL_SYNC, run_to_ucall(vcpu, &uc));
-	ASSERT_EQ(SIG_PAGES * PAGE_SIZE, fdinfo_allocated(fd))
+	ASSERT_EQ(SIG_PAGES * PAGE_SIZE, fdinfo_value(fd, "gmem-allocated"))
 		TH_LOG("the signature is not in the gmem file");
 
 	/* Reading the fd, every way there is. */
@@ -474,15 +459,15 @@ TEST_F_TIMEOUT(iso, punched_page_reads_zero, KVM_TEST_TIMEOUT)
 	vm = data_vm(&vcpu, guest_punch, fd, &shared);
 	ASSERT_EQ(UCALL_SYNC, run_to_ucall(vcpu, &uc));
 	ASSERT_EQ(SYNC_FILLED, uc.args[1]);
-	ASSERT_EQ(SIG_PAGES * PAGE_SIZE, fdinfo_allocated(fd));
+	ASSERT_EQ(SIG_PAGES * PAGE_SIZE, fdinfo_value(fd, "gmem-allocated"));
 	for (p = 1; p < SIG_PAGES; p += 2)
 		ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
 				       p * PAGE_SIZE, PAGE_SIZE));
-	EXPECT_EQ(SIG_PAGES / 2 * PAGE_SIZE, fdinfo_allocated(fd));
+	EXPECT_EQ(SIG_PAGES / 2 * PAGE_SIZE, fdinfo_value(fd, "gmem-allocated"));
 	ASSERT_EQ(UCALL_SYNC, run_to_ucall(vcpu, &uc));
 	ASSERT_EQ(SYNC_CHECKED, uc.args[1]);
 	/* Faulted in again, fresh. */
-	EXPECT_EQ(SIG_PAGES * PAGE_SIZE, fdinfo_allocated(fd));
+	EXPECT_EQ(SIG_PAGES * PAGE_SIZE, fdinfo_value(fd, "gmem-allocated"));
 	EXPECT_EQ(UCALL_DONE, run_to_ucall(vcpu, &uc));
 	kvm_vm_free(vm);
 	close(fd);
@@ -668,7 +653,7 @@ static uint64_t big_vm(uint64_t pattern, bool check, bool prefault, bool punch_a
 	vcpu_args_set(vcpu, 2, pattern, (uint64_t)check);
 	TEST_ASSERT(run_to_ucall(vcpu, &uc) == UCALL_SYNC, "guest did not sync");
 	nonzero = uc.args[1];
-	TEST_ASSERT(fdinfo_allocated(fd) == BIG_PAGES * PAGE_SIZE, "pages not allocated");
+	TEST_ASSERT(fdinfo_value(fd, "gmem-allocated") == BIG_PAGES * PAGE_SIZE, "pages not allocated");
 	if (punch_after)
 		TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0,
 				       BIG_PAGES * PAGE_SIZE), "punch: %s", strerror(errno));
