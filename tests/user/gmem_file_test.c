@@ -653,6 +653,37 @@ TEST_F(param, max_file_size_rejects_invalid)
 	}
 }
 
+/*
+ * The huge-page parameters refuse what they cannot parse with EINVAL and
+ * keep their value: blocks takes always, flag or never; populate_threads
+ * and max_1g an unsigned number.
+ */
+TEST_F(param, huge_page_params_reject_invalid)
+{
+	static const struct {
+		const char *name, *bad[4];
+	} params[] = {
+		{ MODULE_DIR "/parameters/blocks", { "sometimes", "ALWAYS", " flag", "1" } },
+		{ MODULE_DIR "/parameters/populate_threads", { "abc", "-1", "1.5", "0x" } },
+		{ MODULE_DIR "/parameters/max_1g", { "abc", "-1", "1G", "one" } },
+	};
+	char before[32], now[32];
+	unsigned int i, j;
+	int r;
+
+	for (i = 0; i < ARRAY_SIZE(params); i++) {
+		ASSERT_EQ(0, __gmem_read_file(params[i].name, before, sizeof(before)));
+		for (j = 0; j < ARRAY_SIZE(params[i].bad); j++) {
+			r = __gmem_write_file(params[i].name, params[i].bad[j]);
+			EXPECT_EQ(-EINVAL, r)
+				TH_LOG("%s = \"%s\": expected EINVAL, got %d (%s)",
+				       params[i].name, params[i].bad[j], r, strerror(-r));
+			ASSERT_EQ(0, __gmem_read_file(params[i].name, now, sizeof(now)));
+			EXPECT_STREQ(before, now);
+		}
+	}
+}
+
 TEST_F(param, max_file_size_takes_effect)
 {
 	int fd;
