@@ -6,6 +6,7 @@
 #define _GMEM_H
 
 #include <linux/fs.h>
+#include <linux/kvm_host.h>
 #include <linux/maple_tree.h>
 #include <linux/rwsem.h>
 #include <linux/xarray.h>
@@ -110,15 +111,14 @@ int gmem_attrs_check(const struct gmem_attributes *args, bool set);
  * @store: the pages.
  * @lock: taken shared to allocate, look up or write pages (guest faults
  *	and GMEM_WRITE too), exclusively to remove pages (held ones too) or
- *	change bindings or attributes, so that guest mappings can be
- *	invalidated around a change with the bindings stable.  A page's
- *	lock (folio_lock()) orders GMEM_WRITE into it with faults handing
- *	it to a guest.
+ *	change attributes, which happens inside kvm_gmem_invalidate() so
+ *	that no guest maps the pages meanwhile.  Never held when calling
+ *	into KVM otherwise.  A page's lock (folio_lock()) orders GMEM_WRITE
+ *	into it with faults handing it to a guest.
  * @size: size in bytes, fixed at creation.
  * @flags: GMEM_CREATE_* flags the file was created with.
- * @kvm: the VM the file is bound to, pinned from the first bind until the
- *	file is released; NULL before.  Set under @lock.
- * @bindings: memslot of each bound page offset, under @lock.
+ * @binding: KVM's state of the file: its VM and memslots.  Only KVM
+ *	writes it (see gmem_kvm_hooks.c).
  * @rcu: frees the struct after a grace period: the inode, whose i_private
  *	points here until release, can outlive the file (O_PATH fds).
  * @attrs: the attributes of the pages, under @lock: guest faults read
@@ -132,8 +132,7 @@ struct gmem_file {
 	struct rw_semaphore lock;
 	loff_t size;
 	u64 flags;
-	struct kvm *kvm;
-	struct xarray bindings;
+	struct kvm_gmem_binding binding;
 	struct rcu_head rcu;
 	struct gmem_attrs attrs;
 	struct list_head node;
@@ -141,19 +140,22 @@ struct gmem_file {
 
 bool gmem_is_gmem_file(struct file *file);
 bool gmem_release_held(struct gmem_file *gf);
+struct file *gmem_file_create(loff_t size, u64 flags);
+loff_t gmem_max_file_size(void);
 
 /* gmem_kvm_hooks.c */
 int gmem_kvm_init(void);
+void gmem_kvm_ready_for_takeover(void);
 void gmem_kvm_exit(void);
-unsigned long gmem_kvm_invalidate_begin(struct gmem_file *gf, pgoff_t start,
-					pgoff_t end);
-void gmem_kvm_invalidate_end(struct gmem_file *gf, unsigned long n);
-struct kvm *gmem_kvm_release(struct gmem_file *gf);
+int gmem_kvm_invalidate(struct gmem_file *gf, pgoff_t start, pgoff_t end,
+			int (*change)(void *data), void *data);
+unsigned long gmem_kvm_takeover_counts(unsigned long *declined);
 const char *gmem_kvm_name(struct gmem_file *gf);
 
 VISIBLE_IF_KUNIT struct folio *gmem_store_insert_new(struct gmem_store *s,
 						     pgoff_t index);
 VISIBLE_IF_KUNIT bool gmem_kvm_vm_type_ok(unsigned long type);
+VISIBLE_IF_KUNIT bool gmem_kvm_takeover_ok(unsigned long type);
 VISIBLE_IF_KUNIT long gmem_dev_ioctl(struct file *file, unsigned int cmd,
 				     unsigned long arg);
 VISIBLE_IF_KUNIT int gmem_page_range(loff_t size, u64 offset, u64 len,

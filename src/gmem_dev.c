@@ -267,6 +267,31 @@ VISIBLE_IF_KUNIT int gmem_page_range(loff_t size, u64 offset, u64 len,
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_page_range);
 
+/* A change of pages [@start, @end) of @gf, for gmem_kvm_invalidate(). */
+struct gmem_change {
+	struct gmem_file *gf;
+	pgoff_t start;
+	pgoff_t end;
+	u64 attrs;
+	u64 mask;
+};
+
+static int gmem_punch(void *data)
+{
+	struct gmem_change *c = data;
+
+	gmem_store_remove(&c->gf->store, c->start, c->end);
+	return 0;
+}
+
+static int gmem_change_attrs(void *data)
+{
+	struct gmem_change *c = data;
+
+	return gmem_attrs_set(&c->gf->attrs, c->start, c->end, c->attrs,
+			      c->mask);
+}
+
 static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 			   loff_t len)
 {
@@ -281,15 +306,13 @@ static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 	if (mode & FALLOC_FL_PUNCH_HOLE) {
 		/*
 		 * Exclusive: no fault or allocation may look up a page while
-		 * it is being freed, and the bindings stay stable between
-		 * zapping the guest's mappings and freeing the pages.
+		 * it is being freed; KVM keeps guests from mapping the range
+		 * while gmem_punch() runs.
 		 */
-		unsigned long n;
+		struct gmem_change c = { .gf = gf, .start = start, .end = end };
 
 		down_write(&gf->lock);
-		n = gmem_kvm_invalidate_begin(gf, start, end);
-		gmem_store_remove(&gf->store, start, end);
-		gmem_kvm_invalidate_end(gf, n);
+		gmem_kvm_invalidate(gf, start, end, gmem_punch, &c);
 		up_write(&gf->lock);
 	} else {
 		/*
@@ -319,16 +342,14 @@ static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 static int gmem_release(struct inode *inode, struct file *file)
 {
 	struct gmem_file *gf = file->private_data;
-	struct kvm *kvm;
 
 	/*
 	 * Last reference to the file, not necessarily to the inode: an
 	 * O_PATH fd opened through /proc/<pid>/fd/ holds the dentry, and
 	 * fstat on it still reaches gmem_getattr().  Unhook @gf from the
 	 * inode (it is freed only after the RCU readers there are done),
-	 * cut the file off its memslots (zapping the guest's mappings)
-	 * before freeing the pages, and drop the VM last: that may destroy
-	 * it, and its memslots' unbind must find nothing left to do.
+	 * and let KVM cut the file off its memslots (zapping the guest's
+	 * mappings, dropping the VM) before freeing the pages.
 	 */
 	WRITE_ONCE(inode->i_private, NULL);
 	simple_release_fs(&gmem_mnt, &gmem_mnt_count);
@@ -338,14 +359,12 @@ static int gmem_release(struct inode *inode, struct file *file)
 	/* The shrinker may still be freeing held pages under it. */
 	down_write(&gf->lock);
 	up_write(&gf->lock);
-	kvm = gmem_kvm_release(gf);
+	kvm_gmem_binding_release(&gf->binding);
 	gmem_store_destroy(&gf->store);
 	gmem_attrs_destroy(&gf->attrs);
 	mem_cgroup_put(gf->store.memcg);
 	kfree_rcu(gf, rcu);
 	atomic_long_dec(&gmem_nr_files);
-	if (kvm)
-		kvm_put_kvm(kvm);
 	return 0;
 }
 
@@ -370,9 +389,8 @@ static long gmem_set_attributes(struct file *file,
 				struct gmem_attributes __user *uarg)
 {
 	struct gmem_file *gf = file->private_data;
+	struct gmem_change c = { .gf = gf };
 	struct gmem_attributes args;
-	pgoff_t start, end;
-	unsigned long n;
 	int r;
 
 	if (copy_from_user(&args, uarg, sizeof(args)))
@@ -381,9 +399,12 @@ static long gmem_set_attributes(struct file *file,
 		return -EBADF;
 	r = gmem_attrs_check(&args, true);
 	if (!r)
-		r = gmem_page_range(gf->size, args.offset, args.size, &start, &end);
+		r = gmem_page_range(gf->size, args.offset, args.size, &c.start,
+				    &c.end);
 	if (r)
 		return r;
+	c.attrs = args.attributes;
+	c.mask = args.mask;
 
 	/*
 	 * Exclusive: guest faults read the attributes with the lock shared.
@@ -393,9 +414,7 @@ static long gmem_set_attributes(struct file *file,
 	 */
 	if (down_write_killable(&gf->lock))
 		return -EINTR;
-	n = gmem_kvm_invalidate_begin(gf, start, end);
-	r = gmem_attrs_set(&gf->attrs, start, end, args.attributes, args.mask);
-	gmem_kvm_invalidate_end(gf, n);
+	r = gmem_kvm_invalidate(gf, c.start, c.end, gmem_change_attrs, &c);
 	up_write(&gf->lock);
 	return r;
 }
@@ -755,7 +774,7 @@ static struct file *gmem_file_alloc(struct gmem_file *gf)
 	file = alloc_file_pseudo(inode, gmem_mnt, "[gmem]", O_RDWR, &gmem_fops);
 	if (IS_ERR(file))
 		goto err_iput;
-	/* The file's reference; /dev/gmem's ioctl holds one already. */
+	/* The file's reference; our caller holds one already. */
 	__module_get(THIS_MODULE);
 	file->f_flags |= O_LARGEFILE;
 	file->private_data = gf;
@@ -766,30 +785,6 @@ err_iput:
 err_release_fs:
 	simple_release_fs(&gmem_mnt, &gmem_mnt_count);
 	return file;
-}
-
-/* Make the file for @gf and install it as a new fd; undo all on failure. */
-static int __gmem_create(struct gmem_file *gf, unsigned int fd_flags)
-{
-	struct file *file;
-	int fd;
-
-	fd = get_unused_fd_flags(fd_flags);
-	if (fd < 0)
-		return fd;
-
-	file = gmem_file_alloc(gf);
-	if (IS_ERR(file)) {
-		put_unused_fd(fd);
-		return PTR_ERR(file);
-	}
-
-	atomic_long_inc(&gmem_nr_files);
-	spin_lock(&gmem_files_lock);
-	list_add(&gf->node, &gmem_files);
-	spin_unlock(&gmem_files_lock);
-	fd_install(fd, file);
-	return fd;
 }
 
 /* The file-wide attributes that GMEM_CREATE's flags ask for. */
@@ -812,10 +807,68 @@ static int gmem_create_attrs(struct gmem_file *gf)
 	return r;
 }
 
+/**
+ * gmem_max_file_size() - the largest size a gmem file may have
+ *
+ * Return: the max_file_size parameter, in bytes.
+ */
+loff_t gmem_max_file_size(void)
+{
+	return READ_ONCE(max_file_size);
+}
+
+/**
+ * gmem_file_create() - make a new gmem file
+ * @size: its size in bytes, page aligned, at most gmem_max_file_size()
+ * @flags: GMEM_CREATE_* flags (GMEM_CREATE_FLAGS only)
+ *
+ * The file's pages and nodes are charged to the caller's memory cgroup.
+ * Context: Process context; the caller holds a reference on this module.
+ * Return: the file, or an ERR_PTR.
+ */
+struct file *gmem_file_create(loff_t size, u64 flags)
+{
+	struct gmem_file *gf;
+	struct file *file;
+	int r;
+
+	gf = kzalloc(sizeof(*gf), GFP_KERNEL_ACCOUNT);
+	if (!gf)
+		return ERR_PTR(-ENOMEM);
+	gmem_store_init(&gf->store, get_mem_cgroup_from_mm(current->mm));
+	init_rwsem(&gf->lock);
+	kvm_gmem_binding_init(&gf->binding, size);
+	gmem_attrs_init(&gf->attrs, &gf->lock, gf->store.memcg);
+	gf->size = size;
+	gf->flags = flags & ~GMEM_CREATE_BLOCKS;
+	switch (READ_ONCE(blocks)) {
+	case GMEM_BLOCKS_ALWAYS:
+		gf->flags |= GMEM_CREATE_BLOCKS;
+		break;
+	case GMEM_BLOCKS_FLAG:
+		gf->flags |= flags & GMEM_CREATE_BLOCKS;
+		break;
+	}
+
+	r = gmem_create_attrs(gf);
+	file = r ? ERR_PTR(r) : gmem_file_alloc(gf);
+	if (IS_ERR(file)) {
+		gmem_attrs_destroy(&gf->attrs);
+		mem_cgroup_put(gf->store.memcg);
+		kfree(gf);
+		return file;
+	}
+	atomic_long_inc(&gmem_nr_files);
+	spin_lock(&gmem_files_lock);
+	list_add(&gf->node, &gmem_files);
+	spin_unlock(&gmem_files_lock);
+	return file;
+}
+
 static int gmem_create(struct file *dev, struct gmem_create __user *uarg)
 {
 	struct gmem_create args;
-	struct gmem_file *gf;
+	struct file *file;
 	unsigned int i;
 	int fd;
 
@@ -829,35 +882,18 @@ static int gmem_create(struct file *dev, struct gmem_create __user *uarg)
 	if (args.flags & ~GMEM_CREATE_FLAGS)
 		return -EINVAL;
 	if (!args.size || !PAGE_ALIGNED(args.size) ||
-	    args.size > READ_ONCE(max_file_size))
+	    args.size > gmem_max_file_size())
 		return -EINVAL;
 
-	gf = kzalloc(sizeof(*gf), GFP_KERNEL_ACCOUNT);
-	if (!gf)
-		return -ENOMEM;
-	gmem_store_init(&gf->store, get_mem_cgroup_from_mm(current->mm));
-	init_rwsem(&gf->lock);
-	xa_init(&gf->bindings);
-	gmem_attrs_init(&gf->attrs, &gf->lock, gf->store.memcg);
-	gf->size = args.size;
-	gf->flags = args.flags & ~GMEM_CREATE_BLOCKS;
-	switch (READ_ONCE(blocks)) {
-	case GMEM_BLOCKS_ALWAYS:
-		gf->flags |= GMEM_CREATE_BLOCKS;
-		break;
-	case GMEM_BLOCKS_FLAG:
-		gf->flags |= args.flags & GMEM_CREATE_BLOCKS;
-		break;
+	fd = get_unused_fd_flags(args.flags & GMEM_CREATE_CLOEXEC ? O_CLOEXEC : 0);
+	if (fd < 0)
+		return fd;
+	file = gmem_file_create(args.size, args.flags);
+	if (IS_ERR(file)) {
+		put_unused_fd(fd);
+		return PTR_ERR(file);
 	}
-
-	fd = gmem_create_attrs(gf);
-	if (!fd)
-		fd = __gmem_create(gf, args.flags & GMEM_CREATE_CLOEXEC ? O_CLOEXEC : 0);
-	if (fd < 0) {
-		gmem_attrs_destroy(&gf->attrs);
-		mem_cgroup_put(gf->store.memcg);
-		kfree(gf);
-	}
+	fd_install(fd, file);
 	return fd;
 }
 
@@ -922,11 +958,32 @@ static ssize_t allocations_1g_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(allocations_1g);
 
+static ssize_t takeover_files_show(struct device *dev,
+				   struct device_attribute *attr, char *buf)
+{
+	unsigned long declined;
+
+	return sysfs_emit(buf, "%lu\n", gmem_kvm_takeover_counts(&declined));
+}
+static DEVICE_ATTR_RO(takeover_files);
+
+static ssize_t takeover_declined_show(struct device *dev,
+				      struct device_attribute *attr, char *buf)
+{
+	unsigned long declined;
+
+	gmem_kvm_takeover_counts(&declined);
+	return sysfs_emit(buf, "%lu\n", declined);
+}
+static DEVICE_ATTR_RO(takeover_declined);
+
 static struct attribute *gmem_dev_attrs[] = {
 	&dev_attr_files.attr,
 	&dev_attr_allocated_bytes.attr,
 	&dev_attr_held_bytes.attr,
 	&dev_attr_allocations_1g.attr,
+	&dev_attr_takeover_files.attr,
+	&dev_attr_takeover_declined.attr,
 	NULL
 };
 ATTRIBUTE_GROUPS(gmem_dev);
@@ -962,6 +1019,7 @@ static int __init gmem_init(void)
 		gmem_kvm_exit();
 		return r;
 	}
+	gmem_kvm_ready_for_takeover();
 	pr_info("version %s loaded\n", GMEM_VERSION);
 	return 0;
 }

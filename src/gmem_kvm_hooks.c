@@ -2,15 +2,18 @@
 /*
  * gmem as the guest_memfd provider of a patched KVM
  * (kernel/patches/6.12/): KVM_SET_USER_MEMORY_REGION2 with
- * KVM_MEM_GUEST_MEMFD and a gmem fd binds the memslot here, and private
- * guest faults on it ask gmem_kvm_get_pfn() for the page.
+ * KVM_MEM_GUEST_MEMFD and a gmem fd binds the memslot to the file, and
+ * private guest faults on it ask gmem_kvm_get_pfn() for the page.  With
+ * the takeover parameter, KVM_CREATE_GUEST_MEMFD returns gmem files.
  *
- * The rules are KVM's own guest_memfd's: a file binds to one VM only (the
- * first that binds it, which the file then pins until it is released);
- * the ranges of one file never overlap across memslots; guest mappings
- * are zapped before pages are freed; VM and file can go away in either
- * order.  Every bound memslot holds a reference on this module (taken by
- * KVM), so gmem cannot be unloaded while a memslot uses one of its files.
+ * KVM keeps the bindings, in each file's struct kvm_gmem_binding, with
+ * the rules of its own guest_memfd: a file binds to one VM only (the
+ * first that binds it, or the one it was created for, which the file
+ * then pins until it is released); the ranges of one file never overlap
+ * across memslots; VM and file can go away in either order.  gmem frees
+ * or changes pages guests may map only inside kvm_gmem_invalidate().
+ * Every bound memslot holds a reference on this module (taken by KVM),
+ * so gmem cannot be unloaded while a memslot uses one of its files.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -21,33 +24,45 @@
 
 #include "gmem.h"
 
-static pgoff_t gmem_kvm_index(struct kvm_memory_slot *slot, gfn_t gfn)
-{
-	return gfn - slot->base_gfn + slot->gmem.pgoff;
-}
+#if KVM_GMEM_PROVIDER_API < 2
+#error "gmem needs the provider interface of kernel/patches/6.12/ (KVM_GMEM_PROVIDER_API 2)"
+#endif
+
+/*
+ * Set once the module's init cannot fail any more: a file made before
+ * could outlive a module whose init then failed.
+ */
+static bool gmem_kvm_ready;
+
+/* Let KVM_CREATE_GUEST_MEMFD create gmem files (see gmem_kvm_create()). */
+static bool takeover;
+module_param(takeover, bool, 0644);
+MODULE_PARM_DESC(takeover,
+		 "KVM_CREATE_GUEST_MEMFD returns gmem files for the VM types gmem supports (default: off)");
+
+/* Since load: guest_memfd files gmem made, and those it left to KVM. */
+static atomic_long_t gmem_kvm_taken_over;
+static atomic_long_t gmem_kvm_declined;
 
 /**
- * gmem_kvm_invalidate_begin() - zap guest mappings of pages [@start, @end)
+ * gmem_kvm_invalidate() - change pages [@start, @end) that guests may map
  * @gf: the file
  * @start: first page offset
  * @end: page offset after the last
+ * @change: makes the change (frees pages, changes their attributes)
+ * @data: passed to @change
  *
- * The range is widened to the whole blocks it touches (see below).
- * Caller holds @gf->lock exclusively, which keeps the bindings stable,
- * and calls gmem_kvm_invalidate_end() with the returned count once the
- * pages are gone or changed.
+ * KVM zaps the guest mappings of the range, calls @change while no vCPU
+ * can map the range again, then lets vCPUs fault it in again.  The range
+ * is widened to the whole blocks it touches (see below).  Caller holds
+ * @gf->lock exclusively.
  *
- * Return: how many invalidations were begun.
+ * Return: what @change returns.
  */
-unsigned long gmem_kvm_invalidate_begin(struct gmem_file *gf, pgoff_t start,
-					pgoff_t end)
+int gmem_kvm_invalidate(struct gmem_file *gf, pgoff_t start, pgoff_t end,
+			int (*change)(void *data), void *data)
 {
-	struct kvm_memory_slot *slot, *prev = NULL;
-	unsigned long index, n = 0;
-
 	lockdep_assert_held_write(&gf->lock);
-	if (!gf->kvm)
-		return 0;
 
 	/*
 	 * A fault in flight may have found a whole block and be about to
@@ -69,81 +84,18 @@ unsigned long gmem_kvm_invalidate_begin(struct gmem_file *gf, pgoff_t start,
 	else if (end < ULONG_MAX - GMEM_BLOCK_PAGES &&
 		 gmem_store_block(&gf->store, end - 1) != ULONG_MAX)
 		end = round_up(end, GMEM_BLOCK_PAGES);
-
-	/* A memslot's range may be stored as several multi-index entries. */
-	xa_for_each_range(&gf->bindings, index, slot, start, end - 1) {
-		pgoff_t pgoff = slot->gmem.pgoff;
-		gfn_t first = slot->base_gfn + max(pgoff, start) - pgoff;
-		gfn_t last = slot->base_gfn + min(pgoff + slot->npages, end) - pgoff;
-
-		if (slot == prev)
-			continue;
-		prev = slot;
-		kvm_gmem_provider_invalidate_begin(gf->kvm, slot, first, last);
-		n++;
-	}
-	return n;
+	return kvm_gmem_invalidate(&gf->binding, start, end, change, data);
 }
 
 /**
- * gmem_kvm_invalidate_end() - end what gmem_kvm_invalidate_begin() began
- * @gf: the file
- * @n: its return value
- */
-void gmem_kvm_invalidate_end(struct gmem_file *gf, unsigned long n)
-{
-	lockdep_assert_held_write(&gf->lock);
-	while (n--)
-		kvm_gmem_provider_invalidate_end(gf->kvm);
-}
-
-/**
- * gmem_kvm_release() - cut a file that is being released off its memslots
- * @gf: the file; its last reference is gone
- *
- * Zaps every guest mapping of the file and clears slot->gmem.file of its
- * memslots, so that KVM's later unbind of those memslots finds nothing to
- * do.  The caller frees the pages and then drops the returned reference
- * with kvm_put_kvm(), which may destroy the VM.
- *
- * Return: the VM the file pinned, or NULL if it was never bound.
- */
-struct kvm *gmem_kvm_release(struct gmem_file *gf)
-{
-	struct kvm *kvm = gf->kvm;
-	struct kvm_memory_slot *slot;
-	unsigned long index, n;
-
-	if (!kvm)
-		return NULL;
-
-	/*
-	 * slots_lock first (KVM's order: slots_lock, then provider locks):
-	 * it keeps KVM from unbinding and freeing a memslot while we clear
-	 * its file pointer.  Nobody can be in gmem_kvm_get_pfn() with this
-	 * file: get_file_active() fails once the last reference is gone.
-	 */
-	mutex_lock(&kvm->slots_lock);
-	down_write(&gf->lock);
-	xa_for_each(&gf->bindings, index, slot)
-		WRITE_ONCE(slot->gmem.file, NULL);
-	n = gmem_kvm_invalidate_begin(gf, 0, ULONG_MAX);
-	gmem_kvm_invalidate_end(gf, n);
-	xa_destroy(&gf->bindings);
-	up_write(&gf->lock);
-	mutex_unlock(&kvm->slots_lock);
-	return kvm;
-}
-
-/**
- * gmem_kvm_vm_type_ok() - may a VM of this type bind gmem files?
+ * gmem_kvm_vm_type_ok() - may a VM of this type use gmem files?
  * @type: the VM type (x86: KVM_X86_*_VM)
  *
  * The private pages of SEV-SNP and TDX guests must be prepared by the
  * architecture (kvm_arch_gmem_prepare(): RMP or TDX page state) before
  * a guest may use them, which gmem does not do: such a guest would hang
  * on its first private access.  Only VM types whose private memory is
- * plain memory may bind.
+ * plain memory may bind gmem files.
  *
  * Return: true for KVM_X86_SW_PROTECTED_VM.
  */
@@ -157,76 +109,82 @@ VISIBLE_IF_KUNIT bool gmem_kvm_vm_type_ok(unsigned long type)
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_kvm_vm_type_ok);
 
-static bool gmem_kvm_owns_file(struct file *file)
+/**
+ * gmem_kvm_takeover_ok() - may gmem serve KVM_CREATE_GUEST_MEMFD on a VM?
+ * @type: the VM type (x86: KVM_X86_*_VM)
+ *
+ * The types that may bind gmem files, and the default VM: it has no
+ * private memory (KVM refuses its KVM_MEM_GUEST_MEMFD memslots before
+ * asking gmem) but may create guest_memfd files.
+ *
+ * Return: true for KVM_X86_SW_PROTECTED_VM and KVM_X86_DEFAULT_VM.
+ */
+VISIBLE_IF_KUNIT bool gmem_kvm_takeover_ok(unsigned long type)
 {
-	return gmem_is_gmem_file(file);
+#ifdef CONFIG_X86
+	if (type == KVM_X86_DEFAULT_VM)
+		return true;
+#endif
+	return gmem_kvm_vm_type_ok(type);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_kvm_takeover_ok);
+
+static unsigned long gmem_kvm_vm_type(struct kvm *kvm)
+{
+#ifdef CONFIG_X86
+	return kvm->arch.vm_type;
+#else
+	return ULONG_MAX;
+#endif
 }
 
-static int gmem_kvm_bind(struct kvm *kvm, struct kvm_memory_slot *slot,
-			 struct file *file, loff_t offset)
+static struct kvm_gmem_binding *gmem_kvm_binding(struct file *file)
 {
 	struct gmem_file *gf = file->private_data;
-	unsigned long start, end, first;
-	loff_t last;
-	int r = -EINVAL;
 
-#ifdef CONFIG_X86
-	if (!gmem_kvm_vm_type_ok(kvm->arch.vm_type))
-		return -EOPNOTSUPP;
-#endif
-	if (offset < 0 || !PAGE_ALIGNED(offset) ||
-	    check_add_overflow(offset, (loff_t)slot->npages << PAGE_SHIFT, &last) ||
-	    last > gf->size)
-		return -EINVAL;
-	start = offset >> PAGE_SHIFT;
-	end = start + slot->npages;
-
-	/* Called with kvm->slots_lock held; see gmem_kvm_release(). */
-	down_write(&gf->lock);
-	if (gf->kvm && gf->kvm != kvm)
-		goto out;
-	first = start;
-	if (xa_find(&gf->bindings, &first, end - 1, XA_PRESENT))
-		goto out;
-	r = xa_err(xa_store_range(&gf->bindings, start, end - 1, slot,
-				  GFP_KERNEL_ACCOUNT));
-	if (r) {
-		xa_store_range(&gf->bindings, start, end - 1, NULL, GFP_KERNEL);
-		goto out;
-	}
-	if (!gf->kvm) {
-		/* The file pins the VM, not the other way round. */
-		kvm_get_kvm(kvm);
-		gf->kvm = kvm;
-	}
-	/* The memslot is not visible yet: no fault can race with this. */
-	slot->gmem.pgoff = start;
-	WRITE_ONCE(slot->gmem.file, file);
-out:
-	up_write(&gf->lock);
-	return r;
+	return gmem_is_gmem_file(file) ? &gf->binding : NULL;
 }
 
-static void gmem_kvm_unbind(struct kvm_memory_slot *slot)
+static int gmem_kvm_may_bind(struct kvm *kvm)
 {
-	/*
-	 * With kvm->slots_lock held, or from VM destruction.  The file, if
-	 * still set, cannot be freed under us: its release takes slots_lock,
-	 * and while it is open it pins the VM, so the VM is not being
-	 * destroyed.  If it is NULL, release already removed the binding.
-	 */
-	struct file *file = READ_ONCE(slot->gmem.file);
-	struct gmem_file *gf;
-	pgoff_t start = slot->gmem.pgoff;
+	return gmem_kvm_vm_type_ok(gmem_kvm_vm_type(kvm)) ? 0 : -EOPNOTSUPP;
+}
 
-	if (!file)
-		return;
-	gf = file->private_data;
-	down_write(&gf->lock);
-	xa_store_range(&gf->bindings, start, start + slot->npages - 1, NULL,
-		       GFP_KERNEL);
-	WRITE_ONCE(slot->gmem.file, NULL);
-	up_write(&gf->lock);
+/*
+ * KVM_CREATE_GUEST_MEMFD on @kvm, with KVM's flags and size already
+ * checked (KVM 6.12 defines no flags): a gmem file with the default
+ * choices of a GMEM_CREATE without flags, charged to the caller's memory
+ * cgroup, which KVM binds to @kvm.  Left to KVM's own guest_memfd
+ * (-EOPNOTSUPP) when takeover is off, for VM types gmem does not support
+ * and for sizes above max_file_size.
+ */
+static struct file *gmem_kvm_create(struct kvm *kvm, loff_t size, u64 flags)
+{
+	struct file *file;
+
+	if (!READ_ONCE(takeover) || !smp_load_acquire(&gmem_kvm_ready))
+		return ERR_PTR(-EOPNOTSUPP);
+	if (flags || !gmem_kvm_takeover_ok(gmem_kvm_vm_type(kvm)) ||
+	    size > gmem_max_file_size()) {
+		atomic_long_inc(&gmem_kvm_declined);
+		return ERR_PTR(-EOPNOTSUPP);
+	}
+	file = gmem_file_create(size, 0);
+	if (!IS_ERR(file))
+		atomic_long_inc(&gmem_kvm_taken_over);
+	return file;
+}
+
+/**
+ * gmem_kvm_takeover_counts() - what KVM_CREATE_GUEST_MEMFD did since load
+ * @declined: set to how many calls with takeover on gmem left to KVM
+ *
+ * Return: how many gmem files KVM_CREATE_GUEST_MEMFD returned.
+ */
+unsigned long gmem_kvm_takeover_counts(unsigned long *declined)
+{
+	*declined = atomic_long_read(&gmem_kvm_declined);
+	return atomic_long_read(&gmem_kvm_taken_over);
 }
 
 /*
@@ -237,7 +195,7 @@ static void gmem_kvm_unbind(struct kvm_memory_slot *slot)
  * and shared attributes.  Read without mmu_lock: a change after this
  * read comes with an invalidation that makes the fault retry.
  */
-static bool gmem_kvm_may_map(struct kvm_memory_slot *slot, gfn_t gfn, int level)
+static bool gmem_kvm_may_map(const struct kvm_memory_slot *slot, gfn_t gfn, int level)
 {
 #ifdef CONFIG_X86
 	unsigned int shift = KVM_HPAGE_GFN_SHIFT(level);
@@ -256,7 +214,7 @@ static bool gmem_kvm_may_map(struct kvm_memory_slot *slot, gfn_t gfn, int level)
  * not (a page of it is there, no free block), the fault goes on.
  */
 static void gmem_kvm_fault_block(struct gmem_file *gf,
-				 struct kvm_memory_slot *slot, gfn_t gfn,
+				 const struct kvm_memory_slot *slot, gfn_t gfn,
 				 pgoff_t index)
 {
 	pgoff_t head = round_down(index, GMEM_BLOCK_PAGES), last;
@@ -282,7 +240,7 @@ static void gmem_kvm_fault_block(struct gmem_file *gf,
  * handed to the guest, or an ERR_PTR.  Caller holds @gf->lock shared.
  */
 static struct folio *gmem_kvm_fault_folio(struct gmem_file *gf,
-					  struct kvm_memory_slot *slot,
+					  const struct kvm_memory_slot *slot,
 					  gfn_t gfn, pgoff_t index)
 {
 	u64 attrs = gmem_attrs_get(&gf->attrs, index, NULL);
@@ -330,7 +288,7 @@ static int gmem_kvm_hand_out_page(struct gmem_file *gf, struct folio *folio,
  * already handed out stay so (GMEM_WRITE refuses them, no guest maps
  * them yet).
  */
-static bool gmem_kvm_giant(struct gmem_file *gf, struct kvm_memory_slot *slot,
+static bool gmem_kvm_giant(struct gmem_file *gf, const struct kvm_memory_slot *slot,
 			   gfn_t gfn, pgoff_t index)
 {
 	pgoff_t head = gmem_store_giant(&gf->store, index), last, b;
@@ -359,7 +317,7 @@ static bool gmem_kvm_giant(struct gmem_file *gf, struct kvm_memory_slot *slot,
  * handed to the guest (GMEM_WRITE refuses it from then on); otherwise
  * only the faulting page is.  Called with @gf->lock held shared.
  */
-static int gmem_kvm_max_order(struct gmem_file *gf, struct kvm_memory_slot *slot,
+static int gmem_kvm_max_order(struct gmem_file *gf, const struct kvm_memory_slot *slot,
 			      gfn_t gfn, pgoff_t index)
 {
 	pgoff_t head, last;
@@ -381,25 +339,21 @@ static int gmem_kvm_max_order(struct gmem_file *gf, struct kvm_memory_slot *slot
 }
 
 /*
- * Resolve a private guest fault: the page at @gfn's offset, allocated and
- * zeroed on first use unless the page's attributes say otherwise (see
- * gmem_kvm_fault_folio()), with a reference that KVM drops when the fault
- * is done.  Called with kvm->srcu held.
+ * Resolve a private guest fault: the page at offset @index of @file,
+ * bound to @slot at @gfn, allocated and zeroed on first use unless the
+ * page's attributes say otherwise (see gmem_kvm_fault_folio()), with a
+ * reference that KVM drops when the fault is done.  Called with
+ * kvm->srcu held and a reference on @file.
  */
-static int gmem_kvm_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot,
-			    gfn_t gfn, kvm_pfn_t *pfn, int *max_order)
+static int gmem_kvm_get_pfn(struct file *file, const struct kvm_memory_slot *slot,
+			    gfn_t gfn, pgoff_t index, kvm_pfn_t *pfn,
+			    int *max_order)
 {
-	pgoff_t index = gmem_kvm_index(slot, gfn);
-	struct gmem_file *gf;
+	struct gmem_file *gf = file->private_data;
 	struct folio *folio;
 	bool retried = false;
-	struct file *file;
 	int r, order;
 
-	file = get_file_active(&slot->gmem.file);
-	if (!file)
-		return -EFAULT;
-	gf = file->private_data;
 again:
 	r = 0;
 
@@ -409,10 +363,6 @@ again:
 	 * the lock exclusively.
 	 */
 	down_read(&gf->lock);
-	if (xa_load(&gf->bindings, index) != slot) {
-		r = -EIO;
-		goto out;
-	}
 	folio = gmem_kvm_fault_folio(gf, slot, gfn, index);
 	if (IS_ERR(folio)) {
 		r = PTR_ERR(folio);
@@ -439,21 +389,26 @@ out:
 		retried = true;
 		goto again;
 	}
-	fput(file);
 	return r;
 }
 
 static const struct kvm_gmem_provider gmem_kvm_provider = {
 	.owner		= THIS_MODULE,
-	.owns_file	= gmem_kvm_owns_file,
-	.bind		= gmem_kvm_bind,
-	.unbind		= gmem_kvm_unbind,
+	.binding	= gmem_kvm_binding,
+	.may_bind	= gmem_kvm_may_bind,
+	.create		= gmem_kvm_create,
 	.get_pfn	= gmem_kvm_get_pfn,
 };
 
 int gmem_kvm_init(void)
 {
 	return kvm_gmem_register_provider(&gmem_kvm_provider);
+}
+
+/* The module is up: takeover may make files from now on. */
+void gmem_kvm_ready_for_takeover(void)
+{
+	smp_store_release(&gmem_kvm_ready, true);
 }
 
 void gmem_kvm_exit(void)
@@ -469,7 +424,7 @@ void gmem_kvm_exit(void)
  */
 const char *gmem_kvm_name(struct gmem_file *gf)
 {
-	struct kvm *kvm = READ_ONCE(gf->kvm);
+	struct kvm *kvm = READ_ONCE(gf->binding.gmem.kvm);
 
 	return kvm ? kvm->stats_id : NULL;
 }

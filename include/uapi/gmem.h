@@ -44,6 +44,11 @@
  * .../allocated_bytes, .../held_bytes and .../allocations_1g count for the
  * whole module.
  *
+ * With the module parameter takeover on, KVM's KVM_CREATE_GUEST_MEMFD
+ * returns gmem files too (bound to their VM from creation, otherwise as
+ * GMEM_CREATE without flags makes them): every ioctl below works on them.
+ * /sys/class/misc/gmem/takeover_files counts them.
+ *
  * Every page of a file has attributes (GMEM_ATTR_*) that decide what a
  * private guest fault on it does: allocate a zeroed page (no attribute,
  * the default), exit to userspace when the page is a hole

@@ -38,9 +38,26 @@ static void gmem_kvm_vm_type_test(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, gmem_kvm_vm_type_ok(ULONG_MAX));
 }
 
+/*
+ * Takeover serves what binds, and the default VM (no private memory, but
+ * it may create guest_memfd files); SEV, SEV-ES, SNP and later types stay
+ * with KVM's own guest_memfd.
+ */
+static void gmem_kvm_takeover_type_test(struct kunit *test)
+{
+	KUNIT_EXPECT_TRUE(test, gmem_kvm_takeover_ok(KVM_X86_SW_PROTECTED_VM));
+	KUNIT_EXPECT_TRUE(test, gmem_kvm_takeover_ok(KVM_X86_DEFAULT_VM));
+	KUNIT_EXPECT_FALSE(test, gmem_kvm_takeover_ok(KVM_X86_SEV_VM));
+	KUNIT_EXPECT_FALSE(test, gmem_kvm_takeover_ok(KVM_X86_SEV_ES_VM));
+	KUNIT_EXPECT_FALSE(test, gmem_kvm_takeover_ok(KVM_X86_SNP_VM));
+	KUNIT_EXPECT_FALSE(test, gmem_kvm_takeover_ok(KVM_X86_SNP_VM + 1));
+	KUNIT_EXPECT_FALSE(test, gmem_kvm_takeover_ok(ULONG_MAX));
+}
+
 static struct kunit_case gmem_dev_test_cases[] = {
 	KUNIT_CASE(gmem_dev_ioctl_unknown_test),
 	KUNIT_CASE(gmem_kvm_vm_type_test),
+	KUNIT_CASE(gmem_kvm_takeover_type_test),
 	{}
 };
 

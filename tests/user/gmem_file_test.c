@@ -654,11 +654,11 @@ TEST_F(param, max_file_size_rejects_invalid)
 }
 
 /*
- * The huge-page parameters refuse what they cannot parse with EINVAL and
- * keep their value: blocks takes always, flag or never; populate_threads
- * and max_1g an unsigned number.
+ * The huge-page and takeover parameters refuse what they cannot parse
+ * with EINVAL and keep their value: blocks takes always, flag or never;
+ * populate_threads and max_1g an unsigned number; takeover a boolean.
  */
-TEST_F(param, huge_page_params_reject_invalid)
+TEST_F(param, params_reject_invalid)
 {
 	static const struct {
 		const char *name, *bad[4];
@@ -666,6 +666,7 @@ TEST_F(param, huge_page_params_reject_invalid)
 		{ MODULE_DIR "/parameters/blocks", { "sometimes", "ALWAYS", " flag", "1" } },
 		{ MODULE_DIR "/parameters/populate_threads", { "abc", "-1", "1.5", "0x" } },
 		{ MODULE_DIR "/parameters/max_1g", { "abc", "-1", "1G", "one" } },
+		{ MODULE_DIR "/parameters/takeover", { "maybe", "2", "-1", "x" } },
 	};
 	char before[32], now[32];
 	unsigned int i, j;

@@ -25,7 +25,7 @@
 #define PARAMS		"/sys/module/gmem/parameters/"
 
 static const char *const params[] = {
-	"max_file_size", "blocks", "populate_threads", "max_1g",
+	"max_file_size", "blocks", "populate_threads", "max_1g", "takeover",
 };
 
 /* Run @fn as uid/gid NOBODY in a child; returns its exit status. */

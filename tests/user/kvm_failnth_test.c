@@ -15,7 +15,10 @@
  *    KVM_EXIT_MEMORY_FAULT at that page (ENOMEM: no page could be
  *    allocated, or EFAULT), or with ENOMEM from KVM's own allocations;
  *    run again without injection, the guest finds a zeroed page and
- *    reads back exactly what it wrote.
+ *    reads back exactly what it wrote;
+ *  - KVM_CREATE_GUEST_MEMFD with takeover on returns a gmem file or
+ *    fails with ENOMEM (never falls back to KVM's own guest_memfd), and
+ *    then leaves nothing behind: no file, no reference on the VM.
  * Once the VM and the files are closed, gmem's counters and the number
  * of VMs are back at their baseline.
  *
@@ -58,12 +61,14 @@
 /* A page in the middle: the file's xarray needs a node for it. */
 #define TOUCH_OFF	(100 * PAGE_SIZE)
 #define TOUCH_GPA	(SLOT_GPA + TOUCH_OFF)
+#define TAKEOVER_PARAM	"/sys/module/gmem/parameters/takeover"
 
 FIXTURE(failnth) {
 	struct gmem_failnth fi;
 	unsigned long long files0, bytes0;
 	int vms0, structs0;
 	char blocks[16];
+	char takeover[4];
 };
 
 /*
@@ -91,6 +96,7 @@ FIXTURE_SETUP(failnth)
 	self->fi.fd = -1;
 	self->fi.saved = 0;
 	self->blocks[0] = '\0';
+	self->takeover[0] = '\0';
 	REQUIRE_GMEM_KVM();
 	gmem_blocks_param_get(self->blocks, sizeof(self->blocks));
 	gmem_blocks_param_set(variant->blocks);
@@ -110,6 +116,8 @@ FIXTURE_TEARDOWN(failnth)
 	gmem_failnth_restore(&self->fi);
 	if (self->blocks[0])
 		gmem_blocks_param_set(self->blocks);
+	if (self->takeover[0])
+		gmem_write_str(TAKEOVER_PARAM, self->takeover);
 }
 
 static double now(void)
@@ -247,6 +255,63 @@ TEST_F_TIMEOUT(failnth, bind, 900)
 		TH_LOG("bind: stopped after %u injection points, the path has more",
 		       FAILNTH_MAX);
 	TH_LOG("KVM_SET_USER_MEMORY_REGION2: %u injection points, %u failed calls (%.1f s)",
+	       points, failed, now() - t0);
+}
+
+/*
+ * KVM_CREATE_GUEST_MEMFD served by gmem (takeover on): KVM allocates the
+ * fd, gmem the file, KVM binds it to the VM.  A failure anywhere must
+ * leave no file and no reference on the VM (the VM count at the baseline
+ * after closing it proves the latter), and must not fall back to KVM's
+ * own guest_memfd: the call fails with ENOMEM.
+ */
+TEST_F_TIMEOUT(failnth, takeover_create, 900)
+{
+	struct kvm_create_guest_memfd args = { .size = SLOT_SIZE };
+	unsigned int n, points = 0, failed = 0, made = 0;
+	unsigned long long taken0;
+	double t0 = now();
+	long l = 0;
+	int fd, r;
+
+	if (access(TAKEOVER_PARAM, F_OK))
+		SKIP(return, "gmem has no takeover parameter");
+	r = open(TAKEOVER_PARAM, O_RDONLY);
+	ASSERT_LE(0, r);
+	ASSERT_LT(0, read(r, self->takeover, sizeof(self->takeover) - 1));
+	close(r);
+	self->takeover[1] = '\0';
+	gmem_write_str(TAKEOVER_PARAM, "1");
+	taken0 = gmem_read_ull("/sys/class/misc/gmem/takeover_files");
+
+	for (n = 1; n <= FAILNTH_MAX; n++) {
+		struct kvm_vm *vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+
+		arm(_metadata, self, n);
+		fd = ioctl(vm->fd, KVM_CREATE_GUEST_MEMFD, &args);
+		r = fd < 0 ? errno : 0;
+		l = left(_metadata, self);
+		if (fd < 0) {
+			failed++;
+			ASSERT_EQ(ENOMEM, r)
+				TH_LOG("KVM_CREATE_GUEST_MEMFD with fail-nth %u: expected a file or ENOMEM, got %s",
+				       n, strerror(r));
+		} else {
+			ASSERT_LE(0, fdinfo_value(fd, "gmem-id"))
+				TH_LOG("fail-nth %u: KVM_CREATE_GUEST_MEMFD returned KVM's own file", n);
+			made++;
+			close(fd);
+		}
+		kvm_vm_free(vm);
+		expect_baseline(_metadata, self, "takeover create", n);
+		if (l) {
+			points = n - l;
+			break;
+		}
+		points = n;
+	}
+	EXPECT_EQ(made, gmem_read_ull("/sys/class/misc/gmem/takeover_files") - taken0);
+	TH_LOG("KVM_CREATE_GUEST_MEMFD (takeover): %u injection points, %u failed calls (%.1f s)",
 	       points, failed, now() - t0);
 }
 
