@@ -162,6 +162,7 @@ static struct file *gmem_kvm_create(struct kvm *kvm, loff_t size, u64 flags)
 {
 	struct file *file;
 
+	/* Pairs with gmem_kvm_ready_for_takeover(). */
 	if (!READ_ONCE(takeover) || !smp_load_acquire(&gmem_kvm_ready))
 		return ERR_PTR(-EOPNOTSUPP);
 	if (flags || !gmem_kvm_takeover_ok(gmem_kvm_vm_type(kvm)) ||
@@ -408,6 +409,7 @@ int gmem_kvm_init(void)
 /* The module is up: takeover may make files from now on. */
 void gmem_kvm_ready_for_takeover(void)
 {
+	/* Pairs with gmem_kvm_create(): all of init is seen done. */
 	smp_store_release(&gmem_kvm_ready, true);
 }
 

@@ -182,9 +182,11 @@ TEST_F(takeover, invalid_args_einval)
 	kvm_vm_free(vm);
 }
 
-static int bind(struct kvm_vm *vm, int fd, uint64_t offset, uint64_t size)
+/* Memslot @slot at @gpa on [@offset, @offset + @size) of @fd. */
+static int bind_slot(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, int fd,
+		     uint64_t offset, uint64_t size)
 {
-	return __vm_set_user_memory_region2(vm, SLOT, KVM_MEM_GUEST_MEMFD, GPA,
+	return __vm_set_user_memory_region2(vm, slot, KVM_MEM_GUEST_MEMFD, gpa,
 					    size, NULL, fd, offset);
 }
 
@@ -204,16 +206,14 @@ TEST_F(takeover, bound_to_its_vm)
 	fd = vm_create_guest_memfd(a, SIZE, 0);
 	ASSERT_TRUE(is_gmem(fd));
 
-	EXPECT_EQ(-1, bind(b, fd, 0, SIZE));
+	EXPECT_EQ(-1, bind_slot(b, SLOT, GPA, fd, 0, SIZE));
 	EXPECT_EQ(EINVAL, errno);
-	EXPECT_EQ(0, bind(a, fd, 0, SZ_2M));
+	EXPECT_EQ(0, bind_slot(a, SLOT, GPA, fd, 0, SZ_2M));
 	/* Overlapping ranges of one file: EINVAL, as KVM's. */
-	EXPECT_EQ(-1, __vm_set_user_memory_region2(a, SLOT + 1,
-		  KVM_MEM_GUEST_MEMFD, GPA + SZ_2M, SZ_2M, NULL, fd, 0));
+	EXPECT_EQ(-1, bind_slot(a, SLOT + 1, GPA + SZ_2M, fd, 0, SZ_2M));
 	EXPECT_EQ(EINVAL, errno);
 	/* Past the end of the file: EINVAL. */
-	EXPECT_EQ(-1, __vm_set_user_memory_region2(a, SLOT + 1,
-		  KVM_MEM_GUEST_MEMFD, GPA + SZ_2M, SIZE, NULL, fd, SZ_2M));
+	EXPECT_EQ(-1, bind_slot(a, SLOT + 1, GPA + SZ_2M, fd, SZ_2M, SIZE));
 	EXPECT_EQ(EINVAL, errno);
 	kvm_vm_free(b);
 
