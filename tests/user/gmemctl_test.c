@@ -140,6 +140,7 @@ struct holder_spec {
 	bool keep_dev;			/* keep /dev/gmem open */
 	bool vm;			/* bind its first file to a KVM VM */
 	bool close_files;		/* then close its files, keep the VM */
+	bool takeover;			/* its one file from KVM_CREATE_GUEST_MEMFD */
 };
 
 #define HOLDER_SKIP	1000	/* no KVM for the VM; status otherwise errno */
@@ -178,12 +179,42 @@ static int holder_vm(int gfd, unsigned long long size)
 	return 0;
 }
 
+/*
+ * holder_takeover() - a KVM_X86_SW_PROTECTED_VM whose private memory file
+ * comes from KVM_CREATE_GUEST_MEMFD, as an unmodified VMM makes it (a
+ * gmem file with takeover on), @allocate bytes of it allocated.  Returns
+ * 0, HOLDER_SKIP or an errno.
+ */
+static int holder_takeover(const struct holder_file *f)
+{
+	struct kvm_create_guest_memfd args = { .size = f->size };
+	int kvm, vm, types, fd;
+
+	kvm = open("/dev/kvm", O_RDWR);
+	if (kvm < 0)
+		return HOLDER_SKIP;
+	types = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
+	if (types < 0 || !(types & (1 << KVM_X86_SW_PROTECTED_VM)))
+		return HOLDER_SKIP;
+	vm = ioctl(kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+	if (vm < 0)
+		return errno;
+	fd = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
+	if (fd < 0)
+		return errno;
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, f->allocate))
+		return errno;
+	return 0;
+}
+
 /* The body of a helper process.  Returns 0, HOLDER_SKIP or an errno. */
 static int holder_setup(const struct holder_spec *spec)
 {
 	int dev, fd, first = -1, fds[MAX_HOLDER_FILES], i, r;
 
 	prctl(PR_SET_NAME, spec->name);
+	if (spec->takeover)
+		return holder_takeover(&spec->files[0]);
 	dev = open(GMEM_DEV, O_RDWR);
 	if (dev < 0)
 		return errno;
@@ -538,6 +569,39 @@ TEST(ps_names_the_vm_a_file_is_bound_to)
 	show("gmemctl ps:", r.out);
 	snprintf(vm, sizeof(vm), "kvm-%d", pid);
 	expect_row(_metadata, r.out, pid, "holder-vmm", 1, 0, 2 * MiB, 16 * KiB, vm);
+	holder_stop(pid);
+}
+
+#define TAKEOVER_PARAM	"/sys/module/gmem/parameters/takeover"
+
+/*
+ * A VMM that never heard of gmem, with takeover on: the file it got from
+ * KVM_CREATE_GUEST_MEMFD is a gmem file in ps, bound to its VM from
+ * creation.
+ */
+TEST(ps_shows_a_file_from_kvm_create_guest_memfd)
+{
+	const struct holder_spec vmm = {
+		.name = "holder-plain", .nfiles = 1, .takeover = true,
+		.files = { { 4 * MiB, 2 * MiB } },
+	};
+	char vm[32], was[8] = "";
+	struct run r;
+	pid_t pid;
+
+	if (access(GMEM_DEV, F_OK) || access(TAKEOVER_PARAM, F_OK))
+		SKIP(return, "gmem is not loaded, or has no takeover");
+	ASSERT_EQ(0, __gmem_read_file(TAKEOVER_PARAM, was, sizeof(was)));
+	gmem_write_file(_metadata, TAKEOVER_PARAM, "1");
+	pid = holder_start(&vmm);
+	gmem_write_file(_metadata, TAKEOVER_PARAM, was[0] == 'Y' ? "1" : "0");
+	if (!pid)
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM here");
+	ASSERT_LT(0, pid) TH_LOG("helper failed: %s", strerror(-pid));
+	ASSERT_EQ(0, run_gmemctl(&r, "ps")) TH_LOG("%s", r.err);
+	show("gmemctl ps:", r.out);
+	snprintf(vm, sizeof(vm), "kvm-%d", pid);
+	expect_row(_metadata, r.out, pid, "holder-plain", 1, 0, 4 * MiB, 2 * MiB, vm);
 	holder_stop(pid);
 }
 
