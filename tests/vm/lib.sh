@@ -148,8 +148,8 @@ vm_install_kmod() {
 }
 
 # vm_prepare FLAVOR: build (or reuse) the kernel, build gmem.ko, its KUnit
-# module, the selftests and the tools against it, and assemble the VM's
-# root file system.  Sets KDIR, KVER, VM_OUT and VM_ROOTFS.
+# module, the selftests and the tools against it, and the kernel's own KVM
+# selftests of tests/upstream/list, and assemble the VM's root file system.  Sets KDIR, KVER, VM_OUT and VM_ROOTFS.
 vm_prepare() {
 	local flavor=$1 bin
 	KDIR=$("$GMEM_TOP/tests/vm/build-kernel" "$flavor")
@@ -183,7 +183,13 @@ vm_prepare() {
 	for bin in "$VM_OUT"/bin/*; do
 		[ -x "$bin" ] && cp "$bin" "$VM_ROOTFS/gmem/bin/"
 	done
-	vm_copy_dynamic "$VM_ROOTFS" "$VM_ROOTFS"/gmem/bin/*
+	# The kernel's own KVM selftests that use guest_memfd, unmodified
+	# (tests/upstream/README.md), go in /gmem/upstream: out of the reach
+	# of the globs with which suites finds our own tests in /gmem/bin.
+	"$GMEM_TOP/tests/upstream/build" "$KDIR" "$VM_OUT/upstream" \
+		"$VM_ROOTFS/gmem/upstream" >&2 || die "KVM selftests build failed"
+	vm_copy_dynamic "$VM_ROOTFS" "$VM_ROOTFS"/gmem/bin/* \
+		$(find "$VM_ROOTFS/gmem/upstream" -type f -perm -u+x)
 	cp "$GMEM_TOP/tests/vm/suites" "$GMEM_TOP/tests/vm/install_test" \
 		"$VM_ROOTFS/gmem/bin/"
 }
