@@ -149,7 +149,8 @@ vm_install_kmod() {
 
 # vm_prepare FLAVOR: build (or reuse) the kernel, build gmem.ko, its KUnit
 # module, the selftests and the tools against it, and the kernel's own KVM
-# selftests of tests/upstream/list, and assemble the VM's root file system.  Sets KDIR, KVER, VM_OUT and VM_ROOTFS.
+# selftests of tests/upstream/list, and assemble the VM's root file
+# system.  Sets KDIR, KVER, VM_OUT and VM_ROOTFS.
 vm_prepare() {
 	local flavor=$1 bin
 	KDIR=$("$GMEM_TOP/tests/vm/build-kernel" "$flavor")
