@@ -66,7 +66,9 @@
 #define MAX_FDS		48
 #define MAX_VMS		3
 #define MAX_CHILDREN	3
-#define MAX_OWNERS	4096
+#define OWNER_BITS	16
+#define MAX_OWNERS	(1 << OWNER_BITS)	/* slots of the owner table */
+#define OWNERS_FULL	(MAX_OWNERS / 4 * 3)	/* files it records at most */
 #define MAX_FAIL_LOGS	30
 #define ALLOC_BUDGET	(256ULL << 20)	/* unlimited files, all processes */
 #define MEMCG_LIMIT	(32ULL << 20)	/* the small memory cgroup */
@@ -120,7 +122,8 @@ struct shared {
 	pthread_rwlock_t param_lock;	/* max_file_size vs. GMEM_CREATE */
 	pthread_rwlock_t memcg_lock;	/* filling the small cgroup vs. entering it */
 	uint64_t max_file_size;		/* under param_lock */
-	struct { uint64_t ino; int vm_id; } owners[MAX_OWNERS];
+	/* Under lock: open addressing on ino, 0 a free slot (key ino + 1). */
+	struct { uint64_t key; int vm_id; } owners[MAX_OWNERS];
 	int nr_owners;
 	atomic_int next_vm_id;
 	atomic_ulong child_ops, children, failures, fail_logs;
@@ -531,14 +534,29 @@ static int write_str(const char *path, const char *s)
 
 /* ---- the bind-owner model, shared by all processes ---- */
 
+/*
+ * The slot of @ino in the owner table: its own, or the free one where it
+ * would go.  Files are never forgotten (a file may live on in any of our
+ * processes), and the table is never more than 3/4 full.
+ */
+static unsigned int owner_slot(struct shared *sh, uint64_t ino)
+{
+	unsigned int i = (ino * 0x9E3779B97F4A7C15ULL) >> (64 - OWNER_BITS);
+
+	while (sh->owners[i].key && sh->owners[i].key != ino + 1)
+		i = (i + 1) & (MAX_OWNERS - 1);
+	return i;
+}
+
 static int owner_of(struct fuzz *f, uint64_t ino)
 {
-	int i, vm = -1;
+	unsigned int i;
+	int vm = -1;
 
 	pthread_mutex_lock(&f->sh->lock);
-	for (i = 0; i < f->sh->nr_owners; i++)
-		if (f->sh->owners[i].ino == ino)
-			vm = f->sh->owners[i].vm_id;
+	i = owner_slot(f->sh, ino);
+	if (f->sh->owners[i].key)
+		vm = f->sh->owners[i].vm_id;
 	pthread_mutex_unlock(&f->sh->lock);
 	return vm;
 }
@@ -546,15 +564,17 @@ static int owner_of(struct fuzz *f, uint64_t ino)
 /* Record that @ino is bound to @vm; a different owner is a failure. */
 static void set_owner(struct fuzz *f, uint64_t ino, int vm, const char *what)
 {
-	int i, old = -1;
+	unsigned int i;
+	int old = -1;
 
 	pthread_mutex_lock(&f->sh->lock);
-	for (i = 0; i < f->sh->nr_owners; i++)
-		if (f->sh->owners[i].ino == ino)
-			old = f->sh->owners[i].vm_id;
-	if (old < 0 && f->sh->nr_owners < MAX_OWNERS) {
-		f->sh->owners[f->sh->nr_owners].ino = ino;
-		f->sh->owners[f->sh->nr_owners++].vm_id = vm;
+	i = owner_slot(f->sh, ino);
+	if (f->sh->owners[i].key) {
+		old = f->sh->owners[i].vm_id;
+	} else if (f->sh->nr_owners < OWNERS_FULL) {
+		f->sh->owners[i].key = ino + 1;
+		f->sh->owners[i].vm_id = vm;
+		f->sh->nr_owners++;
 	}
 	pthread_mutex_unlock(&f->sh->lock);
 	if (old >= 0 && old != vm)
@@ -2559,10 +2579,11 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	for (i = 0; i < X_NR; i++)
 		TH_LOG("  exact check %-12s %lu", exact_names[i],
 		       (unsigned long)f->sh->exact[i]);
-	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), KVM VMs %d/%d (debugfs/vmalloc; start %d/%d)",
+	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), KVM VMs %d/%d (debugfs/vmalloc; start %d/%d); %d files bound in the run (the model holds %d)",
 	       (unsigned long long)files1,
 	       (unsigned long long)files0, (unsigned long long)bytes1,
-	       (unsigned long long)bytes0, vms1, structs1, vms0, structs0);
+	       (unsigned long long)bytes0, vms1, structs1, vms0, structs0,
+	       f->sh->nr_owners, OWNERS_FULL);
 	EXPECT_EQ(0UL, (unsigned long)f->sh->failures);
 	EXPECT_EQ(files0, files1);
 	EXPECT_EQ(bytes0, bytes1);
