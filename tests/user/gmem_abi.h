@@ -38,6 +38,8 @@ enum gmem_abi_op {
 	GMEM_ABI_BIND,		/* KVM_SET_USER_MEMORY_REGION2 naming a gmem fd */
 	GMEM_ABI_PARAM,		/* write of /sys/module/gmem/parameters/max_file_size */
 	GMEM_ABI_PARAM_BLOCKS,	/* write of /sys/module/gmem/parameters/blocks */
+	GMEM_ABI_PARAM_TAKEOVER,	/* write of /sys/module/gmem/parameters/takeover */
+	GMEM_ABI_GUEST_MEMFD,	/* KVM_CREATE_GUEST_MEMFD on a VM: a gmem file with takeover */
 	GMEM_ABI_NR
 };
 
@@ -81,6 +83,10 @@ static const struct gmem_abi_row gmem_abi[GMEM_ABI_NR] = {
 		{ EINVAL, EEXIST, EBADF, EFAULT, ENOMEM, ENODEV, EIO, EOPNOTSUPP } },
 	[GMEM_ABI_PARAM] = { "max_file_size", "README.md", { EINVAL } },
 	[GMEM_ABI_PARAM_BLOCKS] = { "blocks", "docs/abi.md: Module parameters", { EINVAL } },
+	[GMEM_ABI_PARAM_TAKEOVER] = { "takeover", "docs/abi.md: Module parameters", { EINVAL } },
+	[GMEM_ABI_GUEST_MEMFD] = { "KVM_CREATE_GUEST_MEMFD",
+		"docs/abi.md: Takeover; KVM's api.rst (EIO: VM ioctls from a process other than the VM's creator)",
+		{ EINVAL, EFAULT, EIO, ENOMEM, EMFILE, ENFILE } },
 };
 
 /* Is @err among the errnos documented for @op? */

@@ -8,19 +8,22 @@
  * documented rules (a valid GMEM_CREATE, fallocate, attribute ioctl or
  * GMEM_WRITE succeeds; an invalid one fails with an errno of a rule it
  * broke; nothing that reads or maps the contents ever succeeds; a file
- * binds to one VM only, across fork and SCM_RIGHTS).  Where the rules
- * say more than the errno, the result is checked too: GET reads back
- * what SET set and nothing around it changed, runs are maximal,
- * GMEM_WRITE reports as written exactly the pages its source could
- * give (no guest runs here, so no page is ever refused with EPERM).
- * Every ioctl number goes through the model of its fd kind; ours on
- * the other kind of fd fail with ENOTTY.  Around the single calls: fds
- * closed by another thread while in use, forked children and processes
- * that receive fds over a unix socket working on the same files, files
- * charged to a small memory cgroup (ENOMEM and its rollback), a timer
- * signal that interrupts long allocations (EINTR).  At the end every fd
- * is closed and gmem's counters and KVM's VMs must be back where they
- * started.
+ * binds to one VM only, across fork and SCM_RIGHTS; KVM_CREATE_GUEST_MEMFD
+ * gives a gmem file, bound to its VM from creation, exactly when the
+ * takeover parameter, the VM type and max_file_size say so, and KVM's own
+ * guest_memfd otherwise).  Where the rules say more than the errno, the
+ * result is checked too: GET reads back what SET set and nothing around it
+ * changed, runs are maximal, GMEM_WRITE reports as written exactly the
+ * pages its source could give (no guest runs here, so no page is ever
+ * refused with EPERM).  Every ioctl number goes through the model of its fd
+ * kind; ours on the other kind of fd fail with ENOTTY.  Around the single
+ * calls: fds closed by another thread while in use, forked children and
+ * processes that receive fds over a unix socket working on the same files,
+ * files charged to a small memory cgroup (ENOMEM and its rollback), a
+ * timer signal that interrupts long allocations (EINTR).  At the end every
+ * fd is closed and gmem's counters and KVM's VMs must be back where they
+ * started, and takeover_files and takeover_declined must have moved as the
+ * model said.
  *
  * The operation sequence of each process follows from the seed; the
  * interleaving of processes and threads does not.
@@ -66,15 +69,20 @@
 #define MAX_FDS		48
 #define MAX_VMS		3
 #define MAX_CHILDREN	3
-#define MAX_OWNERS	4096
+#define OWNER_BITS	16
+#define MAX_OWNERS	(1 << OWNER_BITS)	/* slots of the owner table */
+#define OWNERS_FULL	(MAX_OWNERS / 4 * 3)	/* files it records at most */
 #define MAX_FAIL_LOGS	30
 #define ALLOC_BUDGET	(256ULL << 20)	/* unlimited files, all processes */
 #define MEMCG_LIMIT	(32ULL << 20)	/* the small memory cgroup */
 #define MEMCG_DIR	"/sys/fs/cgroup/gmem-fuzz"
 #define PARAM		"/sys/module/gmem/parameters/max_file_size"
 #define PARAM_BLOCKS	"/sys/module/gmem/parameters/blocks"
+#define PARAM_TAKEOVER	"/sys/module/gmem/parameters/takeover"
 #define SYSFS_FILES	"/sys/class/misc/gmem/files"
 #define SYSFS_BYTES	"/sys/class/misc/gmem/allocated_bytes"
+#define SYSFS_TAKEN	"/sys/class/misc/gmem/takeover_files"
+#define SYSFS_DECLINED	"/sys/class/misc/gmem/takeover_declined"
 #define LFS_MAX		((uint64_t)LLONG_MAX)
 #define SRC_PAGES	512	/* readable source of GMEM_WRITE, ending at the guard */
 #define WALK_MAX	64	/* GMEM_GET_ATTRIBUTES calls of one walk */
@@ -97,6 +105,7 @@ struct ffd {
 	bool shared;		/* K_GMEM: a child of ours may hold the file too */
 	int vm_id;		/* K_VM */
 	pid_t vm_pid;		/* K_VM: its creator, the only process that may use it */
+	unsigned long vm_type;	/* K_VM: its KVM_CREATE_VM type */
 	bool vm_private;	/* K_VM: KVM_X86_SW_PROTECTED_VM */
 };
 
@@ -107,20 +116,32 @@ enum exact {
 	X_SET_EDGES,		/* SET left the pages around the range alone, runs maximal */
 	X_WALK,			/* a walk of all runs ends at the file size, runs maximal */
 	X_WRITTEN,		/* GMEM_WRITE's written is what the source allowed */
+	X_GUEST_MEMFD,		/* KVM_CREATE_GUEST_MEMFD gave the file the model said */
+	X_TAKEOVER_COUNTS,	/* ...and moved takeover_files/_declined as it said */
 	X_NR
 };
 
 static const char *const exact_names[] = {
-	"create-attrs", "set-get", "set-edges", "walk", "written",
+	"create-attrs", "set-get", "set-edges", "walk", "written", "guest-memfd",
+	"takeover-cnt",
 };
 
 /* Shared by every process of the run (MAP_SHARED, set up before forks). */
 struct shared {
 	pthread_mutex_t lock;		/* owners */
-	pthread_rwlock_t param_lock;	/* max_file_size vs. GMEM_CREATE */
+	pthread_rwlock_t param_lock;	/* max_file_size, takeover vs. creating files */
 	pthread_rwlock_t memcg_lock;	/* filling the small cgroup vs. entering it */
 	uint64_t max_file_size;		/* under param_lock */
-	struct { uint64_t ino; int vm_id; } owners[MAX_OWNERS];
+	bool takeover;			/* under param_lock */
+	/*
+	 * What KVM_CREATE_GUEST_MEMFD calls of all processes added to
+	 * takeover_files and takeover_declined: exactly, and at most
+	 * declined_maybe more (calls that failed under injection, maybe
+	 * before gmem saw them).
+	 */
+	atomic_ulong taken_over, declined, declined_maybe;
+	/* Under lock: open addressing on ino, 0 a free slot (key ino + 1). */
+	struct { uint64_t key; int vm_id; } owners[MAX_OWNERS];
 	int nr_owners;
 	atomic_int next_vm_id;
 	atomic_ulong child_ops, children, failures, fail_logs;
@@ -531,14 +552,29 @@ static int write_str(const char *path, const char *s)
 
 /* ---- the bind-owner model, shared by all processes ---- */
 
+/*
+ * The slot of @ino in the owner table: its own, or the free one where it
+ * would go.  Files are never forgotten (a file may live on in any of our
+ * processes), and the table is never more than 3/4 full.
+ */
+static unsigned int owner_slot(struct shared *sh, uint64_t ino)
+{
+	unsigned int i = (ino * 0x9E3779B97F4A7C15ULL) >> (64 - OWNER_BITS);
+
+	while (sh->owners[i].key && sh->owners[i].key != ino + 1)
+		i = (i + 1) & (MAX_OWNERS - 1);
+	return i;
+}
+
 static int owner_of(struct fuzz *f, uint64_t ino)
 {
-	int i, vm = -1;
+	unsigned int i;
+	int vm = -1;
 
 	pthread_mutex_lock(&f->sh->lock);
-	for (i = 0; i < f->sh->nr_owners; i++)
-		if (f->sh->owners[i].ino == ino)
-			vm = f->sh->owners[i].vm_id;
+	i = owner_slot(f->sh, ino);
+	if (f->sh->owners[i].key)
+		vm = f->sh->owners[i].vm_id;
 	pthread_mutex_unlock(&f->sh->lock);
 	return vm;
 }
@@ -546,15 +582,17 @@ static int owner_of(struct fuzz *f, uint64_t ino)
 /* Record that @ino is bound to @vm; a different owner is a failure. */
 static void set_owner(struct fuzz *f, uint64_t ino, int vm, const char *what)
 {
-	int i, old = -1;
+	unsigned int i;
+	int old = -1;
 
 	pthread_mutex_lock(&f->sh->lock);
-	for (i = 0; i < f->sh->nr_owners; i++)
-		if (f->sh->owners[i].ino == ino)
-			old = f->sh->owners[i].vm_id;
-	if (old < 0 && f->sh->nr_owners < MAX_OWNERS) {
-		f->sh->owners[f->sh->nr_owners].ino = ino;
-		f->sh->owners[f->sh->nr_owners++].vm_id = vm;
+	i = owner_slot(f->sh, ino);
+	if (f->sh->owners[i].key) {
+		old = f->sh->owners[i].vm_id;
+	} else if (f->sh->nr_owners < OWNERS_FULL) {
+		f->sh->owners[i].key = ino + 1;
+		f->sh->owners[i].vm_id = vm;
+		f->sh->nr_owners++;
 	}
 	pthread_mutex_unlock(&f->sh->lock);
 	if (old >= 0 && old != vm)
@@ -1855,6 +1893,7 @@ static void op_vm_create(struct fuzz *f)
 	d->kind = K_VM;
 	d->vm_id = atomic_fetch_add(&f->sh->next_vm_id, 1);
 	d->vm_pid = getpid();
+	d->vm_type = type;
 	d->vm_private = type == KVM_X86_SW_PROTECTED_VM;
 }
 
@@ -1996,6 +2035,255 @@ static void op_param(struct fuzz *f)
 	pthread_rwlock_unlock(&f->sh->param_lock);
 	snprintf(what, sizeof(what), "write %s \"%s\"", PARAM, val);
 	judge(f, GMEM_ABI_PARAM, &x, r ? -1 : 0, -r, what);
+}
+
+/* The takeover parameter as it reads: "Y" or "N". */
+static bool read_takeover(void)
+{
+	char b[8] = "";
+	int fd = open(PARAM_TAKEOVER, O_RDONLY);
+
+	if (fd < 0)
+		return false;
+	if (read(fd, b, sizeof(b) - 1) < 0)
+		b[0] = 0;
+	close(fd);
+	return b[0] == 'Y';
+}
+
+/*
+ * The takeover parameter: the values docs/abi.md names (a trailing
+ * newline allowed, as echo writes them), anything else EINVAL with the
+ * value unchanged (a write of nothing never reaches the module).  It
+ * decides what KVM_CREATE_GUEST_MEMFD returns: the model keeps it, under
+ * param_lock, and checks that it reads back as written.
+ */
+static void op_param_takeover(struct fuzz *f)
+{
+	static const struct { const char *s; int on; } vals[] = {
+		{ "1", 1 }, { "0", 0 }, { "y", 1 }, { "n", 0 }, { "Y", 1 },
+		{ "N", 0 }, { "on", 1 }, { "off", 0 }, { "1\n", 1 }, { "N\n", 0 },
+		{ "2", -1 }, { "-1", -1 }, { " y", -1 }, { "\n", -1 }, { "o", -1 },
+		{ "ok", -1 }, { "maybe", -1 }, { "+1", -1 },
+	};
+	unsigned int i = below(f, ARRAY_SIZE(vals));
+	struct expect x = { 0 };
+	bool now;
+	char what[128];
+	int r;
+
+	x.ok = vals[i].on >= 0;
+	if (!x.ok)
+		allow(&x, EINVAL);
+	pthread_rwlock_wrlock(&f->sh->param_lock);
+	r = write_str(PARAM_TAKEOVER, vals[i].s);
+	if (!r && x.ok)
+		f->sh->takeover = vals[i].on;
+	now = read_takeover();
+	snprintf(what, sizeof(what), "write %s \"%s\"", PARAM_TAKEOVER, vals[i].s);
+	if (now != f->sh->takeover)
+		fail(f, "%s (%s): takeover reads %s, expected %s", what,
+		     r ? errname(-r) : "ok", now ? "Y" : "N", f->sh->takeover ? "Y" : "N");
+	f->sh->takeover = now;
+	pthread_rwlock_unlock(&f->sh->param_lock);
+	judge(f, GMEM_ABI_PARAM_TAKEOVER, &x, r ? -1 : 0, -r, what);
+}
+
+/* The value of @key in the fdinfo of @fd, in @val; false without the key. */
+static bool fdinfo_get(int fd, const char *key, char *val, size_t len)
+{
+	char path[64], line[128], *v;
+	size_t klen = strlen(key);
+	bool found = false;
+	FILE *fi;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	fi = fopen(path, "r");
+	if (!fi)
+		return false;
+	while (!found && fgets(line, sizeof(line), fi)) {
+		if (strncmp(line, key, klen) || line[klen] != ':')
+			continue;
+		v = line + klen + 1;
+		v += strspn(v, " \t");
+		v[strcspn(v, "\n")] = 0;
+		snprintf(val, len, "%s", v);
+		found = true;
+	}
+	fclose(fi);
+	return found;
+}
+
+/* The VM types whose KVM_CREATE_GUEST_MEMFD gmem serves (docs/abi.md). */
+static bool takeover_type(unsigned long type)
+{
+	return type == KVM_X86_SW_PROTECTED_VM || type == KVM_X86_DEFAULT_VM;
+}
+
+/* Can this process tell the takeover counters' changes apart? */
+static bool counters_alone(struct fuzz *f)
+{
+	int i;
+
+	if (f->child || f->racing)
+		return false;
+	reap(f, false);
+	for (i = 0; i < MAX_CHILDREN; i++)
+		if (f->kids[i])
+			return false;
+	return true;
+}
+
+/*
+ * The file KVM_CREATE_GUEST_MEMFD returned as @fd, against the model:
+ * with KVM's fd flags and the size asked for; a gmem file bound to its VM
+ * from creation when @taken (tracked from now on, as bound to @vm_id),
+ * else KVM's own guest_memfd (closed).
+ */
+static void check_guest_memfd(struct fuzz *f, int fd, bool taken, uint64_t size,
+			      int vm_id, pid_t vm_pid, const char *what)
+{
+	char id[32] = "", vm[32] = "", want[32];
+	bool gmem = fdinfo_get(fd, "gmem-id", id, sizeof(id));
+	int fdflags = fcntl(fd, F_GETFD), fl = fcntl(fd, F_GETFL);
+	bool ok = true;
+	struct ffd *d;
+	struct stat st;
+
+	if (fstat(fd, &st)) {
+		fail(f, "%s: fstat of the new fd: %s", what, errname(errno));
+		close(fd);
+		return;
+	}
+	if (fdflags != 0 || (fl & O_ACCMODE) != O_RDWR || (uint64_t)st.st_size != size) {
+		fail(f, "%s: fd flags %#x, file flags %#x, size %#llx; KVM makes read-write fds without FD_CLOEXEC, of the size asked for",
+		     what, fdflags, fl, (unsigned long long)st.st_size);
+		ok = false;
+	}
+	if (!taken) {
+		if (gmem)
+			fail(f, "%s: a gmem file (gmem-id %s), but gmem should have left the call to KVM",
+			     what, id);
+		else if (ok)
+			count_exact(f, X_GUEST_MEMFD);
+		close(fd);
+		return;
+	}
+	if (!gmem) {
+		fail(f, "%s: KVM's own guest_memfd, but takeover should have made a gmem file",
+		     what);
+		close(fd);
+		return;
+	}
+	snprintf(want, sizeof(want), "kvm-%d", vm_pid);
+	fdinfo_get(fd, "gmem-vm", vm, sizeof(vm));
+	if (strtoull(id, NULL, 10) != st.st_ino || strcmp(vm, want))
+		fail(f, "%s: fdinfo gmem-id %s gmem-vm \"%s\"; expected %lu, \"%s\"", what, id,
+		     vm, (unsigned long)st.st_ino, want);
+	else if (ok)
+		count_exact(f, X_GUEST_MEMFD);
+	/* Bound from creation: memslots of other VMs must not bind it. */
+	set_owner(f, st.st_ino, vm_id, what);
+	d = add_gmem(f, fd, size, 0, false);
+	if (d)
+		check_new_file(f, d, 0);
+}
+
+/*
+ * KVM_CREATE_GUEST_MEMFD on one of our VMs: KVM checks its arguments
+ * (any flag, a size that is not a positive multiple of the page size:
+ * EINVAL); then, with takeover on, a SW_PROTECTED or DEFAULT VM and a
+ * size up to max_file_size, the file is a gmem file, which under fault
+ * injection may fail to be made (ENOMEM) but never becomes KVM's own;
+ * anything else is KVM's own guest_memfd.  The counters takeover_files
+ * and takeover_declined are predicted: call by call while no other
+ * process of ours runs, in total at the end.
+ */
+static void op_guest_memfd(struct fuzz *f)
+{
+	struct ffd *vm = pick(f, M_VM);
+	struct kvm_create_guest_memfd g = { 0 };
+	struct expect x = { 0 };
+	uint64_t taken0 = 0, declined0 = 0, taken1, declined1;
+	bool taken, declined, alone, on;
+	enum arg_kind ak;
+	char what[192];
+	void *arg;
+	int vm_id;
+	pid_t vm_pid;
+	long r;
+	int err;
+
+	if (!vm)
+		return;
+	if (chance(f, 75))
+		g.size = file_size(f);
+	else
+		g.size = interesting(f, 1 << 20);
+	if (chance(f, 10))
+		g.flags = chance(f, 50) ? 1ULL << below(f, 64) : rnd(f) >> below(f, 64);
+	/* KVM only reads the struct: read-only memory is as good as ours. */
+	arg = place_arg(f, &g, sizeof(g), &ak);
+	vm_id = vm->vm_id;
+	vm_pid = vm->vm_pid;
+
+	pthread_rwlock_rdlock(&f->sh->param_lock);
+	on = f->sh->takeover;
+	if (vm_pid != getpid())
+		allow(&x, EIO);		/* only the VM's creator may use it */
+	else if (ak == ARG_BAD)
+		allow(&x, EFAULT);
+	else if (g.flags || !g.size || g.size % PAGE || g.size > LFS_MAX)
+		allow(&x, EINVAL);
+	x.ok = !x.n;
+	taken = x.ok && on && takeover_type(vm->vm_type) &&
+		g.size <= f->sh->max_file_size;
+	declined = x.ok && on && !taken;
+	alone = counters_alone(f);
+	if (alone) {
+		taken0 = read_u64(SYSFS_TAKEN);
+		declined0 = read_u64(SYSFS_DECLINED);
+	}
+	arm(f);
+	r = ioctl(vm->fd, KVM_CREATE_GUEST_MEMFD, arg);
+	err = errno;
+	disarm(f);
+	pthread_rwlock_unlock(&f->sh->param_lock);
+	snprintf(what, sizeof(what),
+		 "KVM_CREATE_GUEST_MEMFD(VM %d type %lu, %s{size %#llx flags %#llx}) with takeover %s",
+		 vm_id, vm->vm_type, ak == ARG_BAD ? "bad pointer " : "",
+		 (unsigned long long)g.size, (unsigned long long)g.flags, on ? "on" : "off");
+	judge(f, GMEM_ABI_GUEST_MEMFD, &x, r, err, what);
+	if (r >= 0 && !x.ok) {
+		close(r);
+		return;
+	}
+
+	/*
+	 * gmem counts a file it made, and a call it declines before KVM makes
+	 * its own; a call that failed under injection may have failed before
+	 * gmem saw it (KVM allocates the fd first).
+	 */
+	if (taken && r >= 0)
+		atomic_fetch_add(&f->sh->taken_over, 1);
+	if (declined && r >= 0)
+		atomic_fetch_add(&f->sh->declined, 1);
+	if (declined && r < 0)
+		atomic_fetch_add(&f->sh->declined_maybe, 1);
+	if (alone) {
+		taken1 = read_u64(SYSFS_TAKEN);
+		declined1 = read_u64(SYSFS_DECLINED);
+		if (taken1 - taken0 != (taken && r >= 0) ||
+		    declined1 - declined0 > declined ||
+		    (r >= 0 && declined1 - declined0 != declined))
+			fail(f, "%s = %ld: takeover_files +%lld, takeover_declined +%lld; expected +%d, +%d",
+			     what, r, (long long)(taken1 - taken0),
+			     (long long)(declined1 - declined0), taken && r >= 0, declined);
+		else
+			count_exact(f, X_TAKEOVER_COUNTS);
+	}
+	if (r >= 0)
+		check_guest_memfd(f, r, taken, g.size, vm_id, vm_pid, what);
 }
 
 /* ---- operations that run others: races, forks, fd passing ---- */
@@ -2288,6 +2576,8 @@ static const struct fuzz_op {
 	{ "bind",	10, op_bind,		true,  true },
 	{ "vm-close",	1,  op_vm_close,	false, true },
 	{ "param",	1,  op_param,		false, false },
+	{ "takeover",	1,  op_param_takeover,	false, false },
+	{ "kvm-gmemfd",	3,  op_guest_memfd,	false, true },
 	{ "pass",	2,  op_pass,		false, true },
 	{ "race-close",	1,  op_race_close,	false, false },
 	{ "fork",	1,  op_fork,		false, false },
@@ -2411,6 +2701,9 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	unsigned long secs = env_ul("GMEM_FUZZ_SECONDS", 0);
 	uint64_t files0 = read_u64(SYSFS_FILES), bytes0 = read_u64(SYSFS_BYTES);
 	uint64_t param0 = read_u64(PARAM), files1, bytes1;
+	uint64_t taken0 = read_u64(SYSFS_TAKEN), declined0 = read_u64(SYSFS_DECLINED);
+	uint64_t taken1, declined1;
+	bool takeover0 = read_takeover();
 	struct itimerval it = { { 0, 10000 }, { 0, 10000 } };
 	struct sigaction sa = { .sa_handler = on_signal };
 	pthread_mutexattr_t ma;
@@ -2452,6 +2745,9 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	pthread_rwlock_init(&f->sh->param_lock, &ra);
 	pthread_rwlock_init(&f->sh->memcg_lock, &ra);
 	f->sh->max_file_size = param0;
+	f->sh->takeover = takeover0;
+	ASSERT_EQ(0, access(PARAM_TAKEOVER, W_OK))
+		TH_LOG("%s: %s", PARAM_TAKEOVER, strerror(errno));
 	bfd = open(PARAM_BLOCKS, O_RDONLY);
 	ASSERT_LE(0, bfd) TH_LOG("open %s: %s", PARAM_BLOCKS, strerror(errno));
 	ASSERT_LT(0, read(bfd, blocks0, sizeof(blocks0) - 1));
@@ -2508,6 +2804,9 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	snprintf(param_s, sizeof(param_s), "%llu", (unsigned long long)param0);
 	EXPECT_EQ(0, write_str(PARAM, param_s));
 	EXPECT_EQ(0, write_str(PARAM_BLOCKS, blocks0));
+	EXPECT_EQ(0, write_str(PARAM_TAKEOVER, takeover0 ? "Y" : "N"));
+	taken1 = read_u64(SYSFS_TAKEN);
+	declined1 = read_u64(SYSFS_DECLINED);
 	if (f->memcg)
 		rmdir(MEMCG_DIR);
 	if (f->nth_fd >= 0)
@@ -2554,16 +2853,25 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	       (done + f->sh->child_ops) / (secs_f > 0 ? secs_f : 1));
 	TH_LOG("fail-nth: %lu calls armed, %lu allocation failures injected",
 	       (unsigned long)f->sh->armed, (unsigned long)f->sh->fired);
+	TH_LOG("takeover: takeover_files +%llu (expected %lu), takeover_declined +%llu (expected %lu, up to %lu more)",
+	       (unsigned long long)(taken1 - taken0), (unsigned long)f->sh->taken_over,
+	       (unsigned long long)(declined1 - declined0), (unsigned long)f->sh->declined,
+	       (unsigned long)f->sh->declined_maybe);
 	for (i = 0; i < (int)NR_OPS; i++)
 		TH_LOG("  op %-10s %lu", fuzz_ops[i].name, op_counts[i]);
 	for (i = 0; i < X_NR; i++)
 		TH_LOG("  exact check %-12s %lu", exact_names[i],
 		       (unsigned long)f->sh->exact[i]);
-	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), KVM VMs %d/%d (debugfs/vmalloc; start %d/%d)",
+	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), KVM VMs %d/%d (debugfs/vmalloc; start %d/%d); %d files bound in the run (the model holds %d)",
 	       (unsigned long long)files1,
 	       (unsigned long long)files0, (unsigned long long)bytes1,
-	       (unsigned long long)bytes0, vms1, structs1, vms0, structs0);
+	       (unsigned long long)bytes0, vms1, structs1, vms0, structs0,
+	       f->sh->nr_owners, OWNERS_FULL);
 	EXPECT_EQ(0UL, (unsigned long)f->sh->failures);
+	/* The calls of every process, on the counters since the start. */
+	EXPECT_EQ((uint64_t)f->sh->taken_over, taken1 - taken0);
+	EXPECT_LE((uint64_t)f->sh->declined, declined1 - declined0);
+	EXPECT_GE((uint64_t)(f->sh->declined + f->sh->declined_maybe), declined1 - declined0);
 	EXPECT_EQ(files0, files1);
 	EXPECT_EQ(bytes0, bytes1);
 	EXPECT_EQ(vms0, vms1);
