@@ -5,7 +5,9 @@
  *
  * Worker processes run "worlds" one after another until the deadline.
  * A world is a KVM_X86_SW_PROTECTED_VM with two vCPUs whose private
- * memory is one gmem file bound through two memslots.  Its vCPUs write
+ * memory is one gmem file bound through two memslots (made by
+ * GMEM_CREATE, or, one world in three, by KVM_CREATE_GUEST_MEMFD with
+ * gmem's takeover on).  Its vCPUs write
  * and read back tagged values on every page, forever; chaos threads,
  * each holding its own fd of the file, race them with operations from
  * a table (punch-hole, allocation, private<->shared conversion,
@@ -143,15 +145,26 @@ static void guest_code(uint64_t tag, uint64_t vcpu)
 enum {
 	C_WORLDS, C_GUEST_ACCESSES, C_MEMORY_FAULT_EXITS, C_MMIO_EXITS,
 	C_TEARDOWN_CLOSE_FIRST, C_TEARDOWN_VM_FIRST, C_TEARDOWN_CHILD,
-	C_TEARDOWN_MEMSLOTS_FIRST, C_CHILD_OPS, C_FAILURES, C_NR
+	C_TEARDOWN_MEMSLOTS_FIRST, C_CHILD_OPS, C_TAKEOVER_WORLDS, C_FAILURES,
+	C_NR
 };
 
 static const char *const counter_names[C_NR] = {
 	"worlds", "guest page accesses", "memory-fault exits", "MMIO exits",
 	"ends: file closed under running vCPUs", "ends: VM closed first",
 	"ends: a child held the last reference", "ends: memslots deleted first",
-	"operations of children", "failures",
+	"operations of children", "worlds on KVM_CREATE_GUEST_MEMFD (takeover)",
+	"failures",
 };
+
+#define TAKEOVER_PARAM	"/sys/module/gmem/parameters/takeover"
+
+/*
+ * With gmem's takeover on (set for the run when the module has it), one
+ * world in three takes its file from KVM_CREATE_GUEST_MEMFD, as an
+ * unmodified VMM does: a gmem file bound to the VM from creation.
+ */
+static bool takeover_on;
 
 struct chaos;
 struct world;
@@ -547,7 +560,14 @@ static void run_world(uint64_t *rng, struct kvm_vm *other, double seconds)
 	w->tag = (getpid() << 12 | (atomic_load(&sh->count[C_WORLDS]) & 0xfff)) & 0xfffffff;
 	w->tag |= 1ULL << 28;		/* never zero */
 	w->vm = __vm_create_with_vcpus(protected_shape, NR_VCPUS, 0, guest_code, w->vcpus);
-	w->fd = private_file(w->vm, PAGES * PAGE_SIZE);
+	if (takeover_on && !below(rng, 3)) {
+		w->fd = vm_create_guest_memfd(w->vm, PAGES * PAGE_SIZE, 0);
+		if (fdinfo_value(w->fd, "gmem-id") < 0)
+			failure("KVM_CREATE_GUEST_MEMFD with takeover on: not a gmem file");
+		atomic_fetch_add(&sh->count[C_TAKEOVER_WORLDS], 1);
+	} else {
+		w->fd = private_file(w->vm, PAGES * PAGE_SIZE);
+	}
 	w->shared = mmap(NULL, PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	TEST_ASSERT(w->shared != MAP_FAILED, "mmap");
@@ -781,6 +801,7 @@ TEST_F_TIMEOUT(stress, races, 4 * 3600)
 	uint64_t seed = seed_env ? strtoull(seed_env, NULL, 0) : 1;
 	unsigned long long slab_tol = SLAB_TOLERANCE, ops = 0;
 	struct state base, end;
+	char takeover0[8] = "";
 	double t0, t1;
 	pid_t pids[64];
 	int i, st, tries, bad = 0;
@@ -796,6 +817,15 @@ TEST_F_TIMEOUT(stress, races, 4 * 3600)
 	read_state(&base);
 	memset(sh, 0, sizeof(*sh));
 
+	if (!on_guest_memfd() && !access(TAKEOVER_PARAM, F_OK)) {
+		int pfd = open(TAKEOVER_PARAM, O_RDONLY);
+
+		ASSERT_LE(0, pfd);
+		ASSERT_LT(0, read(pfd, takeover0, sizeof(takeover0) - 1));
+		close(pfd);
+		gmem_write_str(TAKEOVER_PARAM, "1");
+		takeover_on = true;
+	}
 	t0 = now();
 	for (i = 0; i < procs; i++)
 		pids[i] = spawn(seed + i, t0 + secs);
@@ -807,6 +837,8 @@ TEST_F_TIMEOUT(stress, races, 4 * 3600)
 		}
 	}
 	t1 = now();
+	if (takeover_on)
+		gmem_write_str(TAKEOVER_PARAM, takeover0[0] == 'Y' ? "1" : "0");
 
 	/* Releases are synchronous, VM destruction may wait for RCU: settle. */
 	for (tries = 0; tries < 50; tries++) {
@@ -839,6 +871,8 @@ TEST_F_TIMEOUT(stress, races, 4 * 3600)
 	EXPECT_EQ(0, bad);
 	EXPECT_EQ(0UL, (unsigned long)sh->count[C_FAILURES]);
 	EXPECT_LT(0UL, (unsigned long)sh->count[C_GUEST_ACCESSES]);
+	if (takeover_on)
+		EXPECT_LT(0UL, (unsigned long)sh->count[C_TAKEOVER_WORLDS]);
 	EXPECT_EQ(base.files, end.files);
 	EXPECT_EQ(base.bytes, end.bytes);
 	EXPECT_EQ(base.vms, end.vms);
