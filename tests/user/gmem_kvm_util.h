@@ -89,6 +89,22 @@ static inline long long fdinfo_value(int fd, const char *key)
 	return v;
 }
 
+/* Does /proc/self/fdinfo/@fd have a line containing @text? */
+static inline bool fdinfo_has(int fd, const char *text)
+{
+	char path[64], line[256];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	TEST_ASSERT(f, "open %s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		found |= !!strstr(line, text);
+	fclose(f);
+	return found;
+}
+
 /*
  * Run @vcpu to its guest's next GUEST_SYNC(@stage), or to GUEST_DONE()
  * when @stage is 0; a guest assertion fails the test.
@@ -147,6 +163,30 @@ static inline void gmem_blocks_param_get(char *buf, size_t len)
 static inline void gmem_blocks_param_set(const char *val)
 {
 	gmem_write_str(GMEM_BLOCKS_PARAM, val);
+}
+
+#define GMEM_TAKEOVER_PARAM	"/sys/module/gmem/parameters/takeover"
+
+/*
+ * The module parameter takeover (a bool, read as "Y" or "N"): 1 on, 0
+ * off, -1 when gmem has no such parameter.
+ */
+static inline int gmem_takeover_param_get(void)
+{
+	char b[4] = "";
+	int fd = open(GMEM_TAKEOVER_PARAM, O_RDONLY);
+
+	if (fd < 0 && errno == ENOENT)
+		return -1;
+	TEST_ASSERT(fd >= 0 && read(fd, b, sizeof(b) - 1) > 0,
+		    "read " GMEM_TAKEOVER_PARAM ": %s", strerror(errno));
+	close(fd);
+	return b[0] == 'Y';
+}
+
+static inline void gmem_takeover_param_set(bool on)
+{
+	gmem_write_str(GMEM_TAKEOVER_PARAM, on ? "1" : "0");
 }
 
 #endif /* GMEM_KVM_UTIL_H */

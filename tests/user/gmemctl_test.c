@@ -146,6 +146,24 @@ struct holder_spec {
 #define HOLDER_SKIP	1000	/* no KVM for the VM; status otherwise errno */
 
 /*
+ * holder_new_vm() - a new KVM_X86_SW_PROTECTED_VM in *@vm.  Returns 0,
+ * HOLDER_SKIP (no KVM, or no such VM type) or an errno.
+ */
+static int holder_new_vm(int *vm)
+{
+	int kvm, types;
+
+	kvm = open("/dev/kvm", O_RDWR);
+	if (kvm < 0)
+		return HOLDER_SKIP;
+	types = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
+	if (types < 0 || !(types & (1 << KVM_X86_SW_PROTECTED_VM)))
+		return HOLDER_SKIP;
+	*vm = ioctl(kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+	return *vm < 0 ? errno : 0;
+}
+
+/*
  * holder_vm() - a KVM_X86_SW_PROTECTED_VM with one memslot whose private
  * memory is the gmem file @gfd.  Returns 0, HOLDER_SKIP or an errno.
  */
@@ -157,18 +175,12 @@ static int holder_vm(int gfd, unsigned long long size)
 		.memory_size = size,
 		.guest_memfd = gfd,
 	};
-	int kvm, vm, types;
+	int vm, r;
 	void *mem;
 
-	kvm = open("/dev/kvm", O_RDWR);
-	if (kvm < 0)
-		return HOLDER_SKIP;
-	types = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
-	if (types < 0 || !(types & (1 << KVM_X86_SW_PROTECTED_VM)))
-		return HOLDER_SKIP;
-	vm = ioctl(kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
-	if (vm < 0)
-		return errno;
+	r = holder_new_vm(&vm);
+	if (r)
+		return r;
 	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED)
@@ -188,17 +200,11 @@ static int holder_vm(int gfd, unsigned long long size)
 static int holder_takeover(const struct holder_file *f)
 {
 	struct kvm_create_guest_memfd args = { .size = f->size };
-	int kvm, vm, types, fd;
+	int vm, fd, r;
 
-	kvm = open("/dev/kvm", O_RDWR);
-	if (kvm < 0)
-		return HOLDER_SKIP;
-	types = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
-	if (types < 0 || !(types & (1 << KVM_X86_SW_PROTECTED_VM)))
-		return HOLDER_SKIP;
-	vm = ioctl(kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
-	if (vm < 0)
-		return errno;
+	r = holder_new_vm(&vm);
+	if (r)
+		return r;
 	fd = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
 	if (fd < 0)
 		return errno;

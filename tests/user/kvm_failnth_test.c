@@ -61,14 +61,13 @@
 /* A page in the middle: the file's xarray needs a node for it. */
 #define TOUCH_OFF	(100 * PAGE_SIZE)
 #define TOUCH_GPA	(SLOT_GPA + TOUCH_OFF)
-#define TAKEOVER_PARAM	"/sys/module/gmem/parameters/takeover"
 
 FIXTURE(failnth) {
 	struct gmem_failnth fi;
 	unsigned long long files0, bytes0;
 	int vms0, structs0;
 	char blocks[16];
-	char takeover[4];
+	int takeover;		/* to put back; -1: untouched */
 };
 
 /*
@@ -96,7 +95,7 @@ FIXTURE_SETUP(failnth)
 	self->fi.fd = -1;
 	self->fi.saved = 0;
 	self->blocks[0] = '\0';
-	self->takeover[0] = '\0';
+	self->takeover = -1;
 	REQUIRE_GMEM_KVM();
 	gmem_blocks_param_get(self->blocks, sizeof(self->blocks));
 	gmem_blocks_param_set(variant->blocks);
@@ -116,8 +115,8 @@ FIXTURE_TEARDOWN(failnth)
 	gmem_failnth_restore(&self->fi);
 	if (self->blocks[0])
 		gmem_blocks_param_set(self->blocks);
-	if (self->takeover[0])
-		gmem_write_str(TAKEOVER_PARAM, self->takeover);
+	if (self->takeover >= 0)
+		gmem_takeover_param_set(self->takeover);
 }
 
 static double now(void)
@@ -274,14 +273,11 @@ TEST_F_TIMEOUT(failnth, takeover_create, 900)
 	long l = 0;
 	int fd, r;
 
-	if (access(TAKEOVER_PARAM, F_OK))
+	r = gmem_takeover_param_get();
+	if (r < 0)
 		SKIP(return, "gmem has no takeover parameter");
-	r = open(TAKEOVER_PARAM, O_RDONLY);
-	ASSERT_LE(0, r);
-	ASSERT_LT(0, read(r, self->takeover, sizeof(self->takeover) - 1));
-	close(r);
-	self->takeover[1] = '\0';
-	gmem_write_str(TAKEOVER_PARAM, "1");
+	self->takeover = r;
+	gmem_takeover_param_set(true);
 	taken0 = gmem_read_ull("/sys/class/misc/gmem/takeover_files");
 
 	for (n = 1; n <= FAILNTH_MAX; n++) {

@@ -48,21 +48,6 @@ FIXTURE_TEARDOWN(kvm)
 {
 }
 
-static bool fdinfo_has(int fd, const char *text)
-{
-	char path[64], line[256];
-	bool found = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	TEST_ASSERT(f, "open %s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f))
-		found |= !!strstr(line, text);
-	fclose(f);
-	return found;
-}
-
 /* The library holds its own dup of the gmem fd of each memslot. */
 static void close_region_fd(struct kvm_vm *vm, int slot)
 {

@@ -157,8 +157,6 @@ static const char *const counter_names[C_NR] = {
 	"failures",
 };
 
-#define TAKEOVER_PARAM	"/sys/module/gmem/parameters/takeover"
-
 /*
  * With gmem's takeover on (set for the run when the module has it), one
  * world in three takes its file from KVM_CREATE_GUEST_MEMFD, as an
@@ -801,7 +799,7 @@ TEST_F_TIMEOUT(stress, races, 4 * 3600)
 	uint64_t seed = seed_env ? strtoull(seed_env, NULL, 0) : 1;
 	unsigned long long slab_tol = SLAB_TOLERANCE, ops = 0;
 	struct state base, end;
-	char takeover0[8] = "";
+	int takeover0 = -1;
 	double t0, t1;
 	pid_t pids[64];
 	int i, st, tries, bad = 0;
@@ -817,13 +815,10 @@ TEST_F_TIMEOUT(stress, races, 4 * 3600)
 	read_state(&base);
 	memset(sh, 0, sizeof(*sh));
 
-	if (!on_guest_memfd() && !access(TAKEOVER_PARAM, F_OK)) {
-		int pfd = open(TAKEOVER_PARAM, O_RDONLY);
-
-		ASSERT_LE(0, pfd);
-		ASSERT_LT(0, read(pfd, takeover0, sizeof(takeover0) - 1));
-		close(pfd);
-		gmem_write_str(TAKEOVER_PARAM, "1");
+	if (!on_guest_memfd())
+		takeover0 = gmem_takeover_param_get();
+	if (takeover0 >= 0) {
+		gmem_takeover_param_set(true);
 		takeover_on = true;
 	}
 	t0 = now();
@@ -838,7 +833,7 @@ TEST_F_TIMEOUT(stress, races, 4 * 3600)
 	}
 	t1 = now();
 	if (takeover_on)
-		gmem_write_str(TAKEOVER_PARAM, takeover0[0] == 'Y' ? "1" : "0");
+		gmem_takeover_param_set(takeover0);
 
 	/* Releases are synchronous, VM destruction may wait for RCU: settle. */
 	for (tries = 0; tries < 50; tries++) {

@@ -33,7 +33,6 @@
 #include "gmem_leak.h"
 #include <gmem.h>
 
-#define TAKEOVER_PARAM	"/sys/module/gmem/parameters/takeover"
 #define MAX_SIZE_PARAM	"/sys/module/gmem/parameters/max_file_size"
 #define TAKEN_OVER	"/sys/class/misc/gmem/takeover_files"
 #define DECLINED	"/sys/class/misc/gmem/takeover_declined"
@@ -42,63 +41,31 @@
 #define GPA		(1ULL << 32)
 #define SIZE		(4 * SZ_2M)
 
-/* The takeover parameter (a bool: "Y" or "N"). */
-static bool takeover_param(void)
-{
-	char b[4] = "";
-	int fd = open(TAKEOVER_PARAM, O_RDONLY);
-
-	TEST_ASSERT(fd >= 0 && read(fd, b, sizeof(b) - 1) > 0,
-		    "read " TAKEOVER_PARAM ": %s", strerror(errno));
-	close(fd);
-	return b[0] == 'Y';
-}
-
 /* The parameters takeover and max_file_size are put back after each test. */
 FIXTURE(takeover) {
-	unsigned long long saved, max_size;
+	int saved;		/* -1: nothing to put back */
+	unsigned long long max_size;
 };
 
 FIXTURE_SETUP(takeover)
 {
-	self->saved = ULLONG_MAX;
+	self->saved = -1;
 	REQUIRE_GMEM_KVM();
-	if (access(TAKEOVER_PARAM, F_OK))
-		SKIP(return, "gmem has no takeover parameter");
-	self->saved = takeover_param();
 	self->max_size = gmem_read_ull(MAX_SIZE_PARAM);
+	self->saved = gmem_takeover_param_get();
+	if (self->saved < 0)
+		SKIP(return, "gmem has no takeover parameter");
 }
 
 FIXTURE_TEARDOWN(takeover)
 {
 	char v[32];
 
-	if (self->saved == ULLONG_MAX)
+	if (self->saved < 0)
 		return;
-	gmem_write_str(TAKEOVER_PARAM, self->saved ? "1" : "0");
+	gmem_takeover_param_set(self->saved);
 	snprintf(v, sizeof(v), "%llu", self->max_size);
 	gmem_write_str(MAX_SIZE_PARAM, v);
-}
-
-static void set_takeover(bool on)
-{
-	gmem_write_str(TAKEOVER_PARAM, on ? "1" : "0");
-}
-
-/* Does /proc/self/fdinfo/@fd have a line containing @text? */
-static bool fdinfo_has(int fd, const char *text)
-{
-	char path[64], line[256];
-	bool found = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	TEST_ASSERT(f, "open %s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f))
-		found |= !!strstr(line, text);
-	fclose(f);
-	return found;
 }
 
 /* Is @fd a gmem file?  Only gmem's fdinfo has gmem-id. */
@@ -121,13 +88,13 @@ TEST_F(takeover, off_kvm_on_gmem)
 	struct stat st;
 	int fd;
 
-	set_takeover(false);
+	gmem_takeover_param_set(false);
 	fd = vm_create_guest_memfd(vm, SIZE, 0);
 	EXPECT_FALSE(is_gmem(fd));
 	EXPECT_EQ(taken, gmem_read_ull(TAKEN_OVER));
 	close(fd);
 
-	set_takeover(true);
+	gmem_takeover_param_set(true);
 	fd = vm_create_guest_memfd(vm, SIZE, 0);
 	EXPECT_TRUE(is_gmem(fd));
 	EXPECT_EQ(taken + 1, gmem_read_ull(TAKEN_OVER));
@@ -161,7 +128,7 @@ TEST_F(takeover, invalid_args_einval)
 	int on, bit, i, fd;
 
 	for (on = 0; on < 2; on++) {
-		set_takeover(on);
+		gmem_takeover_param_set(on);
 		taken = gmem_read_ull(TAKEN_OVER);
 		declined = gmem_read_ull(DECLINED);
 		for (bit = 0; bit < 64; bit++) {
@@ -200,7 +167,7 @@ TEST_F(takeover, bound_to_its_vm)
 	struct kvm_vm *a, *b;
 	int vms, fd;
 
-	set_takeover(true);
+	gmem_takeover_param_set(true);
 	a = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	b = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	fd = vm_create_guest_memfd(a, SIZE, 0);
@@ -262,7 +229,7 @@ TEST_F_TIMEOUT(takeover, guest_runs, KVM_TEST_TIMEOUT)
 	char *page;
 	int fd;
 
-	set_takeover(true);
+	gmem_takeover_param_set(true);
 	vm = vm_create_shape_with_one_vcpu(protected_shape, &vcpu, guest_code);
 	fd = vm_create_guest_memfd(vm, SIZE, 0);
 	ASSERT_TRUE(is_gmem(fd));
@@ -305,7 +272,7 @@ TEST_F(takeover, too_big_left_to_kvm)
 	char v[32];
 	int fd;
 
-	set_takeover(true);
+	gmem_takeover_param_set(true);
 	snprintf(v, sizeof(v), "%d", SZ_2M);
 	gmem_write_str(MAX_SIZE_PARAM, v);
 	fd = vm_create_guest_memfd(vm, SIZE, 0);
