@@ -37,6 +37,8 @@ struct mem_cgroup;
  * @giant_pfns: for each 1 GiB allocation (first pfn >> GMEM_GIANT_ORDER)
  *	some of whose pages the store holds: xa_mk_value() of how many.
  *	Such pages are not charged to @memcg (see gmem_store.c).
+ * @no_direct_map: every page the store holds is absent from the kernel's
+ *	direct map (see gmem_store.c).  Set before the first insertion.
  *
  * Lookups and insertions may run concurrently (the xa_lock serialises
  * insertions); removal must not run concurrently with either: callers
@@ -51,6 +53,7 @@ struct gmem_store {
 	struct mem_cgroup *memcg;
 	struct xarray giants;
 	struct xarray giant_pfns;
+	bool no_direct_map;
 };
 
 /* Naturally aligned 2 MiB blocks, allocated where they can be. */
@@ -62,6 +65,7 @@ struct gmem_store {
 
 void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg);
 unsigned long gmem_store_totals(unsigned long *held);
+unsigned long gmem_store_unmapped(void);
 int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live);
 unsigned long gmem_store_release_held(struct gmem_store *s);
 void gmem_store_set_giant_limit(long n);
@@ -76,8 +80,7 @@ struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc);
 int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end);
 int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
 				pgoff_t end, unsigned int threads);
-unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
-				pgoff_t end);
+long gmem_store_remove(struct gmem_store *s, pgoff_t start, pgoff_t end);
 void gmem_store_set_guest(struct gmem_store *s, pgoff_t index);
 bool gmem_store_test_guest(struct gmem_store *s, pgoff_t index);
 

@@ -26,8 +26,10 @@
 #include <linux/pseudo_fs.h>
 #include <linux/rcupdate.h>
 #include <linux/seq_file.h>
+#include <linux/set_memory.h>
 #include <linux/shrinker.h>
 #include <linux/slab.h>
+#include <linux/vmalloc.h>
 
 #include "gmem.h"
 
@@ -90,6 +92,21 @@ static const struct kernel_param_ops blocks_ops = {
 module_param_cb(blocks, &blocks_ops, NULL, 0644);
 MODULE_PARM_DESC(blocks,
 		 "Files whose guest faults and GMEM_WRITE allocate 2 MiB blocks: always (default), flag (created with GMEM_CREATE_BLOCKS), never");
+
+static bool no_direct_map;
+module_param(no_direct_map, bool, 0644);
+MODULE_PARM_DESC(no_direct_map,
+		 "Create every file as if with GMEM_CREATE_NO_DIRECT_MAP: its pages out of the kernel's direct map (default: off)");
+
+/* Can pages leave the direct map here (GMEM_CREATE_NO_DIRECT_MAP)? */
+static bool gmem_direct_map_changeable(void)
+{
+#ifdef CONFIG_ARCH_HAS_SET_DIRECT_MAP
+	return can_set_direct_map();
+#else
+	return false;
+#endif
+}
 
 static unsigned int populate_threads;
 module_param(populate_threads, uint, 0644);
@@ -279,9 +296,9 @@ struct gmem_change {
 static int gmem_punch(void *data)
 {
 	struct gmem_change *c = data;
+	long r = gmem_store_remove(&c->gf->store, c->start, c->end);
 
-	gmem_store_remove(&c->gf->store, c->start, c->end);
-	return 0;
+	return r < 0 ? r : 0;
 }
 
 static int gmem_change_attrs(void *data)
@@ -312,7 +329,7 @@ static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 		struct gmem_change c = { .gf = gf, .start = start, .end = end };
 
 		down_write(&gf->lock);
-		gmem_kvm_invalidate(gf, start, end, gmem_punch, &c);
+		r = gmem_kvm_invalidate(gf, start, end, gmem_punch, &c);
 		up_write(&gf->lock);
 	} else {
 		/*
@@ -473,13 +490,23 @@ struct gmem_write_src {
 	const void *buf;	/* the kernel copy, or NULL */
 };
 
-/* Copy one page from @src into @folio at byte @at. */
-static void gmem_write_copy(struct folio *folio, size_t at,
-			    const struct gmem_write_src *src)
+/*
+ * Copy one page from @src into @folio at byte @at.  A page out of the
+ * direct map (@alias) is written through a temporary mapping of its own,
+ * whose TLB entries __gmem_write() flushes before GMEM_WRITE returns.
+ * Returns 0 or -ENOMEM (no mapping).
+ */
+static int gmem_write_copy(struct folio *folio, size_t at,
+			   const struct gmem_write_src *src, bool alias)
 {
 	unsigned int first = PAGE_SIZE - src->off;
-	char *dst = kmap_local_folio(folio, at);
-	char *p;
+	struct page *page = folio_page(folio, at >> PAGE_SHIFT);
+	char *dst, *p;
+
+	dst = alias ? vmap(&page, 1, VM_MAP, PAGE_KERNEL) :
+		      kmap_local_folio(folio, at);
+	if (!dst)
+		return -ENOMEM;
 
 	if (src->buf) {
 		memcpy(dst, src->buf, PAGE_SIZE);
@@ -493,7 +520,11 @@ static void gmem_write_copy(struct folio *folio, size_t at,
 			kunmap_local(p);
 		}
 	}
-	kunmap_local(dst);
+	if (alias)
+		vunmap(dst);
+	else
+		kunmap_local(dst);
+	return 0;
 }
 
 /*
@@ -531,8 +562,9 @@ static int gmem_write_page(struct gmem_file *gf, pgoff_t index,
 	else if (folio_test_hwpoison(folio))
 		r = -EHWPOISON;
 	else
-		gmem_write_copy(folio, (index & (folio_nr_pages(folio) - 1)) << PAGE_SHIFT,
-				src);
+		r = gmem_write_copy(folio,
+				    (index & (folio_nr_pages(folio) - 1)) << PAGE_SHIFT,
+				    src, gf->store.no_direct_map);
 	folio_unlock(folio);
 	folio_put(folio);
 out:
@@ -637,6 +669,9 @@ static long gmem_write(struct file *file, struct gmem_write __user *uarg)
 		r = __gmem_write(gf, start, end, u64_to_user_ptr(args.user_addr),
 				 bounce, &done);
 	kfree(bounce);
+	/* No TLB entry of a temporary mapping outlives the ioctl. */
+	if (gf->store.no_direct_map && done != start)
+		vm_unmap_aliases();
 	if (done != start)
 		file_modified(file);
 	if (put_user((u64)(done - start) << PAGE_SHIFT, &uarg->written))
@@ -841,6 +876,9 @@ struct file *gmem_file_create(loff_t size, u64 flags)
 	gmem_attrs_init(&gf->attrs, &gf->lock, gf->store.memcg);
 	gf->size = size;
 	gf->flags = flags & ~GMEM_CREATE_BLOCKS;
+	if (READ_ONCE(no_direct_map) && gmem_direct_map_changeable())
+		gf->flags |= GMEM_CREATE_NO_DIRECT_MAP;
+	gf->store.no_direct_map = gf->flags & GMEM_CREATE_NO_DIRECT_MAP;
 	switch (READ_ONCE(blocks)) {
 	case GMEM_BLOCKS_ALWAYS:
 		gf->flags |= GMEM_CREATE_BLOCKS;
@@ -881,6 +919,9 @@ static int gmem_create(struct file *dev, struct gmem_create __user *uarg)
 			return -EINVAL;
 	if (args.flags & ~GMEM_CREATE_FLAGS)
 		return -EINVAL;
+	if ((args.flags & GMEM_CREATE_NO_DIRECT_MAP) &&
+	    !gmem_direct_map_changeable())
+		return -EOPNOTSUPP;
 	if (!args.size || !PAGE_ALIGNED(args.size) ||
 	    args.size > gmem_max_file_size())
 		return -EINVAL;
@@ -958,6 +999,13 @@ static ssize_t allocations_1g_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(allocations_1g);
 
+static ssize_t unmapped_bytes_show(struct device *dev,
+				   struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", gmem_store_unmapped() << PAGE_SHIFT);
+}
+static DEVICE_ATTR_RO(unmapped_bytes);
+
 static ssize_t takeover_files_show(struct device *dev,
 				   struct device_attribute *attr, char *buf)
 {
@@ -982,6 +1030,7 @@ static struct attribute *gmem_dev_attrs[] = {
 	&dev_attr_allocated_bytes.attr,
 	&dev_attr_held_bytes.attr,
 	&dev_attr_allocations_1g.attr,
+	&dev_attr_unmapped_bytes.attr,
 	&dev_attr_takeover_files.attr,
 	&dev_attr_takeover_declined.attr,
 	NULL

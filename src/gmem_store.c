@@ -55,6 +55,21 @@
  * zaps guest mappings first.  So a block is published whole or not at
  * all (gmem_store_insert_block()), and a failing populate keeps what it
  * allocated.
+ *
+ * A store made without the direct map (@no_direct_map) keeps every page
+ * it holds, live or held, out of the kernel's direct map, so that no
+ * host kernel code can read a guest's private memory through it, not
+ * even speculatively.  A page is unmapped once it is allocated (zeroed)
+ * and the TLB is flushed before the page is published; it is mapped
+ * again before it goes back to the page allocator, with its contents.
+ * A block is unmapped and mapped again as one range, which changes its
+ * 2 MiB direct-map entry in place (a 1 GiB range, block by block, splits
+ * a 1 GiB entry into 2 MiB ones).  Changing part of a 2 MiB entry splits
+ * it into 4 KiB entries, which takes a page table: that only happens
+ * where the operation may fail (allocating a page, punching part of a
+ * block, giving held pages back), never when a whole block or a page
+ * whose entry is split already goes back, so that freeing needs no
+ * memory.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -66,8 +81,10 @@
 #include <linux/pagevec.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/set_memory.h>
 #include <linux/slab.h>
 #include <linux/workqueue.h>
+#include <asm/tlbflush.h>
 
 #include "gmem.h"
 
@@ -172,6 +189,89 @@ unsigned long gmem_store_totals(unsigned long *held)
 	return atomic_long_read(&gmem_total_pages);
 }
 
+/* Pages of all stores that are out of the direct map. */
+static atomic_long_t gmem_total_unmapped = ATOMIC_LONG_INIT(0);
+
+/**
+ * gmem_store_unmapped() - pages that stores keep out of the direct map
+ *
+ * Return: their number, for all stores together.
+ */
+unsigned long gmem_store_unmapped(void)
+{
+	return atomic_long_read(&gmem_total_unmapped);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_unmapped);
+
+/*
+ * Take @nr pages from @page out of the direct map, without a TLB flush.
+ * Returns 0, or -ENOMEM when a large entry had to be split and no page
+ * table could be had: then nothing changed (mapping back what was done
+ * splits nothing).
+ */
+static int gmem_dm_unmap(struct page *page, unsigned long nr)
+{
+	int r = set_direct_map_valid_noflush(page, nr, false);
+
+	if (r) {
+		set_direct_map_valid_noflush(page, nr, true);
+		return r;
+	}
+	atomic_long_add(nr, &gmem_total_unmapped);
+	return 0;
+}
+
+/*
+ * Put @nr pages from @page back into the direct map.  Returns 0, or
+ * -ENOMEM when part of a 2 MiB entry had to be split and no page table
+ * could be had (nothing changed then).
+ */
+static int gmem_dm_map(struct page *page, unsigned long nr)
+{
+	int r = set_direct_map_valid_noflush(page, nr, true);
+
+	if (r) {
+		set_direct_map_valid_noflush(page, nr, false);
+		return r;
+	}
+	atomic_long_sub(nr, &gmem_total_unmapped);
+	return 0;
+}
+
+/* Flush the TLB entries of the direct map of @nr pages from @page. */
+static void gmem_dm_flush(struct page *page, unsigned long nr)
+{
+	unsigned long addr = (unsigned long)page_address(page);
+
+	flush_tlb_kernel_range(addr, addr + nr * PAGE_SIZE);
+}
+
+/*
+ * Unmap freshly allocated pages of @s before they are published: on
+ * failure they are still mapped, for the caller to free.
+ */
+static int gmem_dm_unmap_new(struct gmem_store *s, struct page *page,
+			     unsigned long nr)
+{
+	int r;
+
+	if (!s->no_direct_map)
+		return 0;
+	r = gmem_dm_unmap(page, nr);
+	if (!r)
+		gmem_dm_flush(page, nr);
+	return r;
+}
+
+/* Map pages of @s that were never published back, to free them. */
+static void gmem_dm_map_unpublished(struct gmem_store *s, struct page *page,
+				    unsigned long nr)
+{
+	/* Unmapped whole by gmem_dm_unmap_new(): splits nothing. */
+	if (s->no_direct_map)
+		WARN_ON_ONCE(gmem_dm_map(page, nr));
+}
+
 /**
  * gmem_store_init() - set up an empty store
  * @s: the store
@@ -231,6 +331,11 @@ VISIBLE_IF_KUNIT struct folio *gmem_store_insert_new(struct gmem_store *s,
 		set_active_memcg(old_memcg);
 		return ERR_PTR(-ENOMEM);
 	}
+	if (gmem_dm_unmap_new(s, &folio->page, 1)) {
+		set_active_memcg(old_memcg);
+		folio_put(folio);
+		return ERR_PTR(-ENOMEM);
+	}
 	/*
 	 * A hole, or an index reserved by a block insertion in progress
 	 * (XA_ZERO_ENTRY), which this page takes over: the block then
@@ -260,6 +365,7 @@ VISIBLE_IF_KUNIT struct folio *gmem_store_insert_new(struct gmem_store *s,
 	set_active_memcg(old_memcg);
 
 	if (unlikely(old || xas_error(&xas))) {
+		gmem_dm_map_unpublished(s, &folio->page, 1);
 		folio_put(folio);
 		return old ?: ERR_PTR(xas_error(&xas));
 	}
@@ -531,11 +637,17 @@ int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 		set_active_memcg(old_memcg);
 		return -ENOMEM;
 	}
+	if (gmem_dm_unmap_new(s, page, GMEM_BLOCK_PAGES)) {
+		set_active_memcg(old_memcg);
+		__free_pages(page, GMEM_BLOCK_ORDER);
+		return -ENOMEM;
+	}
 	if (live == ULONG_MAX) {
 		set_active_memcg(old_memcg);
 		split_page(page, GMEM_BLOCK_ORDER);
 		r = gmem_store_commit_packed(s, index, page);
 		if (r) {
+			gmem_dm_map_unpublished(s, page, GMEM_BLOCK_PAGES);
 			for (i = 0; i < GMEM_BLOCK_PAGES; i++)
 				__free_page(page + i);
 			return r;
@@ -547,6 +659,7 @@ int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 	set_active_memcg(old_memcg);
 	if (r) {
 		gmem_store_unreserve_block(s, index);
+		gmem_dm_map_unpublished(s, page, GMEM_BLOCK_PAGES);
 		__free_pages(page, GMEM_BLOCK_ORDER);
 		return r;
 	}
@@ -555,6 +668,7 @@ int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 	r = gmem_store_commit_block(s, index, page, live);
 	if (r) {
 		gmem_store_unreserve_block(s, index);
+		gmem_dm_map_unpublished(s, page, GMEM_BLOCK_PAGES);
 		for (i = 0; i < GMEM_BLOCK_PAGES; i++)
 			__free_page(page + i);
 		return r;
@@ -638,6 +752,23 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 		atomic_long_dec(&gmem_giant_allocs);
 		return -ENOMEM;
 	}
+	/*
+	 * Block by block: the first splits a 1 GiB direct-map entry into
+	 * 2 MiB ones, so that each block can go back whole on its own.
+	 */
+	for (b = 0; s->no_direct_map && b < GMEM_GIANT_PAGES; b += GMEM_BLOCK_PAGES) {
+		if (!gmem_dm_unmap(page + b, GMEM_BLOCK_PAGES))
+			continue;
+		while (b) {
+			b -= GMEM_BLOCK_PAGES;
+			WARN_ON_ONCE(gmem_dm_map(page + b, GMEM_BLOCK_PAGES));
+		}
+		free_contig_range(page_to_pfn(page), GMEM_GIANT_PAGES);
+		atomic_long_dec(&gmem_giant_allocs);
+		return -ENOMEM;
+	}
+	if (s->no_direct_map)
+		gmem_dm_flush(page, GMEM_GIANT_PAGES);
 	pfn = page_to_pfn(page);
 	key = pfn >> GMEM_GIANT_ORDER;
 	old_memcg = set_active_memcg(s->memcg);
@@ -652,12 +783,15 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 			cond_resched();
 			continue;
 		}
+		gmem_dm_map_unpublished(s, page + b, GMEM_BLOCK_PAGES);
 		for (i = 0; i < GMEM_BLOCK_PAGES; i++) {
 			set_page_private(page + b + i, 0);
 			__free_page(page + b + i);
 		}
 	}
 	if (r) {
+		for (b = 0; s->no_direct_map && b < GMEM_GIANT_PAGES; b += GMEM_BLOCK_PAGES)
+			WARN_ON_ONCE(gmem_dm_map(page + b, GMEM_BLOCK_PAGES));
 		free_contig_range(pfn, GMEM_GIANT_PAGES);
 		atomic_long_dec(&gmem_giant_allocs);
 		return r;
@@ -940,6 +1074,128 @@ int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_populate_threads);
 
 /*
+ * Map (@map) or unmap the direct map of the pages of @s in [@start, @end)
+ * that are in @pages (only the held ones if @held_only): a marked block
+ * that lies whole in the range as one range, other pages in runs of
+ * consecutive pages.  Returns 0, or -ENOMEM when an entry had to be
+ * split and no page table could be had: *@done is then the index up to
+ * which the pages were changed.
+ */
+static int __gmem_dm_pages(struct gmem_store *s, pgoff_t start, pgoff_t end,
+			   bool held_only, bool map, pgoff_t *done)
+{
+	int (*change)(struct page *page, unsigned long nr) =
+		map ? gmem_dm_map : gmem_dm_unmap;
+	struct page *run = NULL, *page;
+	pgoff_t i = start, run_index = 0;
+	unsigned long nr = 0;
+	struct folio *folio;
+	int r;
+
+	*done = start;
+	while (i < end) {
+		folio = xa_find(&s->pages, &i, end - 1,
+				held_only ? GMEM_HELD : XA_PRESENT);
+		if (!folio)
+			break;
+		page = &folio->page;
+		if (run && i == run_index + nr && page == run + nr) {
+			nr++;
+			i++;
+			continue;
+		}
+		if (run) {
+			r = change(run, nr);
+			if (r)
+				return r;
+			*done = run_index + nr;
+			run = NULL;
+			cond_resched();
+		}
+		if (!held_only && IS_ALIGNED(i, GMEM_BLOCK_PAGES) &&
+		    end - i >= GMEM_BLOCK_PAGES &&
+		    xa_get_mark(&s->pages, i, GMEM_BLOCK)) {
+			r = change(page, GMEM_BLOCK_PAGES);
+			if (r)
+				return r;
+			i += GMEM_BLOCK_PAGES;
+			*done = i;
+			continue;
+		}
+		run = page;
+		run_index = i++;
+		nr = 1;
+	}
+	if (run) {
+		r = change(run, nr);
+		if (r)
+			return r;
+	}
+	*done = end;
+	return 0;
+}
+
+/*
+ * Map (@map) or unmap the direct map of the pages of @s in [@start, @end),
+ * or of its held pages only (@held_only): packed blocks that lie whole in
+ * the range (the ones gmem_store_free_packed() takes), and the pages of
+ * @pages.  The caller excludes every change of @s.  Returns 0, or
+ * -ENOMEM when an entry had to be split and no page table could be had:
+ * nothing changed then.
+ */
+static int gmem_dm_range(struct gmem_store *s, pgoff_t start, pgoff_t end,
+			 bool held_only, bool map)
+{
+	unsigned long first = (start >> GMEM_BLOCK_ORDER) +
+			      !IS_ALIGNED(start, GMEM_BLOCK_PAGES);
+	unsigned long last = end >> GMEM_BLOCK_ORDER, key;
+	struct folio *folio;
+	pgoff_t done, undone;
+	int r;
+
+	r = __gmem_dm_pages(s, start, end, held_only, map, &done);
+	if (r) {
+		/* What was changed was split already, or changed whole. */
+		WARN_ON_ONCE(__gmem_dm_pages(s, start, done, held_only, !map,
+					     &undone));
+		return r;
+	}
+	if (held_only || last <= first)
+		return 0;
+	/* Whole 2 MiB entries, changed in place: this cannot fail. */
+	xa_for_each_range(&s->blocks, key, folio, first, last - 1) {
+		WARN_ON_ONCE(map ? gmem_dm_map(&folio->page, GMEM_BLOCK_PAGES) :
+				   gmem_dm_unmap(&folio->page, GMEM_BLOCK_PAGES));
+		cond_resched();
+	}
+	return 0;
+}
+
+/*
+ * Map (@map) or unmap the pages of the marked block whose first page is
+ * @page (its pages are consecutive) that are set in @bits, in runs.
+ * Returns 0, or -ENOMEM with nothing changed.
+ */
+static int gmem_dm_block_bits(struct page *page, const unsigned long *bits,
+			      bool map)
+{
+	unsigned int rs, re, us, ue;
+	int r;
+
+	for_each_set_bitrange(rs, re, bits, GMEM_BLOCK_PAGES) {
+		r = map ? gmem_dm_map(page + rs, re - rs) :
+			  gmem_dm_unmap(page + rs, re - rs);
+		if (!r)
+			continue;
+		for_each_set_bitrange(us, ue, bits, rs)
+			WARN_ON_ONCE(map ? gmem_dm_unmap(page + us, ue - us) :
+					   gmem_dm_map(page + us, ue - us));
+		return r;
+	}
+	return 0;
+}
+
+/*
  * Drop the store's references on the folios of @fbatch, counting those
  * that came from a 1 GiB allocation (tagged GMEM_GIANT_TAG) out of it:
  * the last one out ends the allocation.  Called without the xa_lock of
@@ -1023,16 +1279,24 @@ static unsigned long gmem_store_free_packed(struct gmem_store *s, pgoff_t start,
  * Take every page of [@start, @end) out of the store and free it (held
  * pages too), or only the held ones if @held_only.  Blocks that lose a
  * page are no longer blocks; packed ones must lie whole in the range.
- * Returns the number of live pages removed.
+ * Pages of a store without the direct map are mapped first, unless the
+ * caller did (@mapped): whole blocks in place, pages whose entries are
+ * split already one by one, which needs no memory.  Returns the number
+ * of live pages removed.
  */
 static unsigned long gmem_store_free(struct gmem_store *s, pgoff_t start,
-				     pgoff_t end, bool held_only)
+				     pgoff_t end, bool held_only, bool mapped)
 {
 	unsigned long nr = 0, held = 0, nr_packed;
 	pgoff_t head, broken = ULONG_MAX;
 	XA_STATE(xas, &s->pages, start);
 	struct folio_batch fbatch;
 	struct folio *folio;
+
+	/* Never freed unmapped: kept (leaked) if that ever failed. */
+	if (s->no_direct_map && !mapped &&
+	    WARN_ON_ONCE(gmem_dm_range(s, start, end, held_only, true)))
+		return 0;
 
 	if (!held_only)
 		nr = gmem_store_free_packed(s, start, end);
@@ -1090,20 +1354,26 @@ static unsigned long gmem_store_free(struct gmem_store *s, pgoff_t start,
  * Punch [@start, @end), which lies inside the block at @head: hold its
  * pages if the block is whole and keeps a live page outside the range,
  * else free them (and the block's held pages with them).  Returns the
- * number of live pages taken out of the file.
+ * number of live pages taken out of the file, or -ENOMEM (nothing
+ * changed) if the store has no direct map and the block's 2 MiB entry
+ * could not be split for the pages that leave it or are zeroed.
  */
-static unsigned long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
-					    pgoff_t start, pgoff_t end)
+static long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
+				   pgoff_t start, pgoff_t end)
 {
 	DECLARE_BITMAP(held, GMEM_BLOCK_PAGES) = { 0 };
+	DECLARE_BITMAP(go, GMEM_BLOCK_PAGES);
 	unsigned long nheld = 0, n = 0, i;
 	XA_STATE(xas, &s->pages, start);
 	struct folio *folio;
+	struct page *first;
+	int r;
 
 	if (gmem_store_packed(s, head))
 		gmem_store_unpack(s, head, GMEM_UNPACK_GFP);
 	if (!xa_get_mark(&s->pages, head, GMEM_BLOCK))
-		return gmem_store_free(s, start, end, false);
+		return gmem_store_free(s, start, end, false, false);
+	first = &((struct folio *)xa_load(&s->pages, head))->page;
 
 	xas_lock(&xas);
 	/* The live pages of the range (a marked block has all 512 pages)... */
@@ -1124,9 +1394,31 @@ static unsigned long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
 	if (folio || nheld + n == GMEM_BLOCK_PAGES) {
 		/* A memory error in the range, or nothing left to keep. */
 		xas_unlock(&xas);
-		gmem_store_free(s, head, start, true);
-		gmem_store_free(s, end, head + GMEM_BLOCK_PAGES, true);
-		return gmem_store_free(s, start, end, false);
+		if (s->no_direct_map) {
+			/* The held pages and the range go: whole, or in runs. */
+			bitmap_zero(go, GMEM_BLOCK_PAGES);
+			bitmap_set(go, start - head, end - start);
+			xas_set(&xas, head);
+			rcu_read_lock();
+			xas_for_each_marked(&xas, folio, head + GMEM_BLOCK_PAGES - 1,
+					    GMEM_HELD)
+				__set_bit(xas.xa_index - head, go);
+			rcu_read_unlock();
+			r = gmem_dm_block_bits(first, go, true);
+			if (r)
+				return r;
+		}
+		gmem_store_free(s, head, start, true, true);
+		gmem_store_free(s, end, head + GMEM_BLOCK_PAGES, true, true);
+		return gmem_store_free(s, start, end, false, true);
+	}
+	/* Mapped for zeroing: this splits the block's 2 MiB entry. */
+	if (s->no_direct_map) {
+		xas_unlock(&xas);
+		r = gmem_dm_block_bits(first, held, true);
+		if (r)
+			return r;
+		xas_lock(&xas);
 	}
 	for_each_set_bit(i, held, GMEM_BLOCK_PAGES) {
 		xas_set(&xas, head + i);
@@ -1144,6 +1436,11 @@ static unsigned long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
 	for_each_set_bit(i, held, GMEM_BLOCK_PAGES) {
 		folio = xa_load(&s->pages, head + i);
 		clear_highpage(folio_page(folio, 0));
+	}
+	/* Out of the direct map again: its entries are 4 KiB now. */
+	if (s->no_direct_map) {
+		WARN_ON_ONCE(gmem_dm_block_bits(first, held, false));
+		gmem_dm_flush(first, GMEM_BLOCK_PAGES);
 	}
 	return n;
 }
@@ -1164,14 +1461,20 @@ static unsigned long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
  * nobody maps the pages (guest mappings are zapped first).  A folio in
  * flight in a KVM fault is freed when that fault drops its reference.
  *
- * Return: the number of live pages taken out.
+ * In a store without the direct map, a block the range covers in part
+ * has its 2 MiB direct-map entry split (the pages that leave it, or are
+ * zeroed, are mapped again), which takes a page table.
+ *
+ * Return: the number of live pages taken out; -ENOMEM if such a split
+ * failed: the blocks at the ends of the range are punched first, so
+ * that only the one at the start may have been punched then.
  */
-unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
-				pgoff_t end)
+long gmem_store_remove(struct gmem_store *s, pgoff_t start, pgoff_t end)
 {
 	pgoff_t first = round_up(start, GMEM_BLOCK_PAGES);
 	pgoff_t last = round_down(end, GMEM_BLOCK_PAGES);
-	unsigned long nr = 0, g;
+	unsigned long g;
+	long nr = 0, r;
 	void *v;
 
 	if (start >= end)
@@ -1183,13 +1486,21 @@ unsigned long gmem_store_remove(struct gmem_store *s, pgoff_t start,
 	if (first > last || first < start)	/* inside one block */
 		return gmem_store_punch_block(s, round_down(start, GMEM_BLOCK_PAGES),
 					      start, end);
-	if (start < first)
-		nr += gmem_store_punch_block(s, first - GMEM_BLOCK_PAGES, start,
-					     first);
-	if (last < end)
-		nr += gmem_store_punch_block(s, last, last, end);
+	if (start < first) {
+		r = gmem_store_punch_block(s, first - GMEM_BLOCK_PAGES, start,
+					   first);
+		if (r < 0)
+			return r;
+		nr += r;
+	}
+	if (last < end) {
+		r = gmem_store_punch_block(s, last, last, end);
+		if (r < 0)
+			return r;
+		nr += r;
+	}
 	if (first < last)
-		nr += gmem_store_free(s, first, last, false);
+		nr += gmem_store_free(s, first, last, false, false);
 	return nr;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_remove);
@@ -1200,17 +1511,35 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_remove);
  *
  * The blocks they belong to are blocks no more.  The caller holds off
  * lookups and insertions, as for gmem_store_remove(); no guest maps a
- * held page.
+ * held page.  In a store without the direct map, a block whose 2 MiB
+ * entry cannot be split keeps its held pages (and those after it).
  *
  * Return: the number of pages freed.
  */
 unsigned long gmem_store_release_held(struct gmem_store *s)
 {
 	unsigned long held = atomic_long_read(&s->nr_held);
+	pgoff_t i = 0, head;
 
-	if (held)
-		gmem_store_free(s, 0, ULONG_MAX, true);
-	return held;
+	if (!held)
+		return 0;
+	if (!s->no_direct_map) {
+		gmem_store_free(s, 0, ULONG_MAX, true, false);
+		return held;
+	}
+	/*
+	 * Block by block: mapping a block's held pages splits its 2 MiB
+	 * entry if it has one, which may fail; then the rest stays held.
+	 */
+	while (xa_find(&s->pages, &i, ULONG_MAX, GMEM_HELD)) {
+		head = round_down(i, GMEM_BLOCK_PAGES);
+		if (gmem_dm_range(s, head, head + GMEM_BLOCK_PAGES, true, true))
+			break;
+		gmem_store_free(s, head, head + GMEM_BLOCK_PAGES, true, true);
+		i = head + GMEM_BLOCK_PAGES;
+		cond_resched();
+	}
+	return held - atomic_long_read(&s->nr_held);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_release_held);
 
@@ -1420,7 +1749,7 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_hand_out);
  */
 void gmem_store_destroy(struct gmem_store *s)
 {
-	gmem_store_free(s, 0, ULONG_MAX, false);
+	gmem_store_free(s, 0, ULONG_MAX, false, false);
 	xa_destroy(&s->pages);
 	xa_destroy(&s->blocks);
 	xa_destroy(&s->giants);

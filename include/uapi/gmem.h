@@ -127,10 +127,40 @@
 #define GMEM_CREATE_BLOCKS	(1ULL << 3)
 
 /**
+ * define GMEM_CREATE_NO_DIRECT_MAP - keep the pages out of the direct map
+ *
+ * Every page the file holds (allocated, or held for a block) is absent
+ * from the kernel's direct map from the moment it is allocated until it
+ * goes back to the page allocator, so that no host kernel code can read
+ * it through the direct map, not even speculatively; a read through the
+ * direct map faults.  Pages are unmapped after they are allocated and
+ * zeroed, with one TLB flush per allocation (a page, a 2 MiB block, or
+ * a 1 GiB range), before anyone can see them; they are mapped again
+ * before they are freed, with their contents.  A 2 MiB block is unmapped
+ * as one range, so that the direct map keeps a 2 MiB entry for it
+ * (a 1 GiB entry is split into 2 MiB ones, not 4 KiB ones).  Punching or
+ * giving back part of a block splits its entry into 4 KiB ones.
+ *
+ * What changes: GMEM_WRITE writes through a temporary mapping of the
+ * page, removed before the ioctl returns.  FALLOC_FL_PUNCH_HOLE of part
+ * of a 2 MiB block may fail with ENOMEM when the page table that splits
+ * the block's direct-map entry cannot be allocated (only the block at the
+ * start of the range may have been punched then).  See docs/security.md
+ * for what the host kernel can no longer do with such pages.
+ *
+ * The module parameter no_direct_map, when set, gives every new file
+ * this flag (files made by KVM_CREATE_GUEST_MEMFD too); gmem-flags in
+ * fdinfo shows it.  Fails with EOPNOTSUPP on a kernel whose direct map
+ * cannot be changed.
+ */
+#define GMEM_CREATE_NO_DIRECT_MAP	(1ULL << 4)
+
+/**
  * define GMEM_CREATE_FLAGS - every flag GMEM_CREATE knows
  */
 #define GMEM_CREATE_FLAGS	(GMEM_CREATE_CLOEXEC | GMEM_CREATE_NOALLOC | \
-				 GMEM_CREATE_USERFAULT | GMEM_CREATE_BLOCKS)
+				 GMEM_CREATE_USERFAULT | GMEM_CREATE_BLOCKS | \
+				 GMEM_CREATE_NO_DIRECT_MAP)
 
 /**
  * struct gmem_create - argument of GMEM_CREATE

@@ -12,6 +12,8 @@
 #include <linux/mm.h>
 #include <linux/page-flags.h>
 #include <linux/sched.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
 
 #include "gmem.h"
 
@@ -138,33 +140,76 @@ static struct kunit_suite gmem_range_test_suite = {
 	.test_cases = gmem_range_test_cases,
 };
 
+/* A store, and the pages out of the direct map when the test began. */
+struct gmem_store_test {
+	struct gmem_store s;
+	unsigned long unmapped;
+};
+
+static int __gmem_store_test_init(struct kunit *test, bool no_direct_map)
+{
+	struct gmem_store_test *t = kunit_kzalloc(test, sizeof(*t), GFP_KERNEL);
+
+	if (!t)
+		return -ENOMEM;
+	gmem_store_init(&t->s, NULL);
+	t->s.no_direct_map = no_direct_map;
+	t->unmapped = gmem_store_unmapped();
+	test->priv = &t->s;
+	return 0;
+}
+
 static int gmem_store_test_init(struct kunit *test)
 {
-	struct gmem_store *s = kunit_kzalloc(test, sizeof(*s), GFP_KERNEL);
+	return __gmem_store_test_init(test, false);
+}
 
-	if (!s)
-		return -ENOMEM;
-	gmem_store_init(s, NULL);
-	test->priv = s;
-	return 0;
+static int gmem_store_nodirect_test_init(struct kunit *test)
+{
+	return __gmem_store_test_init(test, true);
 }
 
 static void gmem_store_test_exit(struct kunit *test)
 {
-	struct gmem_store *s = test->priv;
+	struct gmem_store_test *t = test->priv;
 
-	gmem_store_destroy(s);
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 0);
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_held), 0);
+	gmem_store_destroy(&t->s);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&t->s.nr_pages), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&t->s.nr_held), 0);
+	/* Every page taken out of the direct map was put back. */
+	KUNIT_EXPECT_EQ(test, gmem_store_unmapped(), t->unmapped);
 }
 
-static bool folio_is_zero(struct folio *folio)
+/*
+ * The test's own mapping of @folio's page: the direct map may not have
+ * it (stores without the direct map).  Undo with vunmap().
+ */
+static void *gmem_test_map(struct kunit *test, struct folio *folio)
 {
-	void *p = kmap_local_folio(folio, 0);
+	struct page *page = folio_page(folio, 0);
+	void *p = vmap(&page, 1, VM_MAP, PAGE_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	return p;
+}
+
+static bool __folio_is_zero(struct kunit *test, struct folio *folio)
+{
+	void *p = gmem_test_map(test, folio);
 	bool zero = !memchr_inv(p, 0, PAGE_SIZE);
 
-	kunmap_local(p);
+	vunmap(p);
 	return zero;
+}
+
+#define folio_is_zero(folio) __folio_is_zero(test, folio)
+
+/* Can the kernel read @page through the direct map? */
+static bool gmem_test_reachable(struct page *page)
+{
+	char c;
+
+	return !copy_from_kernel_nofault(&c, page_address(page), 1);
 }
 
 static void gmem_store_get_test(struct kunit *test)
@@ -431,9 +476,9 @@ static void gmem_store_scribble(struct kunit *test, struct gmem_store *s,
 	void *p;
 
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
-	p = kmap_local_folio(f, 0);
+	p = gmem_test_map(test, f);
 	memset(p, 0x5a, PAGE_SIZE);
-	kunmap_local(p);
+	vunmap(p);
 	folio_put(f);
 }
 
@@ -800,8 +845,147 @@ static struct kunit_suite gmem_store_test_suite = {
 	.test_cases = gmem_store_test_cases,
 };
 
+/* Page @index of @s, which must be in the store (held pages too). */
+static struct page *gmem_test_page(struct kunit *test, struct gmem_store *s,
+				   pgoff_t index)
+{
+	struct folio *f = gmem_store_get(s, index, false);
+
+	if (!f)		/* a held page: a hole to lookups */
+		f = xa_load(&s->pages, index);
+	else
+		folio_put(f);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	return folio_page(f, 0);
+}
+
+/*
+ * Every page a store without the direct map holds (single pages, whole
+ * blocks, held pages) cannot be read through the direct map; every page
+ * it gives back (punched, held ones released, the store destroyed) can
+ * be again once it is freed.
+ */
+static void gmem_store_nodirect_reach_test(struct kunit *test)
+{
+	struct gmem_store_test *t = test->priv;
+	struct gmem_store *s = &t->s;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	struct page *single, *block, *held, *live;
+	pgoff_t i;
+
+	KUNIT_ASSERT_TRUE(test, s->no_direct_map);
+	/* Page 3 alone, the block at B whole. */
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 3, 4), 0);
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, B, 2 * B), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_unmapped(), t->unmapped + B + 1);
+	single = gmem_test_page(test, s, 3);
+	block = gmem_test_page(test, s, B);
+	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(single));
+	for (i = 0; i < B; i++)
+		KUNIT_EXPECT_FALSE(test, gmem_test_reachable(block + i));
+
+	/* Punch part of the block: held pages, zeroed, still unmapped. */
+	KUNIT_ASSERT_EQ(test, gmem_store_remove(s, B + 10, B + 20), 10);
+	held = gmem_test_page(test, s, B + 10);
+	live = gmem_test_page(test, s, B + 9);
+	KUNIT_EXPECT_PTR_EQ(test, held, block + 10);
+	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(held));
+	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(live));
+	KUNIT_EXPECT_TRUE(test, folio_is_zero(page_folio(held)));
+	KUNIT_EXPECT_EQ(test, gmem_store_unmapped(), t->unmapped + B + 1);
+
+	/* Punched single page: back in the direct map. */
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, 8), 1);
+	KUNIT_EXPECT_TRUE(test, gmem_test_reachable(single));
+
+	/* Held pages given back: mapped; the live ones are not. */
+	KUNIT_EXPECT_EQ(test, gmem_store_release_held(s), 10);
+	KUNIT_EXPECT_TRUE(test, gmem_test_reachable(held));
+	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(live));
+	KUNIT_EXPECT_EQ(test, gmem_store_unmapped(), t->unmapped + B - 10);
+
+	/* Destroyed: every page is back. */
+	gmem_store_destroy(s);
+	for (i = 0; i < B; i++)
+		KUNIT_EXPECT_TRUE(test, gmem_test_reachable(block + i));
+	KUNIT_EXPECT_EQ(test, gmem_store_unmapped(), t->unmapped);
+	gmem_store_init(s, NULL);
+	s->no_direct_map = true;
+}
+
+/*
+ * A whole block punched whole, and a block punched at both ends and in
+ * the middle until nothing of it is left, both go back mapped.  So does
+ * a block with a memory error in the punched range, while its other
+ * live pages stay unmapped.
+ */
+static void gmem_store_nodirect_punch_test(struct kunit *test)
+{
+	struct gmem_store_test *t = test->priv;
+	struct gmem_store *s = &t->s;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	struct page *a, *b, *c;
+	struct folio *f;
+	pgoff_t i;
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 0, 3 * B), 0);
+	a = gmem_test_page(test, s, 0);
+	b = gmem_test_page(test, s, B);
+	c = gmem_test_page(test, s, 2 * B);
+
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, B), B);
+	for (i = 0; i < B; i++)
+		KUNIT_EXPECT_TRUE(test, gmem_test_reachable(a + i));
+
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, B, B + 1), 1);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 2 * B - 1, 2 * B), 1);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, B + 100, B + 200), 100);
+	for (i = 0; i < B; i++)
+		KUNIT_EXPECT_FALSE(test, gmem_test_reachable(b + i));
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, B + 1, 2 * B - 1), B - 102);
+	for (i = 0; i < B; i++)
+		KUNIT_EXPECT_TRUE(test, gmem_test_reachable(b + i));
+
+	/* Our reference keeps the poisoned page from the allocator. */
+	f = gmem_store_get(s, 2 * B + 7, false);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	SetPageHWPoison(&f->page);
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 2 * B + 5, 2 * B + 8), 3);
+	KUNIT_EXPECT_TRUE(test, gmem_test_reachable(c + 7));
+	ClearPageHWPoison(&f->page);
+	folio_put(f);
+	KUNIT_EXPECT_TRUE(test, gmem_test_reachable(c + 5));
+	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(c + 4));
+	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(c + 8));
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), B - 3);
+	KUNIT_EXPECT_EQ(test, gmem_store_unmapped(), t->unmapped + B - 3);
+}
+
+static struct kunit_case gmem_store_nodirect_test_cases[] = {
+	KUNIT_CASE(gmem_store_nodirect_reach_test),
+	KUNIT_CASE(gmem_store_nodirect_punch_test),
+	{}
+};
+
+/* Every case of gmem_store again, on stores without the direct map. */
+static struct kunit_suite gmem_store_nodirect_test_suite = {
+	.name = "gmem_store_nodirect",
+	.init = gmem_store_nodirect_test_init,
+	.exit = gmem_store_test_exit,
+	.test_cases = gmem_store_test_cases,
+};
+
+/* What only stores without the direct map do. */
+static struct kunit_suite gmem_nodirect_test_suite = {
+	.name = "gmem_nodirect",
+	.init = gmem_store_nodirect_test_init,
+	.exit = gmem_store_test_exit,
+	.test_cases = gmem_store_nodirect_test_cases,
+};
+
 kunit_test_suites(&gmem_dev_test_suite, &gmem_range_test_suite,
-		  &gmem_store_test_suite);
+		  &gmem_store_test_suite, &gmem_store_nodirect_test_suite,
+		  &gmem_nodirect_test_suite);
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("KUnit suites for gmem");
