@@ -29,7 +29,9 @@
 #include <linux/set_memory.h>
 #include <linux/shrinker.h>
 #include <linux/slab.h>
+#include <linux/suspend.h>
 #include <linux/vmalloc.h>
+#include <asm/tlbflush.h>
 
 #include "gmem.h"
 
@@ -493,8 +495,9 @@ struct gmem_write_src {
 /*
  * Copy one page from @src into @folio at byte @at.  A page out of the
  * direct map (@alias) is written through a temporary mapping of its own,
- * whose TLB entries __gmem_write() flushes before GMEM_WRITE returns.
- * Returns 0 or -ENOMEM (no mapping).
+ * whose TLB entries are flushed before the caller unlocks the page (a
+ * guest may be handed it then); vunmap() frees the address lazily, so
+ * nothing else maps it until then.  Returns 0 or -ENOMEM (no mapping).
  */
 static int gmem_write_copy(struct folio *folio, size_t at,
 			   const struct gmem_write_src *src, bool alias)
@@ -520,10 +523,13 @@ static int gmem_write_copy(struct folio *folio, size_t at,
 			kunmap_local(p);
 		}
 	}
-	if (alias)
+	if (alias) {
 		vunmap(dst);
-	else
+		flush_tlb_kernel_range((unsigned long)dst,
+				       (unsigned long)dst + PAGE_SIZE);
+	} else {
 		kunmap_local(dst);
+	}
 	return 0;
 }
 
@@ -669,9 +675,6 @@ static long gmem_write(struct file *file, struct gmem_write __user *uarg)
 		r = __gmem_write(gf, start, end, u64_to_user_ptr(args.user_addr),
 				 bounce, &done);
 	kfree(bounce);
-	/* No TLB entry of a temporary mapping outlives the ioctl. */
-	if (gf->store.no_direct_map && done != start)
-		vm_unmap_aliases();
 	if (done != start)
 		file_modified(file);
 	if (put_user((u64)(done - start) << PAGE_SHIFT, &uarg->written))
@@ -1037,6 +1040,25 @@ static struct attribute *gmem_dev_attrs[] = {
 };
 ATTRIBUTE_GROUPS(gmem_dev);
 
+/*
+ * Hibernation would map every page out of the direct map back to save it
+ * (one split of a 2 MiB entry per page, in atomic context) and write
+ * private memory into the image: refuse it while files hold such pages.
+ */
+static int gmem_pm_notify(struct notifier_block *nb, unsigned long action,
+			  void *data)
+{
+	if (action == PM_HIBERNATION_PREPARE && gmem_store_unmapped()) {
+		pr_warn("hibernation refused: pages of gmem files are out of the direct map\n");
+		return NOTIFY_BAD;
+	}
+	return NOTIFY_OK;
+}
+
+static struct notifier_block gmem_pm_nb = {
+	.notifier_call = gmem_pm_notify,
+};
+
 static struct miscdevice gmem_misc = {
 	.minor	= MISC_DYNAMIC_MINOR,
 	.name	= "gmem",
@@ -1061,9 +1083,16 @@ static int __init gmem_init(void)
 	gmem_shrinker->count_objects = gmem_shrink_count;
 	gmem_shrinker->scan_objects = gmem_shrink_scan;
 	shrinker_register(gmem_shrinker);
+	r = register_pm_notifier(&gmem_pm_nb);
+	if (r) {
+		shrinker_free(gmem_shrinker);
+		gmem_kvm_exit();
+		return r;
+	}
 	r = misc_register(&gmem_misc);
 	if (r) {
 		pr_err("cannot register /dev/gmem: %d\n", r);
+		unregister_pm_notifier(&gmem_pm_nb);
 		shrinker_free(gmem_shrinker);
 		gmem_kvm_exit();
 		return r;
@@ -1078,6 +1107,7 @@ static void __exit gmem_exit(void)
 	unsigned long pages, held;
 
 	misc_deregister(&gmem_misc);
+	unregister_pm_notifier(&gmem_pm_nb);
 	shrinker_free(gmem_shrinker);
 	gmem_kvm_exit();
 	/* Every file holds a module reference: none can be left. */

@@ -203,15 +203,28 @@ unsigned long gmem_store_unmapped(void)
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_unmapped);
 
+/* Flush the TLB entries of the direct map of @nr pages from @page. */
+static void gmem_dm_flush(struct page *page, unsigned long nr)
+{
+	unsigned long addr = (unsigned long)page_address(page);
+
+	flush_tlb_kernel_range(addr, addr + nr * PAGE_SIZE);
+}
+
 /*
  * Take @nr pages from @page out of the direct map, without a TLB flush.
+ * Context: may sleep (splitting a large entry allocates a page table);
+ * never under a spinlock or RCU.
  * Returns 0, or -ENOMEM when a large entry had to be split and no page
  * table could be had: then nothing changed (mapping back what was done
  * splits nothing).
  */
 static int gmem_dm_unmap(struct page *page, unsigned long nr)
 {
-	int r = set_direct_map_valid_noflush(page, nr, false);
+	int r;
+
+	might_sleep();
+	r = set_direct_map_valid_noflush(page, nr, false);
 
 	if (r) {
 		set_direct_map_valid_noflush(page, nr, true);
@@ -224,26 +237,22 @@ static int gmem_dm_unmap(struct page *page, unsigned long nr)
 /*
  * Put @nr pages from @page back into the direct map.  Returns 0, or
  * -ENOMEM when part of a 2 MiB entry had to be split and no page table
- * could be had (nothing changed then).
+ * could be had (nothing changed then: what was mapped is unmapped and
+ * flushed again).  Context: may sleep, as gmem_dm_unmap().
  */
 static int gmem_dm_map(struct page *page, unsigned long nr)
 {
-	int r = set_direct_map_valid_noflush(page, nr, true);
+	int r;
 
+	might_sleep();
+	r = set_direct_map_valid_noflush(page, nr, true);
 	if (r) {
 		set_direct_map_valid_noflush(page, nr, false);
+		gmem_dm_flush(page, nr);
 		return r;
 	}
 	atomic_long_sub(nr, &gmem_total_unmapped);
 	return 0;
-}
-
-/* Flush the TLB entries of the direct map of @nr pages from @page. */
-static void gmem_dm_flush(struct page *page, unsigned long nr)
-{
-	unsigned long addr = (unsigned long)page_address(page);
-
-	flush_tlb_kernel_range(addr, addr + nr * PAGE_SIZE);
 }
 
 /*
@@ -263,13 +272,16 @@ static int gmem_dm_unmap_new(struct gmem_store *s, struct page *page,
 	return r;
 }
 
-/* Map pages of @s that were never published back, to free them. */
-static void gmem_dm_map_unpublished(struct gmem_store *s, struct page *page,
+/*
+ * Map pages of @s that were never published back, to free them.  They
+ * were unmapped whole by gmem_dm_unmap_new(), so this splits nothing
+ * and cannot fail; if it ever did, the pages must be leaked, never
+ * freed unmapped: returns false then.
+ */
+static bool gmem_dm_map_unpublished(struct gmem_store *s, struct page *page,
 				    unsigned long nr)
 {
-	/* Unmapped whole by gmem_dm_unmap_new(): splits nothing. */
-	if (s->no_direct_map)
-		WARN_ON_ONCE(gmem_dm_map(page, nr));
+	return !s->no_direct_map || !WARN_ON_ONCE(gmem_dm_map(page, nr));
 }
 
 /**
@@ -365,8 +377,8 @@ VISIBLE_IF_KUNIT struct folio *gmem_store_insert_new(struct gmem_store *s,
 	set_active_memcg(old_memcg);
 
 	if (unlikely(old || xas_error(&xas))) {
-		gmem_dm_map_unpublished(s, &folio->page, 1);
-		folio_put(folio);
+		if (gmem_dm_map_unpublished(s, &folio->page, 1))
+			folio_put(folio);
 		return old ?: ERR_PTR(xas_error(&xas));
 	}
 	gmem_store_count(s, 1, 0);
@@ -647,9 +659,9 @@ int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 		split_page(page, GMEM_BLOCK_ORDER);
 		r = gmem_store_commit_packed(s, index, page);
 		if (r) {
-			gmem_dm_map_unpublished(s, page, GMEM_BLOCK_PAGES);
-			for (i = 0; i < GMEM_BLOCK_PAGES; i++)
-				__free_page(page + i);
+			if (gmem_dm_map_unpublished(s, page, GMEM_BLOCK_PAGES))
+				for (i = 0; i < GMEM_BLOCK_PAGES; i++)
+					__free_page(page + i);
 			return r;
 		}
 		gmem_store_count(s, GMEM_BLOCK_PAGES, 0);
@@ -659,8 +671,8 @@ int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 	set_active_memcg(old_memcg);
 	if (r) {
 		gmem_store_unreserve_block(s, index);
-		gmem_dm_map_unpublished(s, page, GMEM_BLOCK_PAGES);
-		__free_pages(page, GMEM_BLOCK_ORDER);
+		if (gmem_dm_map_unpublished(s, page, GMEM_BLOCK_PAGES))
+			__free_pages(page, GMEM_BLOCK_ORDER);
 		return r;
 	}
 	/* Order-0 pages from here on, each with its own reference. */
@@ -668,9 +680,9 @@ int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 	r = gmem_store_commit_block(s, index, page, live);
 	if (r) {
 		gmem_store_unreserve_block(s, index);
-		gmem_dm_map_unpublished(s, page, GMEM_BLOCK_PAGES);
-		for (i = 0; i < GMEM_BLOCK_PAGES; i++)
-			__free_page(page + i);
+		if (gmem_dm_map_unpublished(s, page, GMEM_BLOCK_PAGES))
+			for (i = 0; i < GMEM_BLOCK_PAGES; i++)
+				__free_page(page + i);
 		return r;
 	}
 	gmem_store_count(s, 1, GMEM_BLOCK_PAGES - 1);
@@ -735,6 +747,7 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 	pgoff_t first = index, b;
 	struct mem_cgroup *old_memcg;
 	struct page *page;
+	bool ok;
 	int r;
 
 	if (xa_find(&s->pages, &first, index + GMEM_GIANT_PAGES - 1, XA_PRESENT))
@@ -759,11 +772,13 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 	for (b = 0; s->no_direct_map && b < GMEM_GIANT_PAGES; b += GMEM_BLOCK_PAGES) {
 		if (!gmem_dm_unmap(page + b, GMEM_BLOCK_PAGES))
 			continue;
+		ok = true;
 		while (b) {
 			b -= GMEM_BLOCK_PAGES;
-			WARN_ON_ONCE(gmem_dm_map(page + b, GMEM_BLOCK_PAGES));
+			ok &= gmem_dm_map_unpublished(s, page + b, GMEM_BLOCK_PAGES);
 		}
-		free_contig_range(page_to_pfn(page), GMEM_GIANT_PAGES);
+		if (ok)
+			free_contig_range(page_to_pfn(page), GMEM_GIANT_PAGES);
 		atomic_long_dec(&gmem_giant_allocs);
 		return -ENOMEM;
 	}
@@ -783,16 +798,18 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 			cond_resched();
 			continue;
 		}
-		gmem_dm_map_unpublished(s, page + b, GMEM_BLOCK_PAGES);
-		for (i = 0; i < GMEM_BLOCK_PAGES; i++) {
+		for (i = 0; i < GMEM_BLOCK_PAGES; i++)
 			set_page_private(page + b + i, 0);
-			__free_page(page + b + i);
-		}
+		if (gmem_dm_map_unpublished(s, page + b, GMEM_BLOCK_PAGES))
+			for (i = 0; i < GMEM_BLOCK_PAGES; i++)
+				__free_page(page + b + i);
 	}
 	if (r) {
-		for (b = 0; s->no_direct_map && b < GMEM_GIANT_PAGES; b += GMEM_BLOCK_PAGES)
-			WARN_ON_ONCE(gmem_dm_map(page + b, GMEM_BLOCK_PAGES));
-		free_contig_range(pfn, GMEM_GIANT_PAGES);
+		ok = true;
+		for (b = 0; b < GMEM_GIANT_PAGES; b += GMEM_BLOCK_PAGES)
+			ok &= gmem_dm_map_unpublished(s, page + b, GMEM_BLOCK_PAGES);
+		if (ok)
+			free_contig_range(pfn, GMEM_GIANT_PAGES);
 		atomic_long_dec(&gmem_giant_allocs);
 		return r;
 	}
@@ -1074,18 +1091,28 @@ int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_populate_threads);
 
 /*
- * Map (@map) or unmap the direct map of the pages of @s in [@start, @end)
- * that are in @pages (only the held ones if @held_only): a marked block
- * that lies whole in the range as one range, other pages in runs of
- * consecutive pages.  Returns 0, or -ENOMEM when an entry had to be
- * split and no page table could be had: *@done is then the index up to
- * which the pages were changed.
+ * Map (@map) or unmap (and flush) the direct map of the pages of @s in
+ * [@start, @end) that are in @pages (only the held ones if @held_only):
+ * a marked block that lies whole in the range as one range, other pages
+ * in runs of consecutive pages.  Returns 0, or -ENOMEM when an entry had
+ * to be split and no page table could be had: *@done is then the index
+ * up to which the pages were changed.
  */
+static int gmem_dm_change(struct page *page, unsigned long nr, bool map)
+{
+	int r;
+
+	if (map)
+		return gmem_dm_map(page, nr);
+	r = gmem_dm_unmap(page, nr);
+	if (!r)
+		gmem_dm_flush(page, nr);
+	return r;
+}
+
 static int __gmem_dm_pages(struct gmem_store *s, pgoff_t start, pgoff_t end,
 			   bool held_only, bool map, pgoff_t *done)
 {
-	int (*change)(struct page *page, unsigned long nr) =
-		map ? gmem_dm_map : gmem_dm_unmap;
 	struct page *run = NULL, *page;
 	pgoff_t i = start, run_index = 0;
 	unsigned long nr = 0;
@@ -1105,7 +1132,7 @@ static int __gmem_dm_pages(struct gmem_store *s, pgoff_t start, pgoff_t end,
 			continue;
 		}
 		if (run) {
-			r = change(run, nr);
+			r = gmem_dm_change(run, nr, map);
 			if (r)
 				return r;
 			*done = run_index + nr;
@@ -1115,7 +1142,7 @@ static int __gmem_dm_pages(struct gmem_store *s, pgoff_t start, pgoff_t end,
 		if (!held_only && IS_ALIGNED(i, GMEM_BLOCK_PAGES) &&
 		    end - i >= GMEM_BLOCK_PAGES &&
 		    xa_get_mark(&s->pages, i, GMEM_BLOCK)) {
-			r = change(page, GMEM_BLOCK_PAGES);
+			r = gmem_dm_change(page, GMEM_BLOCK_PAGES, map);
 			if (r)
 				return r;
 			i += GMEM_BLOCK_PAGES;
@@ -1127,7 +1154,7 @@ static int __gmem_dm_pages(struct gmem_store *s, pgoff_t start, pgoff_t end,
 		nr = 1;
 	}
 	if (run) {
-		r = change(run, nr);
+		r = gmem_dm_change(run, nr, map);
 		if (r)
 			return r;
 	}
@@ -1136,15 +1163,15 @@ static int __gmem_dm_pages(struct gmem_store *s, pgoff_t start, pgoff_t end,
 }
 
 /*
- * Map (@map) or unmap the direct map of the pages of @s in [@start, @end),
- * or of its held pages only (@held_only): packed blocks that lie whole in
- * the range (the ones gmem_store_free_packed() takes), and the pages of
- * @pages.  The caller excludes every change of @s.  Returns 0, or
- * -ENOMEM when an entry had to be split and no page table could be had:
- * nothing changed then.
+ * Map back the direct map of the pages of @s in [@start, @end), or of its
+ * held pages only (@held_only): packed blocks that lie whole in the range
+ * (the ones gmem_store_free_packed() takes), and the pages of @pages.
+ * The caller excludes every change of @s.  Returns 0, or -ENOMEM when an
+ * entry had to be split and no page table could be had: nothing changed
+ * then.
  */
-static int gmem_dm_range(struct gmem_store *s, pgoff_t start, pgoff_t end,
-			 bool held_only, bool map)
+static int gmem_dm_map_range(struct gmem_store *s, pgoff_t start, pgoff_t end,
+			     bool held_only)
 {
 	unsigned long first = (start >> GMEM_BLOCK_ORDER) +
 			      !IS_ALIGNED(start, GMEM_BLOCK_PAGES);
@@ -1153,19 +1180,21 @@ static int gmem_dm_range(struct gmem_store *s, pgoff_t start, pgoff_t end,
 	pgoff_t done, undone;
 	int r;
 
-	r = __gmem_dm_pages(s, start, end, held_only, map, &done);
+	r = __gmem_dm_pages(s, start, end, held_only, true, &done);
 	if (r) {
-		/* What was changed was split already, or changed whole. */
-		WARN_ON_ONCE(__gmem_dm_pages(s, start, done, held_only, !map,
+		/* What was mapped was split already, or mapped whole. */
+		WARN_ON_ONCE(__gmem_dm_pages(s, start, done, held_only, false,
 					     &undone));
 		return r;
 	}
 	if (held_only || last <= first)
 		return 0;
-	/* Whole 2 MiB entries, changed in place: this cannot fail. */
+	/*
+	 * Whole blocks: a 2 MiB entry mapped in place, or entries a punch
+	 * split before the block was packed again.  This cannot fail.
+	 */
 	xa_for_each_range(&s->blocks, key, folio, first, last - 1) {
-		WARN_ON_ONCE(map ? gmem_dm_map(&folio->page, GMEM_BLOCK_PAGES) :
-				   gmem_dm_unmap(&folio->page, GMEM_BLOCK_PAGES));
+		WARN_ON_ONCE(gmem_dm_map(&folio->page, GMEM_BLOCK_PAGES));
 		cond_resched();
 	}
 	return 0;
@@ -1190,6 +1219,8 @@ static int gmem_dm_block_bits(struct page *page, const unsigned long *bits,
 		for_each_set_bitrange(us, ue, bits, rs)
 			WARN_ON_ONCE(map ? gmem_dm_unmap(page + us, ue - us) :
 					   gmem_dm_map(page + us, ue - us));
+		if (map)
+			gmem_dm_flush(page, GMEM_BLOCK_PAGES);
 		return r;
 	}
 	return 0;
@@ -1207,6 +1238,18 @@ static void gmem_store_put_batch(struct gmem_store *s, struct folio_batch *fbatc
 	struct page *page;
 	unsigned int i;
 	void *v;
+
+	/*
+	 * A page with a memory error never goes back to the allocator: keep
+	 * it out of the direct map, as memory_failure() wants it (best
+	 * effort: on a whole 2 MiB entry this splits it).
+	 */
+	for (i = 0; s->no_direct_map && i < folio_batch_count(fbatch); i++) {
+		page = &fbatch->folios[i]->page;
+		if (PageHWPoison(page) &&
+		    !set_direct_map_valid_noflush(page, 1, false))
+			gmem_dm_flush(page, 1);
+	}
 
 	if (!xa_empty(&s->giant_pfns)) {
 		for (i = 0; i < folio_batch_count(fbatch); i++) {
@@ -1280,8 +1323,8 @@ static unsigned long gmem_store_free_packed(struct gmem_store *s, pgoff_t start,
  * pages too), or only the held ones if @held_only.  Blocks that lose a
  * page are no longer blocks; packed ones must lie whole in the range.
  * Pages of a store without the direct map are mapped first, unless the
- * caller did (@mapped): whole blocks in place, pages whose entries are
- * split already one by one, which needs no memory.  Returns the number
+ * caller did (@mapped): whole blocks in place, other pages (whose entries
+ * are split already) in runs, which needs no memory.  Returns the number
  * of live pages removed.
  */
 static unsigned long gmem_store_free(struct gmem_store *s, pgoff_t start,
@@ -1295,7 +1338,7 @@ static unsigned long gmem_store_free(struct gmem_store *s, pgoff_t start,
 
 	/* Never freed unmapped: kept (leaked) if that ever failed. */
 	if (s->no_direct_map && !mapped &&
-	    WARN_ON_ONCE(gmem_dm_range(s, start, end, held_only, true)))
+	    WARN_ON_ONCE(gmem_dm_map_range(s, start, end, held_only)))
 		return 0;
 
 	if (!held_only)
@@ -1445,6 +1488,18 @@ static long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
 	return n;
 }
 
+/* A 1 GiB range that loses a page is one no more. */
+static void gmem_store_end_giants(struct gmem_store *s, pgoff_t start,
+				  pgoff_t end)
+{
+	unsigned long g;
+	void *v;
+
+	xa_for_each_range(&s->giants, g, v, start >> GMEM_GIANT_ORDER,
+			  (end - 1) >> GMEM_GIANT_ORDER)
+		xa_erase(&s->giants, g);
+}
+
 /**
  * gmem_store_remove() - take the pages of [@start, @end) out of the file
  * @s: the store
@@ -1473,19 +1528,17 @@ long gmem_store_remove(struct gmem_store *s, pgoff_t start, pgoff_t end)
 {
 	pgoff_t first = round_up(start, GMEM_BLOCK_PAGES);
 	pgoff_t last = round_down(end, GMEM_BLOCK_PAGES);
-	unsigned long g;
 	long nr = 0, r;
-	void *v;
 
 	if (start >= end)
 		return 0;
-	/* A 1 GiB range that loses a page is one no more. */
-	xa_for_each_range(&s->giants, g, v, start >> GMEM_GIANT_ORDER,
-			  (end - 1) >> GMEM_GIANT_ORDER)
-		xa_erase(&s->giants, g);
-	if (first > last || first < start)	/* inside one block */
-		return gmem_store_punch_block(s, round_down(start, GMEM_BLOCK_PAGES),
-					      start, end);
+	if (first > last || first < start) {	/* inside one block */
+		first = round_down(start, GMEM_BLOCK_PAGES);
+		r = gmem_store_punch_block(s, first, start, end);
+		if (r >= 0)
+			gmem_store_end_giants(s, start, end);
+		return r;
+	}
 	if (start < first) {
 		r = gmem_store_punch_block(s, first - GMEM_BLOCK_PAGES, start,
 					   first);
@@ -1499,6 +1552,7 @@ long gmem_store_remove(struct gmem_store *s, pgoff_t start, pgoff_t end)
 			return r;
 		nr += r;
 	}
+	gmem_store_end_giants(s, start, end);
 	if (first < last)
 		nr += gmem_store_free(s, first, last, false, false);
 	return nr;
@@ -1533,7 +1587,7 @@ unsigned long gmem_store_release_held(struct gmem_store *s)
 	 */
 	while (xa_find(&s->pages, &i, ULONG_MAX, GMEM_HELD)) {
 		head = round_down(i, GMEM_BLOCK_PAGES);
-		if (gmem_dm_range(s, head, head + GMEM_BLOCK_PAGES, true, true))
+		if (gmem_dm_map_range(s, head, head + GMEM_BLOCK_PAGES, true))
 			break;
 		gmem_store_free(s, head, head + GMEM_BLOCK_PAGES, true, true);
 		i = head + GMEM_BLOCK_PAGES;

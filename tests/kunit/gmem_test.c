@@ -12,6 +12,7 @@
 #include <linux/mm.h>
 #include <linux/page-flags.h>
 #include <linux/sched.h>
+#include <linux/set_memory.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 
@@ -193,7 +194,7 @@ static void *gmem_test_map(struct kunit *test, struct folio *folio)
 	return p;
 }
 
-static bool __folio_is_zero(struct kunit *test, struct folio *folio)
+static bool gmem_test_folio_zero(struct kunit *test, struct folio *folio)
 {
 	void *p = gmem_test_map(test, folio);
 	bool zero = !memchr_inv(p, 0, PAGE_SIZE);
@@ -202,7 +203,6 @@ static bool __folio_is_zero(struct kunit *test, struct folio *folio)
 	return zero;
 }
 
-#define folio_is_zero(folio) __folio_is_zero(test, folio)
 
 /* Can the kernel read @page through the direct map? */
 static bool gmem_test_reachable(struct page *page)
@@ -222,7 +222,7 @@ static void gmem_store_get_test(struct kunit *test)
 
 	a = gmem_store_get(s, 3, true);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, a);
-	KUNIT_EXPECT_TRUE(test, folio_is_zero(a));
+	KUNIT_EXPECT_TRUE(test, gmem_test_folio_zero(test, a));
 	KUNIT_EXPECT_FALSE(test, folio_test_lru(a));
 	KUNIT_EXPECT_EQ(test, folio_ref_count(a), 2);	/* store + ours */
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), 1);
@@ -565,11 +565,11 @@ static void gmem_store_held_test(struct kunit *test)
 	}
 	f = gmem_store_get(s, c->start, false);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
-	KUNIT_EXPECT_TRUE(test, folio_is_zero(f));
+	KUNIT_EXPECT_TRUE(test, gmem_test_folio_zero(test, f));
 	folio_put(f);
 	f = gmem_store_get(s, c->end - 1, false);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
-	KUNIT_EXPECT_TRUE(test, folio_is_zero(f));
+	KUNIT_EXPECT_TRUE(test, gmem_test_folio_zero(test, f));
 	folio_put(f);
 	KUNIT_EXPECT_EQ(test, freed + held, c->end - c->start);
 }
@@ -723,7 +723,7 @@ static void gmem_store_giant_test(struct kunit *test)
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, z);
 	KUNIT_EXPECT_TRUE(test, IS_ALIGNED(folio_pfn(a), G));
 	KUNIT_EXPECT_EQ(test, folio_pfn(z), folio_pfn(a) + G - 1);
-	KUNIT_EXPECT_TRUE(test, folio_is_zero(z));
+	KUNIT_EXPECT_TRUE(test, gmem_test_folio_zero(test, z));
 	folio_put(a);
 	folio_put(z);
 
@@ -891,23 +891,38 @@ static void gmem_store_nodirect_reach_test(struct kunit *test)
 	KUNIT_EXPECT_PTR_EQ(test, held, block + 10);
 	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(held));
 	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(live));
-	KUNIT_EXPECT_TRUE(test, folio_is_zero(page_folio(held)));
+	KUNIT_EXPECT_TRUE(test, gmem_test_folio_zero(test, page_folio(held)));
 	KUNIT_EXPECT_EQ(test, gmem_store_unmapped(), t->unmapped + B + 1);
 
-	/* Punched single page: back in the direct map. */
+	/*
+	 * Pages are checked while the test's reference keeps them from the
+	 * allocator, which may unmap free pages itself (debug_pagealloc).
+	 * A punched single page: back in the direct map.
+	 */
+	get_page(single);
 	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, 8), 1);
 	KUNIT_EXPECT_TRUE(test, gmem_test_reachable(single));
+	put_page(single);
 
 	/* Held pages given back: mapped; the live ones are not. */
+	get_page(held);
 	KUNIT_EXPECT_EQ(test, gmem_store_release_held(s), 10);
 	KUNIT_EXPECT_TRUE(test, gmem_test_reachable(held));
 	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(live));
 	KUNIT_EXPECT_EQ(test, gmem_store_unmapped(), t->unmapped + B - 10);
+	put_page(held);
 
 	/* Destroyed: every page is back. */
-	gmem_store_destroy(s);
 	for (i = 0; i < B; i++)
+		if (i < 10 || i >= 20)
+			get_page(block + i);
+	gmem_store_destroy(s);
+	for (i = 0; i < B; i++) {
+		if (i >= 10 && i < 20)
+			continue;
 		KUNIT_EXPECT_TRUE(test, gmem_test_reachable(block + i));
+		put_page(block + i);
+	}
 	KUNIT_EXPECT_EQ(test, gmem_store_unmapped(), t->unmapped);
 	gmem_store_init(s, NULL);
 	s->no_direct_map = true;
@@ -933,9 +948,17 @@ static void gmem_store_nodirect_punch_test(struct kunit *test)
 	b = gmem_test_page(test, s, B);
 	c = gmem_test_page(test, s, 2 * B);
 
+	/* The test's references keep freed pages from the allocator. */
+	for (i = 0; i < B; i++) {
+		get_page(a + i);
+		get_page(b + i);
+	}
+	get_page(c + 5);
 	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 0, B), B);
-	for (i = 0; i < B; i++)
+	for (i = 0; i < B; i++) {
 		KUNIT_EXPECT_TRUE(test, gmem_test_reachable(a + i));
+		put_page(a + i);
+	}
 
 	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, B, B + 1), 1);
 	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 2 * B - 1, 2 * B), 1);
@@ -943,18 +966,27 @@ static void gmem_store_nodirect_punch_test(struct kunit *test)
 	for (i = 0; i < B; i++)
 		KUNIT_EXPECT_FALSE(test, gmem_test_reachable(b + i));
 	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, B + 1, 2 * B - 1), B - 102);
-	for (i = 0; i < B; i++)
+	for (i = 0; i < B; i++) {
 		KUNIT_EXPECT_TRUE(test, gmem_test_reachable(b + i));
+		put_page(b + i);
+	}
 
-	/* Our reference keeps the poisoned page from the allocator. */
+	/*
+	 * A page with a memory error stays out of the direct map when its
+	 * file gives it up, as memory_failure() wants; the rest of the
+	 * punched range is mapped back.
+	 */
 	f = gmem_store_get(s, 2 * B + 7, false);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
 	SetPageHWPoison(&f->page);
 	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, 2 * B + 5, 2 * B + 8), 3);
-	KUNIT_EXPECT_TRUE(test, gmem_test_reachable(c + 7));
-	ClearPageHWPoison(&f->page);
-	folio_put(f);
+	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(c + 7));
 	KUNIT_EXPECT_TRUE(test, gmem_test_reachable(c + 5));
+	put_page(c + 5);
+	/* The test gives the page back to the allocator: mapped. */
+	ClearPageHWPoison(&f->page);
+	KUNIT_EXPECT_EQ(test, set_direct_map_valid_noflush(&f->page, 1, true), 0);
+	folio_put(f);
 	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(c + 4));
 	KUNIT_EXPECT_FALSE(test, gmem_test_reachable(c + 8));
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&s->nr_pages), B - 3);
