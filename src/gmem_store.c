@@ -1239,18 +1239,6 @@ static void gmem_store_put_batch(struct gmem_store *s, struct folio_batch *fbatc
 	unsigned int i;
 	void *v;
 
-	/*
-	 * A page with a memory error never goes back to the allocator: keep
-	 * it out of the direct map, as memory_failure() wants it (best
-	 * effort: on a whole 2 MiB entry this splits it).
-	 */
-	for (i = 0; s->no_direct_map && i < folio_batch_count(fbatch); i++) {
-		page = &fbatch->folios[i]->page;
-		if (PageHWPoison(page) &&
-		    !set_direct_map_valid_noflush(page, 1, false))
-			gmem_dm_flush(page, 1);
-	}
-
 	if (!xa_empty(&s->giant_pfns)) {
 		for (i = 0; i < folio_batch_count(fbatch); i++) {
 			page = &fbatch->folios[i]->page;
