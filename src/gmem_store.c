@@ -614,6 +614,53 @@ static void gmem_store_pack(struct gmem_store *s, pgoff_t head)
 		xa_release(&s->blocks, key);
 }
 
+/*
+ * The zeroed, naturally aligned pages of a new block for @index, not split
+ * yet, charged to the store's memcg; NULL with *@r = -EEXIST if a page of
+ * the range is in the store (held pages too), -ENOMEM if no free block
+ * could be had.
+ */
+static struct page *gmem_store_alloc_block(struct gmem_store *s, pgoff_t index,
+					   int *r)
+{
+	pgoff_t last = index + GMEM_BLOCK_PAGES - 1, first = index;
+	struct mem_cgroup *old_memcg;
+	struct page *page;
+
+	*r = -EEXIST;
+	if (gmem_store_packed(s, index) ||
+	    xa_find(&s->pages, &first, last, XA_PRESENT))
+		return NULL;
+	old_memcg = set_active_memcg(s->memcg);
+	page = alloc_pages(GMEM_BLOCK_GFP, GMEM_BLOCK_ORDER);
+	set_active_memcg(old_memcg);
+	*r = page ? 0 : -ENOMEM;
+	return page;
+}
+
+/*
+ * Publish the new block @page (out of the direct map and flushed, if the
+ * store has no direct map) at @index, packed.  Returns 0, or -EEXIST or
+ * -ENOMEM having freed the block (see gmem_store_commit_packed()).
+ */
+static int gmem_store_publish_packed(struct gmem_store *s, pgoff_t index,
+				     struct page *page)
+{
+	unsigned int i;
+	int r;
+
+	split_page(page, GMEM_BLOCK_ORDER);
+	r = gmem_store_commit_packed(s, index, page);
+	if (r) {
+		if (gmem_dm_map_unpublished(s, page, GMEM_BLOCK_PAGES))
+			for (i = 0; i < GMEM_BLOCK_PAGES; i++)
+				__free_page(page + i);
+		return r;
+	}
+	gmem_store_count(s, GMEM_BLOCK_PAGES, 0);
+	return 0;
+}
+
 /**
  * gmem_store_insert_block() - allocate a whole block
  * @s: the store
@@ -634,39 +681,21 @@ static void gmem_store_pack(struct gmem_store *s, pgoff_t head)
  */
 int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 {
-	pgoff_t last = index + GMEM_BLOCK_PAGES - 1, first = index;
 	struct mem_cgroup *old_memcg;
 	struct page *page;
 	unsigned int i;
 	int r;
 
-	if (gmem_store_packed(s, index) ||
-	    xa_find(&s->pages, &first, last, XA_PRESENT))
-		return -EEXIST;
-	old_memcg = set_active_memcg(s->memcg);
-	page = alloc_pages(GMEM_BLOCK_GFP, GMEM_BLOCK_ORDER);
-	if (!page) {
-		set_active_memcg(old_memcg);
-		return -ENOMEM;
-	}
+	page = gmem_store_alloc_block(s, index, &r);
+	if (!page)
+		return r;
 	if (gmem_dm_unmap_new(s, page, GMEM_BLOCK_PAGES)) {
-		set_active_memcg(old_memcg);
 		__free_pages(page, GMEM_BLOCK_ORDER);
 		return -ENOMEM;
 	}
-	if (live == ULONG_MAX) {
-		set_active_memcg(old_memcg);
-		split_page(page, GMEM_BLOCK_ORDER);
-		r = gmem_store_commit_packed(s, index, page);
-		if (r) {
-			if (gmem_dm_map_unpublished(s, page, GMEM_BLOCK_PAGES))
-				for (i = 0; i < GMEM_BLOCK_PAGES; i++)
-					__free_page(page + i);
-			return r;
-		}
-		gmem_store_count(s, GMEM_BLOCK_PAGES, 0);
-		return 0;
-	}
+	if (live == ULONG_MAX)
+		return gmem_store_publish_packed(s, index, page);
+	old_memcg = set_active_memcg(s->memcg);
 	r = gmem_store_reserve_block(s, index);
 	set_active_memcg(old_memcg);
 	if (r) {
@@ -928,6 +957,57 @@ struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc)
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_get);
 
 /*
+ * Blocks that a populate of a store without the direct map takes out of
+ * it before one TLB flush (a full flush: an IPI to every CPU) lets it
+ * publish them all.
+ */
+#define GMEM_DM_BATCH	32
+
+struct gmem_dm_batch {
+	unsigned int n;
+	pgoff_t index[GMEM_DM_BATCH];
+	struct page *page[GMEM_DM_BATCH];
+};
+
+/*
+ * Flush the TLB once for the blocks of @b, out of the direct map, then
+ * publish them.  A block whose range a concurrent fault took a page of
+ * is given back, and the holes of its range filled page by page.
+ * Returns 0, or -ENOMEM from that; every block is published or freed.
+ */
+static int gmem_dm_batch_publish(struct gmem_store *s, struct gmem_dm_batch *b)
+{
+	unsigned long lo = ULONG_MAX, hi = 0, addr;
+	struct folio *folio;
+	unsigned int i;
+	pgoff_t index;
+	int r = 0;
+
+	if (!b->n)
+		return 0;
+	for (i = 0; i < b->n; i++) {
+		addr = (unsigned long)page_address(b->page[i]);
+		lo = min(lo, addr);
+		hi = max(hi, addr + (GMEM_BLOCK_PAGES << PAGE_SHIFT));
+	}
+	flush_tlb_kernel_range(lo, hi);
+	for (i = 0; i < b->n; i++) {
+		if (!gmem_store_publish_packed(s, b->index[i], b->page[i]))
+			continue;
+		for (index = b->index[i];
+		     !r && index < b->index[i] + GMEM_BLOCK_PAGES; index++) {
+			folio = gmem_store_get(s, index, true);
+			if (IS_ERR(folio))
+				r = PTR_ERR(folio);
+			else
+				folio_put(folio);
+		}
+	}
+	b->n = 0;
+	return r;
+}
+
+/*
  * Allocate every hole in [@start, @end): whole blocks where the range
  * covers them, single pages elsewhere.  Stops early when @stop is set
  * (another part of the same populate failed or was interrupted), or on
@@ -936,31 +1016,64 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_get);
 static int __gmem_store_populate(struct gmem_store *s, pgoff_t start,
 				 pgoff_t end, atomic_t *stop, bool signals)
 {
+	struct gmem_dm_batch batch = { .n = 0 };
 	struct folio *folio;
+	struct page *page;
 	pgoff_t index;
+	int r = 0, r2;
 
 	for (index = start; index < end; index++) {
-		if (signals && signal_pending(current))
-			return -EINTR;
+		if (signals && signal_pending(current)) {
+			r = -EINTR;
+			break;
+		}
 		if (atomic_read(stop))
-			return 0;
+			break;
 		if (IS_ALIGNED(index, GMEM_BLOCK_PAGES) &&
-		    end - index >= GMEM_BLOCK_PAGES &&
-		    (gmem_store_block(s, index) == index ||
-		     !gmem_store_insert_block(s, index, ULONG_MAX))) {
-			index += GMEM_BLOCK_PAGES - 1;
-			cond_resched();
-			continue;
+		    end - index >= GMEM_BLOCK_PAGES) {
+			if (gmem_store_block(s, index) == index) {
+				index += GMEM_BLOCK_PAGES - 1;
+				continue;
+			}
+			if (!s->no_direct_map) {
+				if (!gmem_store_insert_block(s, index, ULONG_MAX)) {
+					index += GMEM_BLOCK_PAGES - 1;
+					cond_resched();
+					continue;
+				}
+			} else {
+				/* Out of the direct map now, flushed with others. */
+				page = gmem_store_alloc_block(s, index, &r2);
+				if (page && gmem_dm_unmap(page, GMEM_BLOCK_PAGES)) {
+					__free_pages(page, GMEM_BLOCK_ORDER);
+					page = NULL;
+				}
+				if (page) {
+					batch.index[batch.n] = index;
+					batch.page[batch.n++] = page;
+					if (batch.n == GMEM_DM_BATCH) {
+						r = gmem_dm_batch_publish(s, &batch);
+						if (r)
+							break;
+					}
+					index += GMEM_BLOCK_PAGES - 1;
+					cond_resched();
+					continue;
+				}
+			}
 		}
 		folio = gmem_store_get(s, index, true);
-		if (IS_ERR(folio))
-			return PTR_ERR(folio);
+		if (IS_ERR(folio)) {
+			r = PTR_ERR(folio);
+			break;
+		}
 		/* The store keeps its own reference. */
 		folio_put(folio);
 		if (!(index & 63))
 			cond_resched();
 	}
-	return 0;
+	r2 = gmem_dm_batch_publish(s, &batch);
+	return r ?: r2;
 }
 
 /**

@@ -39,6 +39,7 @@ enum gmem_abi_op {
 	GMEM_ABI_PARAM,		/* write of /sys/module/gmem/parameters/max_file_size */
 	GMEM_ABI_PARAM_BLOCKS,	/* write of /sys/module/gmem/parameters/blocks */
 	GMEM_ABI_PARAM_TAKEOVER,	/* write of /sys/module/gmem/parameters/takeover */
+	GMEM_ABI_PARAM_NO_DIRECT_MAP,	/* write of .../parameters/no_direct_map */
 	GMEM_ABI_GUEST_MEMFD,	/* KVM_CREATE_GUEST_MEMFD on a VM: a gmem file with takeover */
 	GMEM_ABI_NR
 };
@@ -84,6 +85,8 @@ static const struct gmem_abi_row gmem_abi[GMEM_ABI_NR] = {
 	[GMEM_ABI_PARAM] = { "max_file_size", "README.md", { EINVAL } },
 	[GMEM_ABI_PARAM_BLOCKS] = { "blocks", "docs/abi.md: Module parameters", { EINVAL } },
 	[GMEM_ABI_PARAM_TAKEOVER] = { "takeover", "docs/abi.md: Module parameters", { EINVAL } },
+	[GMEM_ABI_PARAM_NO_DIRECT_MAP] = { "no_direct_map", "docs/abi.md: Module parameters",
+		{ EINVAL } },
 	[GMEM_ABI_GUEST_MEMFD] = { "KVM_CREATE_GUEST_MEMFD",
 		"docs/abi.md: Takeover; KVM's api.rst (EIO: VM ioctls from a process other than the VM's creator)",
 		{ EINVAL, EFAULT, EIO, ENOMEM, EMFILE, ENFILE } },

@@ -654,9 +654,10 @@ TEST_F(param, max_file_size_rejects_invalid)
 }
 
 /*
- * The huge-page and takeover parameters refuse what they cannot parse
- * with EINVAL and keep their value: blocks takes always, flag or never;
- * populate_threads and max_1g an unsigned number; takeover a boolean.
+ * The huge-page, takeover and direct-map parameters refuse what they
+ * cannot parse with EINVAL and keep their value: blocks takes always,
+ * flag or never; populate_threads and max_1g an unsigned number;
+ * takeover and no_direct_map a boolean.
  */
 TEST_F(param, params_reject_invalid)
 {
@@ -667,6 +668,7 @@ TEST_F(param, params_reject_invalid)
 		{ MODULE_DIR "/parameters/populate_threads", { "abc", "-1", "1.5", "0x" } },
 		{ MODULE_DIR "/parameters/max_1g", { "abc", "-1", "1G", "one" } },
 		{ MODULE_DIR "/parameters/takeover", { "maybe", "2", "-1", "x" } },
+		{ MODULE_DIR "/parameters/no_direct_map", { "maybe", "2", "-1", "x" } },
 	};
 	char before[32], now[32];
 	unsigned int i, j;

@@ -81,6 +81,8 @@
 #define PARAM_TAKEOVER	"/sys/module/gmem/parameters/takeover"
 #define SYSFS_FILES	"/sys/class/misc/gmem/files"
 #define SYSFS_BYTES	"/sys/class/misc/gmem/allocated_bytes"
+#define SYSFS_UNMAPPED	"/sys/class/misc/gmem/unmapped_bytes"
+#define PARAM_NO_DIRECT_MAP "/sys/module/gmem/parameters/no_direct_map"
 #define SYSFS_TAKEN	"/sys/class/misc/gmem/takeover_files"
 #define SYSFS_DECLINED	"/sys/class/misc/gmem/takeover_declined"
 #define LFS_MAX		((uint64_t)LLONG_MAX)
@@ -2037,11 +2039,11 @@ static void op_param(struct fuzz *f)
 	judge(f, GMEM_ABI_PARAM, &x, r ? -1 : 0, -r, what);
 }
 
-/* The takeover parameter as it reads: "Y" or "N". */
-static bool read_takeover(void)
+/* A boolean parameter as it reads: "Y" or "N". */
+static bool read_bool_param(const char *path)
 {
 	char b[8] = "";
-	int fd = open(PARAM_TAKEOVER, O_RDONLY);
+	int fd = open(path, O_RDONLY);
 
 	if (fd < 0)
 		return false;
@@ -2049,6 +2051,11 @@ static bool read_takeover(void)
 		b[0] = 0;
 	close(fd);
 	return b[0] == 'Y';
+}
+
+static bool read_takeover(void)
+{
+	return read_bool_param(PARAM_TAKEOVER);
 }
 
 /*
@@ -2087,6 +2094,40 @@ static void op_param_takeover(struct fuzz *f)
 	f->sh->takeover = now;
 	pthread_rwlock_unlock(&f->sh->param_lock);
 	judge(f, GMEM_ABI_PARAM_TAKEOVER, &x, r ? -1 : 0, -r, what);
+}
+
+/*
+ * The no_direct_map parameter: a boolean like takeover (same values,
+ * same errors), read back as written.  Files created while it is on are
+ * out of the direct map, which every operation on them then exercises;
+ * unmapped_bytes must be back at its start when all files are gone.
+ */
+static void op_param_no_direct_map(struct fuzz *f)
+{
+	static const struct { const char *s; int on; } vals[] = {
+		{ "1", 1 }, { "0", 0 }, { "y", 1 }, { "N\n", 0 }, { "on", 1 },
+		{ "off", 0 }, { "2", -1 }, { "maybe", -1 }, { " y", -1 },
+	};
+	unsigned int i = below(f, ARRAY_SIZE(vals));
+	struct expect x = { 0 };
+	bool before, now;
+	char what[128];
+	int r;
+
+	x.ok = vals[i].on >= 0;
+	if (!x.ok)
+		allow(&x, EINVAL);
+	pthread_rwlock_wrlock(&f->sh->param_lock);
+	before = read_bool_param(PARAM_NO_DIRECT_MAP);
+	r = write_str(PARAM_NO_DIRECT_MAP, vals[i].s);
+	now = read_bool_param(PARAM_NO_DIRECT_MAP);
+	pthread_rwlock_unlock(&f->sh->param_lock);
+	snprintf(what, sizeof(what), "write %s \"%s\"", PARAM_NO_DIRECT_MAP, vals[i].s);
+	if (now != (x.ok && !r ? vals[i].on : before))
+		fail(f, "%s (%s): no_direct_map reads %s, expected %s", what,
+		     r ? errname(-r) : "ok", now ? "Y" : "N",
+		     (x.ok && !r ? vals[i].on : before) ? "Y" : "N");
+	judge(f, GMEM_ABI_PARAM_NO_DIRECT_MAP, &x, r ? -1 : 0, -r, what);
 }
 
 /* The value of @key in the fdinfo of @fd, in @val; false without the key. */
@@ -2577,6 +2618,7 @@ static const struct fuzz_op {
 	{ "vm-close",	1,  op_vm_close,	false, true },
 	{ "param",	1,  op_param,		false, false },
 	{ "takeover",	1,  op_param_takeover,	false, false },
+	{ "no-direct-map", 1, op_param_no_direct_map, false, false },
 	{ "kvm-gmemfd",	3,  op_guest_memfd,	false, true },
 	{ "pass",	2,  op_pass,		false, true },
 	{ "race-close",	1,  op_race_close,	false, false },
@@ -2704,6 +2746,8 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	uint64_t taken0 = read_u64(SYSFS_TAKEN), declined0 = read_u64(SYSFS_DECLINED);
 	uint64_t taken1, declined1;
 	bool takeover0 = read_takeover();
+	bool nodirect0 = read_bool_param(PARAM_NO_DIRECT_MAP);
+	uint64_t unmapped0 = read_u64(SYSFS_UNMAPPED), unmapped1;
 	struct itimerval it = { { 0, 10000 }, { 0, 10000 } };
 	struct sigaction sa = { .sa_handler = on_signal };
 	pthread_mutexattr_t ma;
@@ -2805,6 +2849,7 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	EXPECT_EQ(0, write_str(PARAM, param_s));
 	EXPECT_EQ(0, write_str(PARAM_BLOCKS, blocks0));
 	EXPECT_EQ(0, write_str(PARAM_TAKEOVER, takeover0 ? "Y" : "N"));
+	EXPECT_EQ(0, write_str(PARAM_NO_DIRECT_MAP, nodirect0 ? "Y" : "N"));
 	taken1 = read_u64(SYSFS_TAKEN);
 	declined1 = read_u64(SYSFS_DECLINED);
 	if (f->memcg)
@@ -2819,7 +2864,9 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 		bytes1 = read_u64(SYSFS_BYTES);
 		vms1 = gmem_count_vms_debugfs();
 		structs1 = gmem_count_vms_vmalloc();
-		if (files1 == files0 && bytes1 == bytes0 && vms1 == vms0 && structs1 == structs0)
+		unmapped1 = read_u64(SYSFS_UNMAPPED);
+		if (files1 == files0 && bytes1 == bytes0 && vms1 == vms0 &&
+		    structs1 == structs0 && unmapped1 == unmapped0)
 			break;
 		usleep(100000);
 	}
@@ -2862,6 +2909,8 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	for (i = 0; i < X_NR; i++)
 		TH_LOG("  exact check %-12s %lu", exact_names[i],
 		       (unsigned long)f->sh->exact[i]);
+	TH_LOG("end state: unmapped_bytes %llu (start %llu)", (unsigned long long)unmapped1,
+	       (unsigned long long)unmapped0);
 	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), KVM VMs %d/%d (debugfs/vmalloc; start %d/%d); %d files bound in the run (the model holds %d)",
 	       (unsigned long long)files1,
 	       (unsigned long long)files0, (unsigned long long)bytes1,
@@ -2874,6 +2923,7 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	EXPECT_GE((uint64_t)(f->sh->declined + f->sh->declined_maybe), declined1 - declined0);
 	EXPECT_EQ(files0, files1);
 	EXPECT_EQ(bytes0, bytes1);
+	EXPECT_EQ(unmapped0, unmapped1);
 	EXPECT_EQ(vms0, vms1);
 	EXPECT_EQ(structs0, structs1);
 }

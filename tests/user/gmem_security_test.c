@@ -26,6 +26,7 @@
 
 static const char *const params[] = {
 	"max_file_size", "blocks", "populate_threads", "max_1g", "takeover",
+	"no_direct_map",
 };
 
 /* Run @fn as uid/gid NOBODY in a child; returns its exit status. */
