@@ -33,6 +33,20 @@
  *
  * Ratio = gmem / guest_memfd: above 1 gmem is faster, except for overhead
  * and touch exits, where below 1 gmem uses less.
+ *
+ * The "nodm" rows hold a gmem file created with GMEM_CREATE_NO_DIRECT_MAP
+ * against the same gmem file without it, alternating too, in runs of their
+ * own after all the rows above (so that those run as they always did);
+ * they print in a table of their own, ratio = with / without:
+ *   populate nodm   populate, as above
+ *   punch nodm      punch, as above
+ *   pop 1 thr nodm  populate 1 thr, as above
+ *   pop+touch nodm  populate+touch, as above
+ *   touch 4K nodm   first touch of a file made with blocks=never: every
+ *                   guest fault allocates (and, with the flag, unmaps and
+ *                   flushes) one 4 KiB page; pages/s, sizes up to
+ *                   NODM_4K_MAX only, last of all (unmapping single pages
+ *                   splits the direct map's 2 MiB entries for good)
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -64,8 +78,11 @@
 #define CONV_PAGES	4096	/* 16 MiB: 8 populated 2 MiB blocks */
 #define THREADS_PARAM	"/sys/module/gmem/parameters/populate_threads"
 #define MAX_1G_PARAM	"/sys/module/gmem/parameters/max_1g"
+#define BLOCKS_PARAM	"/sys/module/gmem/parameters/blocks"
+#define NODM_4K_MAX	(256ULL << 20)	/* touch 4K nodm: 65536 faults at most */
 
-enum backend { GMEM, GUEST_MEMFD, NR_BACKENDS };
+/* GMEM_NODM: a gmem file created with GMEM_CREATE_NO_DIRECT_MAP. */
+enum backend { GMEM, GUEST_MEMFD, GMEM_NODM, NR_BACKENDS };
 
 static const struct vm_shape protected_shape = {
 	.mode = VM_MODE_DEFAULT,
@@ -85,6 +102,24 @@ static double gib(uint64_t bytes)
 	return bytes / (double)SZ_1G;
 }
 
+/* The gmem-flags of gmem file @fd, from its fdinfo. */
+static uint64_t gmem_flags(int fd)
+{
+	char path[64], line[256];
+	uint64_t flags = ~0ULL;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	TEST_ASSERT(f, "open %s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "gmem-flags:", 11))
+			flags = strtoull(line + 11, NULL, 16);
+	fclose(f);
+	TEST_ASSERT(flags != ~0ULL, "%s: no gmem-flags", path);
+	return flags;
+}
+
 /* A new private memory file of @size from @b; @vm owns guest_memfds. */
 static int new_file(enum backend b, struct kvm_vm *vm, uint64_t size)
 {
@@ -93,11 +128,17 @@ static int new_file(enum backend b, struct kvm_vm *vm, uint64_t size)
 
 	if (b == GUEST_MEMFD)
 		return vm_create_guest_memfd(vm, size, 0);
+	if (b == GMEM_NODM)
+		args.flags = GMEM_CREATE_NO_DIRECT_MAP;
 	dev = open("/dev/gmem", O_RDWR | O_CLOEXEC);
 	TEST_ASSERT(dev >= 0, "open /dev/gmem: %s", strerror(errno));
 	fd = ioctl(dev, GMEM_CREATE, &args);
 	TEST_ASSERT(fd >= 0, "GMEM_CREATE: %s", strerror(errno));
 	close(dev);
+	/* The nodm rows compare with and without: no_direct_map=Y breaks that. */
+	TEST_ASSERT(!!(gmem_flags(fd) & GMEM_CREATE_NO_DIRECT_MAP) == (b == GMEM_NODM),
+		    "gmem file %s GMEM_CREATE_NO_DIRECT_MAP (module parameter no_direct_map?)",
+		    b == GMEM_NODM ? "without" : "with");
 	return fd;
 }
 
@@ -122,6 +163,16 @@ static void write_file(const char *path, const char *text)
 	TEST_ASSERT(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text),
 		    "write '%s' to %s: %s", text, path, strerror(errno));
 	close(fd);
+}
+
+/* The first line of @path, without its newline, into @buf of @len bytes. */
+static void read_line(const char *path, char *buf, int len)
+{
+	FILE *f = fopen(path, "r");
+
+	TEST_ASSERT(f && fgets(buf, len, f), "read %s: %s", path, strerror(errno));
+	fclose(f);
+	buf[strcspn(buf, "\n")] = 0;
 }
 
 static void enter_cgroup(void)
@@ -347,12 +398,15 @@ static double run_memset(uint64_t size, bool copy)
 
 enum row {
 	POPULATE, PUNCH, TOUCH, TOUCH_EXITS, POP_TOUCH, CONVERSION, OVERHEAD,
-	POP_TOUCH_1G, MAPS_1G, POPULATE_1T, WRITE, MEMSET, MEMCPY, NR_ROWS
+	POP_TOUCH_1G, MAPS_1G, POPULATE_1T, WRITE, MEMSET, MEMCPY,
+	POPULATE_NODM, PUNCH_NODM, POPULATE_1T_NODM, POP_TOUCH_NODM,
+	TOUCH_4K_NODM, NR_ROWS
 };
 
+/* .nodm: GMEM_NODM against GMEM, not GMEM against GUEST_MEMFD. */
 static const struct {
 	const char *name, *unit;
-	bool gmem_only, touch, giant;
+	bool gmem_only, touch, giant, nodm;
 } rows[] = {
 	[POPULATE]	= { "populate", "GiB/s" },
 	[PUNCH]		= { "punch", "GiB/s" },
@@ -369,6 +423,11 @@ static const struct {
 	[WRITE]		= { "GMEM_WRITE", "GiB/s", .gmem_only = true },
 	[MEMSET]	= { "memset (ref)", "GiB/s", .gmem_only = true },
 	[MEMCPY]	= { "memcpy (ref)", "GiB/s", .gmem_only = true },
+	[POPULATE_NODM]	= { "populate nodm", "GiB/s", .nodm = true },
+	[PUNCH_NODM]	= { "punch nodm", "GiB/s", .nodm = true },
+	[POPULATE_1T_NODM] = { "pop 1 thr nodm", "GiB/s", .nodm = true },
+	[POP_TOUCH_NODM] = { "pop+touch nodm", "GiB/s", .nodm = true, .touch = true },
+	[TOUCH_4K_NODM]	= { "touch 4K nodm", "pages/s", .nodm = true, .touch = true },
 };
 
 static double results[NR_ROWS][NR_BACKENDS][MAX_RUNS];
@@ -391,6 +450,60 @@ static void stats(double *v, int n, double *med, double *min, double *max)
 	*med = n & 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
+/*
+ * Every nodm row but touch 4K nodm: a gmem file made with
+ * GMEM_CREATE_NO_DIRECT_MAP and the same without, alternating which goes
+ * first.
+ */
+static void run_nodm(uint64_t size, int runs, bool touch)
+{
+	double pop, punch, ovh, t;
+	uint64_t exits;
+	int r, i;
+
+	for (r = 0; r < runs; r++) {
+		for (i = 0; i < 2; i++) {
+			enum backend b = (i + r) % 2 ? GMEM_NODM : GMEM;
+
+			run_populate_punch(b, size, &pop, &punch, &ovh);
+			results[POPULATE_NODM][b][r] = gib(size) / pop;
+			results[PUNCH_NODM][b][r] = gib(size) / punch;
+			write_file(THREADS_PARAM, "1");
+			run_populate_punch(b, size, &pop, &punch, &ovh);
+			write_file(THREADS_PARAM, "0");
+			results[POPULATE_1T_NODM][b][r] = gib(size) / pop;
+			if (!touch)
+				continue;
+			run_touch(b, size, true, &pop, &t, &exits);
+			results[POP_TOUCH_NODM][b][r] = gib(size) / (pop + t);
+		}
+	}
+}
+
+/*
+ * touch 4K nodm: first touch of files made with blocks=never, which fault
+ * in 4 KiB pages; with and without GMEM_CREATE_NO_DIRECT_MAP, alternating.
+ */
+static void run_nodm_4k(uint64_t size, int runs)
+{
+	double pop, t;
+	uint64_t exits;
+	char blocks[32];
+	int r, i;
+
+	read_line(BLOCKS_PARAM, blocks, sizeof(blocks));
+	for (r = 0; r < runs; r++) {
+		for (i = 0; i < 2; i++) {
+			enum backend b = (i + r) % 2 ? GMEM_NODM : GMEM;
+
+			write_file(BLOCKS_PARAM, "never");
+			run_touch(b, size, false, &pop, &t, &exits);
+			write_file(BLOCKS_PARAM, blocks);
+			results[TOUCH_4K_NODM][b][r] = size / PAGE_SIZE / t;
+		}
+	}
+}
+
 static void run_size(uint64_t size, int runs, bool touch)
 {
 	double pop, punch, ovh, t;
@@ -398,9 +511,9 @@ static void run_size(uint64_t size, int runs, bool touch)
 	int r, i;
 
 	for (r = 0; r < runs; r++) {
-		for (i = 0; i < NR_BACKENDS; i++) {
+		for (i = 0; i < 2; i++) {
 			/* Alternate which side goes first. */
-			enum backend b = (i + r) % NR_BACKENDS;
+			enum backend b = (i + r) % 2;
 
 			run_populate_punch(b, size, &pop, &punch, &ovh);
 			results[POPULATE][b][r] = gib(size) / pop;
@@ -430,36 +543,47 @@ static void run_size(uint64_t size, int runs, bool touch)
 	}
 }
 
-static void report(FILE *csv, uint64_t size, int runs, bool touch)
+/* Print @row of @size to stdout and @csv. */
+static void report_row(FILE *csv, int row, uint64_t size, int runs)
 {
 	double med[NR_BACKENDS], min[NR_BACKENDS], max[NR_BACKENDS];
-	int row, b;
+	enum backend x, y;
+	int b;
+
+	for (b = 0; b < NR_BACKENDS; b++)
+		stats(results[row][b], runs, &med[b], &min[b], &max[b]);
+	if (rows[row].gmem_only) {
+		printf("%6lu MiB  %-15s %-8s %12.2f [%.2f-%.2f]\n",
+		       size >> 20, rows[row].name, rows[row].unit,
+		       med[GMEM], min[GMEM], max[GMEM]);
+		fprintf(csv, "%lu,%s,%s,%.4f,%.4f,%.4f,,,,,\n", size >> 20,
+			rows[row].name, rows[row].unit, med[GMEM],
+			min[GMEM], max[GMEM]);
+		return;
+	}
+	/* The side measured, and the one it is held against. */
+	x = rows[row].nodm ? GMEM_NODM : GMEM;
+	y = rows[row].nodm ? GMEM : GUEST_MEMFD;
+	printf("%6lu MiB  %-15s %-8s %12.2f [%.2f-%.2f]  %12.2f [%.2f-%.2f]  %6.3gx\n",
+	       size >> 20, rows[row].name, rows[row].unit,
+	       med[x], min[x], max[x], med[y], min[y], max[y], med[x] / med[y]);
+	fprintf(csv, "%lu,%s,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%s\n",
+		size >> 20, rows[row].name, rows[row].unit, med[x], min[x],
+		max[x], med[y], min[y], max[y], med[x] / med[y],
+		rows[row].nodm ? "gmem" : "guest_memfd");
+}
+
+/* Print the rows of @size that run_size() measured. */
+static void report(FILE *csv, uint64_t size, int runs, bool touch)
+{
+	int row;
 
 	for (row = 0; row < NR_ROWS; row++) {
-		if (!touch && rows[row].touch)
+		if (rows[row].nodm || (!touch && rows[row].touch))
 			continue;
 		if (rows[row].giant && size % SZ_1G)
 			continue;
-		for (b = 0; b < NR_BACKENDS; b++)
-			stats(results[row][b], runs, &med[b], &min[b], &max[b]);
-		if (rows[row].gmem_only) {
-			printf("%6lu MiB  %-15s %-8s %12.2f [%.2f-%.2f]\n",
-			       size >> 20, rows[row].name, rows[row].unit,
-			       med[GMEM], min[GMEM], max[GMEM]);
-			fprintf(csv, "%lu,%s,%s,%.4f,%.4f,%.4f,,,,\n", size >> 20,
-				rows[row].name, rows[row].unit, med[GMEM],
-				min[GMEM], max[GMEM]);
-			continue;
-		}
-		printf("%6lu MiB  %-15s %-8s %12.2f [%.2f-%.2f]  %12.2f [%.2f-%.2f]  %6.3gx\n",
-		       size >> 20, rows[row].name, rows[row].unit,
-		       med[GMEM], min[GMEM], max[GMEM],
-		       med[GUEST_MEMFD], min[GUEST_MEMFD], max[GUEST_MEMFD],
-		       med[GMEM] / med[GUEST_MEMFD]);
-		fprintf(csv, "%lu,%s,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
-			size >> 20, rows[row].name, rows[row].unit, med[GMEM],
-			min[GMEM], max[GMEM], med[GUEST_MEMFD], min[GUEST_MEMFD],
-			max[GUEST_MEMFD], med[GMEM] / med[GUEST_MEMFD]);
+		report_row(csv, row, size, runs);
 	}
 }
 
@@ -479,7 +603,7 @@ static void print_usage(const char *prog)
 int main(int argc, char *argv[])
 {
 	uint64_t sizes[MAX_SIZES] = { 64, 256, 1024, 2048 }, touch_max = 1024;
-	int nsizes = 4, runs = 3, opt, i;
+	int nsizes = 4, runs = 3, opt, i, row;
 	const char *out = NULL;
 	char *tok, *save;
 	FILE *csv;
@@ -518,7 +642,8 @@ int main(int argc, char *argv[])
 	TEST_ASSERT(csv, "tmpfile: %s", strerror(errno));
 	fputs("size_mib,row,unit,", csv);
 	fputs("gmem_median,gmem_min,gmem_max,", csv);
-	fputs("guest_memfd_median,guest_memfd_min,guest_memfd_max,ratio\n", csv);
+	fputs("guest_memfd_median,guest_memfd_min,guest_memfd_max,ratio,", csv);
+	fputs("baseline\n", csv);
 	printf("gmem-bench: %d alternating runs per row, median [min-max]; "
 	       "ratio = gmem / guest_memfd\n", runs);
 	printf("%10s  %-15s %-8s %28s  %28s  %7s\n", "size", "row", "unit",
@@ -528,6 +653,29 @@ int main(int argc, char *argv[])
 
 		run_size(sizes[i] << 20, runs, touch);
 		report(csv, sizes[i] << 20, runs, touch);
+		fflush(stdout);
+	}
+
+	printf("gmem-bench: GMEM_CREATE_NO_DIRECT_MAP, %d alternating runs per row; "
+	       "ratio = with the flag / the same gmem file without\n", runs);
+	printf("%10s  %-15s %-8s %28s  %28s  %7s\n", "size", "row", "unit",
+	       "no direct map", "gmem", "ratio");
+	for (i = 0; i < nsizes; i++) {
+		bool touch = sizes[i] <= touch_max;
+
+		run_nodm(sizes[i] << 20, runs, touch);
+		for (row = 0; row < NR_ROWS; row++)
+			if (rows[row].nodm && row != TOUCH_4K_NODM &&
+			    (touch || !rows[row].touch))
+				report_row(csv, row, sizes[i] << 20, runs);
+		fflush(stdout);
+	}
+	/* Last: unmapping single pages splits the direct map's 2 MiB entries. */
+	for (i = 0; i < nsizes; i++) {
+		if (sizes[i] > touch_max || (sizes[i] << 20) > NODM_4K_MAX)
+			continue;
+		run_nodm_4k(sizes[i] << 20, runs);
+		report_row(csv, TOUCH_4K_NODM, sizes[i] << 20, runs);
 		fflush(stdout);
 	}
 
