@@ -79,7 +79,7 @@
 #define THREADS_PARAM	"/sys/module/gmem/parameters/populate_threads"
 #define MAX_1G_PARAM	"/sys/module/gmem/parameters/max_1g"
 #define BLOCKS_PARAM	"/sys/module/gmem/parameters/blocks"
-#define NODM_4K_MAX	(256ULL << 20)	/* touch 4K nodm: 65536 faults at most */
+#define NODM_4K_MAX	(64ULL << 20)	/* touch 4K nodm: 16384 faults at most */
 
 /* GMEM_NODM: a gmem file created with GMEM_CREATE_NO_DIRECT_MAP. */
 enum backend { GMEM, GUEST_MEMFD, GMEM_NODM, NR_BACKENDS };
