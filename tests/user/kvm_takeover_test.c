@@ -86,7 +86,7 @@ TEST_F(takeover, off_kvm_on_gmem)
 	struct kvm_vm *vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	char vm_name[64];
 	struct stat st;
-	int fd;
+	int fd, plain;
 
 	gmem_takeover_param_set(false);
 	fd = vm_create_guest_memfd(vm, SIZE, 0);
@@ -108,8 +108,15 @@ TEST_F(takeover, off_kvm_on_gmem)
 	/* Bound from creation: fdinfo names the VM before any memslot. */
 	snprintf(vm_name, sizeof(vm_name), "gmem-vm:\tkvm-%d\n", getpid());
 	EXPECT_TRUE(fdinfo_has(fd, vm_name));
-	/* gmem's defaults, as GMEM_CREATE without flags. */
-	EXPECT_EQ(0, fdinfo_value(fd, "gmem-flags") & ~GMEM_CREATE_BLOCKS);
+	/*
+	 * gmem's defaults, as GMEM_CREATE without flags: the parameters
+	 * blocks and no_direct_map decide the rest.
+	 */
+	plain = gmem_file(SIZE, 0);
+	EXPECT_EQ(fdinfo_value(plain, "gmem-flags"), fdinfo_value(fd, "gmem-flags"));
+	EXPECT_EQ(0, fdinfo_value(fd, "gmem-flags") &
+		  ~(GMEM_CREATE_BLOCKS | GMEM_CREATE_NO_DIRECT_MAP));
+	close(plain);
 	close(fd);
 	kvm_vm_free(vm);
 }
