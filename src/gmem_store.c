@@ -66,10 +66,12 @@
  * 2 MiB direct-map entry in place (a 1 GiB range, block by block, splits
  * a 1 GiB entry into 2 MiB ones).  Changing part of a 2 MiB entry splits
  * it into 4 KiB entries, which takes a page table: that only happens
- * where the operation may fail (allocating a page, punching part of a
- * block, giving held pages back), never when a whole block or a page
- * whose entry is split already goes back, so that freeing needs no
- * memory.
+ * where the operation may fail (allocating a page, giving held pages
+ * back, freeing part of a block with a memory error), never when a whole
+ * block or a page whose entry is split already goes back, so that
+ * freeing needs no memory.  Held pages are zeroed through a temporary
+ * mapping of their own, so that a punch of part of a block leaves its
+ * entry whole.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -83,6 +85,7 @@
 #include <linux/sched/signal.h>
 #include <linux/set_memory.h>
 #include <linux/slab.h>
+#include <linux/vmalloc.h>
 #include <linux/workqueue.h>
 #include <asm/tlbflush.h>
 
@@ -1340,6 +1343,38 @@ static int gmem_dm_block_bits(struct page *page, const unsigned long *bits,
 }
 
 /*
+ * Zero the @n pages of the block from @page that are set in @bits, out
+ * of the direct map, through one temporary mapping of them all whose TLB
+ * entries are flushed before this returns: the block's direct-map entry
+ * is left as it is (a 2 MiB one is not split).  Returns 0, or -ENOMEM
+ * with nothing zeroed.
+ */
+static int gmem_dm_zero(struct page *page, const unsigned long *bits,
+			unsigned int n)
+{
+	unsigned long len = (unsigned long)n << PAGE_SHIFT;
+	struct page **pages;
+	unsigned int i, j = 0;
+	void *va;
+
+	pages = kvmalloc_array(n, sizeof(*pages), GFP_KERNEL);
+	if (!pages)
+		return -ENOMEM;
+	for_each_set_bit(i, bits, GMEM_BLOCK_PAGES)
+		pages[j++] = page + i;
+	/* VM_MAP: vmap() does not keep the array. */
+	va = vmap(pages, n, VM_MAP, PAGE_KERNEL);
+	kvfree(pages);
+	if (!va)
+		return -ENOMEM;
+	memset(va, 0, len);
+	vunmap(va);
+	/* Freed lazily: the address is not reused before this flush. */
+	flush_tlb_kernel_range((unsigned long)va, (unsigned long)va + len);
+	return 0;
+}
+
+/*
  * Drop the store's references on the folios of @fbatch, counting those
  * that came from a 1 GiB allocation (tagged GMEM_GIANT_TAG) out of it:
  * the last one out ends the allocation.  Called without the xa_lock of
@@ -1499,8 +1534,9 @@ static unsigned long gmem_store_free(struct gmem_store *s, pgoff_t start,
  * pages if the block is whole and keeps a live page outside the range,
  * else free them (and the block's held pages with them).  Returns the
  * number of live pages taken out of the file, or -ENOMEM (nothing
- * changed) if the store has no direct map and the block's 2 MiB entry
- * could not be split for the pages that leave it or are zeroed.
+ * changed) if the store has no direct map and either no temporary
+ * mapping could be had to zero the held pages, or the block's 2 MiB
+ * entry could not be split for the pages that leave it alone.
  */
 static long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
 				   pgoff_t start, pgoff_t end)
@@ -1556,10 +1592,10 @@ static long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
 		gmem_store_free(s, end, head + GMEM_BLOCK_PAGES, true, true);
 		return gmem_store_free(s, start, end, false, true);
 	}
-	/* Mapped for zeroing: this splits the block's 2 MiB entry. */
-	if (s->no_direct_map) {
+	/* Zeroed first, out of the direct map: nothing changed on failure. */
+	if (s->no_direct_map && n) {
 		xas_unlock(&xas);
-		r = gmem_dm_block_bits(first, held, true);
+		r = gmem_dm_zero(first, held, n);
 		if (r)
 			return r;
 		xas_lock(&xas);
@@ -1578,13 +1614,10 @@ static long gmem_store_punch_block(struct gmem_store *s, pgoff_t head,
 	 * are zeroed.
 	 */
 	for_each_set_bit(i, held, GMEM_BLOCK_PAGES) {
+		if (s->no_direct_map)
+			break;
 		folio = xa_load(&s->pages, head + i);
 		clear_highpage(folio_page(folio, 0));
-	}
-	/* Out of the direct map again: its entries are 4 KiB now. */
-	if (s->no_direct_map) {
-		WARN_ON_ONCE(gmem_dm_block_bits(first, held, false));
-		gmem_dm_flush(first, GMEM_BLOCK_PAGES);
 	}
 	return n;
 }
@@ -1617,13 +1650,15 @@ static void gmem_store_end_giants(struct gmem_store *s, pgoff_t start,
  * nobody maps the pages (guest mappings are zapped first).  A folio in
  * flight in a KVM fault is freed when that fault drops its reference.
  *
- * In a store without the direct map, a block the range covers in part
- * has its 2 MiB direct-map entry split (the pages that leave it, or are
- * zeroed, are mapped again), which takes a page table.
+ * In a store without the direct map, held pages are zeroed through a
+ * temporary mapping (the block's direct-map entry stays whole); pages
+ * that leave a block that keeps others (a memory error in the range)
+ * have its 2 MiB entry split, which takes a page table.
  *
- * Return: the number of live pages taken out; -ENOMEM if such a split
- * failed: the blocks at the ends of the range are punched first, so
- * that only the one at the start may have been punched then.
+ * Return: the number of live pages taken out; -ENOMEM if the mapping
+ * or the split could not be had: the blocks at the ends of the range are
+ * punched first, so that only the one at the start may have been
+ * punched then.
  */
 long gmem_store_remove(struct gmem_store *s, pgoff_t start, pgoff_t end)
 {

@@ -134,19 +134,23 @@
  * goes back to the page allocator, so that no host kernel code can read
  * it through the direct map, not even speculatively; a read through the
  * direct map faults.  Pages are unmapped after they are allocated and
- * zeroed, with one TLB flush per allocation (a page, a 2 MiB block, or
- * a 1 GiB range), before anyone can see them; they are mapped again
- * before they are freed, with their contents.  A 2 MiB block is unmapped
- * as one range, so that the direct map keeps a 2 MiB entry for it
- * (a 1 GiB entry is split into 2 MiB ones, not 4 KiB ones).  Punching or
- * giving back part of a block splits its entry into 4 KiB ones.
+ * zeroed, and the TLB flushed (once per page, per 1 GiB range, per up to
+ * 32 blocks of an fallocate), before anyone can see them; they are mapped
+ * again before they are freed, with their contents.  A 2 MiB block is
+ * unmapped as one range, so that the direct map keeps a 2 MiB entry for
+ * it (a 1 GiB entry is split into 2 MiB ones, not 4 KiB ones).  Held
+ * pages of a punched block are zeroed through a temporary mapping, so a
+ * punch leaves the block's entry whole; giving held pages back (memory
+ * pressure), or freeing a page with a memory error while the rest of its
+ * block stays, splits the block's entry into 4 KiB ones.
  *
  * What changes: GMEM_WRITE writes through a temporary mapping of the
- * page, removed before the ioctl returns.  FALLOC_FL_PUNCH_HOLE of part
- * of a 2 MiB block may fail with ENOMEM when the page table that splits
- * the block's direct-map entry cannot be allocated (only the block at the
- * start of the range may have been punched then).  See docs/security.md
- * for what the host kernel can no longer do with such pages.
+ * page, removed and flushed before the page is unlocked.
+ * FALLOC_FL_PUNCH_HOLE of part of a 2 MiB block may fail with ENOMEM
+ * when no temporary mapping (or, next to a memory error, no page table
+ * for the split) can be had; only the block at the start of the range
+ * may have been punched then.  See docs/security.md for what the host
+ * kernel can no longer do with such pages.
  *
  * The module parameter no_direct_map, when set, gives every new file
  * this flag (files made by KVM_CREATE_GUEST_MEMFD too); gmem-flags in
