@@ -1011,6 +1011,31 @@ static int gmem_dm_batch_publish(struct gmem_store *s, struct gmem_dm_batch *b)
 }
 
 /*
+ * Allocate the block at @index and take it out of the direct map, for
+ * @b to publish with others after one TLB flush (at once if @b is full
+ * then: *@r is what that returned).  Returns false if no block could be
+ * had (-EEXIST, -ENOMEM), for the caller to go on page by page.
+ */
+static bool gmem_dm_batch_add(struct gmem_store *s, struct gmem_dm_batch *b,
+			      pgoff_t index, int *r)
+{
+	struct page *page = gmem_store_alloc_block(s, index, r);
+
+	*r = 0;
+	if (page && gmem_dm_unmap(page, GMEM_BLOCK_PAGES)) {
+		__free_pages(page, GMEM_BLOCK_ORDER);
+		page = NULL;
+	}
+	if (!page)
+		return false;
+	b->index[b->n] = index;
+	b->page[b->n++] = page;
+	if (b->n == GMEM_DM_BATCH)
+		*r = gmem_dm_batch_publish(s, b);
+	return true;
+}
+
+/*
  * Allocate every hole in [@start, @end): whole blocks where the range
  * covers them, single pages elsewhere.  Stops early when @stop is set
  * (another part of the same populate failed or was interrupted), or on
@@ -1021,7 +1046,6 @@ static int __gmem_store_populate(struct gmem_store *s, pgoff_t start,
 {
 	struct gmem_dm_batch batch = { .n = 0 };
 	struct folio *folio;
-	struct page *page;
 	pgoff_t index;
 	int r = 0, r2;
 
@@ -1044,25 +1068,12 @@ static int __gmem_store_populate(struct gmem_store *s, pgoff_t start,
 					cond_resched();
 					continue;
 				}
-			} else {
-				/* Out of the direct map now, flushed with others. */
-				page = gmem_store_alloc_block(s, index, &r2);
-				if (page && gmem_dm_unmap(page, GMEM_BLOCK_PAGES)) {
-					__free_pages(page, GMEM_BLOCK_ORDER);
-					page = NULL;
-				}
-				if (page) {
-					batch.index[batch.n] = index;
-					batch.page[batch.n++] = page;
-					if (batch.n == GMEM_DM_BATCH) {
-						r = gmem_dm_batch_publish(s, &batch);
-						if (r)
-							break;
-					}
-					index += GMEM_BLOCK_PAGES - 1;
-					cond_resched();
-					continue;
-				}
+			} else if (gmem_dm_batch_add(s, &batch, index, &r)) {
+				if (r)
+					break;
+				index += GMEM_BLOCK_PAGES - 1;
+				cond_resched();
+				continue;
 			}
 		}
 		folio = gmem_store_get(s, index, true);

@@ -202,7 +202,6 @@ static bool gmem_test_folio_zero(struct kunit *test, struct folio *folio)
 	return zero;
 }
 
-
 /* Can the kernel read @page through the direct map? */
 static bool gmem_test_reachable(struct page *page)
 {
