@@ -496,8 +496,8 @@ struct gmem_write_src {
  * Copy one page from @src into @folio at byte @at.  A page out of the
  * direct map (@alias) is written through a temporary mapping of its own,
  * whose TLB entries are flushed before the caller unlocks the page (a
- * guest may be handed it then); vunmap() frees the address lazily, so
- * nothing else maps it until then.  Returns 0 or -ENOMEM (no mapping).
+ * guest may be handed it then): vunmap() flushes lazily.  Returns 0 or
+ * -ENOMEM (no mapping).
  */
 static int gmem_write_copy(struct folio *folio, size_t at,
 			   const struct gmem_write_src *src, bool alias)
@@ -1050,7 +1050,7 @@ static int gmem_pm_notify(struct notifier_block *nb, unsigned long action,
 {
 	if (action == PM_HIBERNATION_PREPARE && gmem_store_unmapped()) {
 		pr_warn("hibernation refused: pages of gmem files are out of the direct map\n");
-		return NOTIFY_BAD;
+		return notifier_from_errno(-EBUSY);
 	}
 	return NOTIFY_OK;
 }

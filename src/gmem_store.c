@@ -228,9 +228,8 @@ static int gmem_dm_unmap(struct page *page, unsigned long nr)
 
 	might_sleep();
 	r = set_direct_map_valid_noflush(page, nr, false);
-
 	if (r) {
-		set_direct_map_valid_noflush(page, nr, true);
+		WARN_ON_ONCE(set_direct_map_valid_noflush(page, nr, true));
 		return r;
 	}
 	atomic_long_add(nr, &gmem_total_unmapped);
@@ -1004,6 +1003,8 @@ static int gmem_dm_batch_publish(struct gmem_store *s, struct gmem_dm_batch *b)
 				r = PTR_ERR(folio);
 			else
 				folio_put(folio);
+			if (!(index & 63))
+				cond_resched();
 		}
 	}
 	b->n = 0;
@@ -1380,7 +1381,11 @@ static int gmem_dm_zero(struct page *page, const unsigned long *bits,
 		return -ENOMEM;
 	memset(va, 0, len);
 	vunmap(va);
-	/* Freed lazily: the address is not reused before this flush. */
+	/*
+	 * vunmap() flushes lazily (any reuse of the address is preceded by
+	 * vmalloc's own purge flush): flush the alias now, before the pages
+	 * can hold a guest's data again.
+	 */
 	flush_tlb_kernel_range((unsigned long)va, (unsigned long)va + len);
 	return 0;
 }
@@ -1679,13 +1684,14 @@ long gmem_store_remove(struct gmem_store *s, pgoff_t start, pgoff_t end)
 
 	if (start >= end)
 		return 0;
-	if (first > last || first < start) {	/* inside one block */
-		first = round_down(start, GMEM_BLOCK_PAGES);
-		r = gmem_store_punch_block(s, first, start, end);
-		if (r >= 0)
-			gmem_store_end_giants(s, start, end);
-		return r;
-	}
+	/*
+	 * First, also when a punch below fails: a 1 GiB range with a held
+	 * page must never be handed to a guest whole.
+	 */
+	gmem_store_end_giants(s, start, end);
+	if (first > last || first < start)	/* inside one block */
+		return gmem_store_punch_block(s, round_down(start, GMEM_BLOCK_PAGES),
+					      start, end);
 	if (start < first) {
 		r = gmem_store_punch_block(s, first - GMEM_BLOCK_PAGES, start,
 					   first);
@@ -1699,7 +1705,6 @@ long gmem_store_remove(struct gmem_store *s, pgoff_t start, pgoff_t end)
 			return r;
 		nr += r;
 	}
-	gmem_store_end_giants(s, start, end);
 	if (first < last)
 		nr += gmem_store_free(s, first, last, false, false);
 	return nr;

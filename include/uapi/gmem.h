@@ -134,15 +134,17 @@
  * goes back to the page allocator, so that no host kernel code can read
  * it through the direct map, not even speculatively; a read through the
  * direct map faults.  Pages are unmapped after they are allocated and
- * zeroed, and the TLB flushed (once per page, per 1 GiB range, per up to
- * 32 blocks of an fallocate), before anyone can see them; they are mapped
- * again before they are freed, with their contents.  A 2 MiB block is
- * unmapped as one range, so that the direct map keeps a 2 MiB entry for
- * it (a 1 GiB entry is split into 2 MiB ones, not 4 KiB ones).  Held
- * pages of a punched block are zeroed through a temporary mapping, so a
- * punch leaves the block's entry whole; giving held pages back (memory
- * pressure), or freeing a page with a memory error while the rest of its
- * block stays, splits the block's entry into 4 KiB ones.
+ * zeroed, and the TLB flushed (once per page, per block a guest fault or
+ * GMEM_WRITE allocates, per 1 GiB range, per up to 32 blocks of an
+ * fallocate), before anyone can see them; they are mapped again before
+ * they are freed, with their contents.  A 2 MiB block is unmapped as one
+ * range, so that the direct map keeps a 2 MiB entry for it (a 1 GiB
+ * entry is split into 2 MiB ones, not 4 KiB ones); a single page splits
+ * the 2 MiB entry around it.  Held pages of a punched block are zeroed
+ * through a temporary mapping, so a punch leaves the block's entry
+ * whole; giving held pages back (memory pressure), or freeing a page
+ * with a memory error while the rest of its block stays, splits the
+ * block's entry into 4 KiB ones.
  *
  * What changes: GMEM_WRITE writes through a temporary mapping of the
  * page, removed and flushed before the page is unlocked.

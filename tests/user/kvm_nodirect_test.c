@@ -680,7 +680,7 @@ static void punch_sweep(struct __test_metadata *_metadata,
 	TH_LOG("%s: %u failed punches had punched the start block", what, partial);
 }
 
-/* 10 pages inside block 0: they are held, the block's entry split. */
+/* 10 pages inside block 0: held, zeroed through a temporary mapping. */
 TEST_F_TIMEOUT(failnth, punch_in_block, 900)
 {
 	punch_sweep(_metadata, self, "punch inside a block", 10, 20);
