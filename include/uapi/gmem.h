@@ -39,9 +39,12 @@
  * fstat(2) reports st_size = the size, st_blksize = the page size and
  * st_blocks = the allocated bytes / 512.  /proc/<pid>/fdinfo/<fd> shows
  * gmem-id (the inode number), gmem-size and gmem-allocated (bytes),
- * gmem-held (bytes of held pages), gmem-1g (bytes in whole 1 GiB ranges)
- * and gmem-flags (the GMEM_CREATE flags, hex).  /sys/class/misc/gmem/files,
- * .../allocated_bytes, .../held_bytes and .../allocations_1g count for the
+ * gmem-held (bytes of held pages), gmem-1g (bytes in whole 1 GiB ranges),
+ * gmem-flags (the GMEM_CREATE flags, hex) and gmem-nodes (the bytes of
+ * the file's pages, live and held, on each node that has memory:
+ * "N0=<bytes> N1=<bytes>", see GMEM_SET_MEMPOLICY).
+ * /sys/class/misc/gmem/files, .../allocated_bytes, .../held_bytes,
+ * .../allocations_1g and .../node_bytes (as gmem-nodes) count for the
  * whole module.
  *
  * With the module parameter takeover on, KVM's KVM_CREATE_GUEST_MEMFD
@@ -365,5 +368,90 @@ struct gmem_write {
  * pages may have been written all the same.
  */
 #define GMEM_WRITE		_IOWR(GMEM_IOCTL_MAGIC, 0x12, struct gmem_write)
+
+/**
+ * struct gmem_mempolicy - argument of GMEM_SET_MEMPOLICY and GMEM_GET_MEMPOLICY
+ * @offset: byte offset in the file of the first page, page aligned.
+ * @size: SET: length of the range in bytes, page aligned, non-zero, and
+ *	@offset + @size at most the file size.  GET: must be zero.
+ * @mode: SET: the policy, as mbind(2) takes it: one of MPOL_DEFAULT,
+ *	MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE, MPOL_LOCAL,
+ *	MPOL_PREFERRED_MANY or MPOL_WEIGHTED_INTERLEAVE (<linux/mempolicy.h>),
+ *	optionally ORed with MPOL_F_STATIC_NODES or MPOL_F_RELATIVE_NODES.
+ *	GET (output only): the policy of the page at @offset, with the same
+ *	mode flags as it was set with.
+ * @flags: SET: 0 or MPOL_MF_STRICT.  GET: must be zero.
+ * @nodemask: address of a node bitmap (an array of unsigned long, node n
+ *	in bit n % BITS_PER_LONG of word n / BITS_PER_LONG), as mbind(2)
+ *	and get_mempolicy(2) take it; may be 0 when @maxnode is 0.  SET:
+ *	read.  GET: written, all @maxnode bits.
+ * @maxnode: the number of bits in @nodemask.  Unlike mbind(2), which
+ *	reads one bit less, every bit counts.  At most 32768.  GET: at
+ *	least the number of node ids the kernel supports, or 0 not to read
+ *	the nodes.
+ * @reserved: must be zero.
+ */
+struct gmem_mempolicy {
+	__u64 offset;
+	__u64 size;
+	__u32 mode;
+	__u32 flags;
+	__u64 nodemask;
+	__u64 maxnode;
+	__u64 reserved[3];
+};
+
+/**
+ * define GMEM_SET_MEMPOLICY - place the pages of a range on NUMA nodes
+ *
+ * Issued on a gmem file with a &struct gmem_mempolicy.  Sets the memory
+ * policy of every page of [@offset, @offset + @size), as mbind(2) does
+ * for a mapping (a gmem file has none): every later allocation of a page
+ * of the range (fallocate(2), a guest fault, GMEM_WRITE) follows it,
+ * whichever thread allocates, on whichever node it runs.  The policy
+ * stays with the range, also across punches.  A range that has
+ * MPOL_DEFAULT (every range of a new file) follows the allocating
+ * thread's own policy (set_mempolicy(2)); fallocate(2)'s helper threads
+ * follow the calling thread's.  A 2 MiB block or a 1 GiB range is
+ * allocated on one node; MPOL_INTERLEAVE and MPOL_WEIGHTED_INTERLEAVE go
+ * round the nodes by 2 MiB block where the file allocates blocks, by
+ * page elsewhere, by 1 GiB range for 1 GiB ranges.  MPOL_BIND fails an
+ * allocation (ENOMEM) rather than use another node.  Pages never move:
+ * pages allocated before, and held pages taken back (see
+ * GMEM_CREATE_BLOCKS), stay where they are; MPOL_MF_MOVE and
+ * MPOL_MF_MOVE_ALL are refused.  Node ids are those of
+ * /sys/devices/system/node; nodes without memory, or that the caller's
+ * cpuset does not allow, are left out of @nodemask, as mbind(2) does.
+ *
+ * Return: 0.  Errors: EFAULT (bad pointer), EBADF (file not open for
+ * writing), EINVAL (@offset or @size not page aligned, @size zero, range
+ * past the end of the file, unknown @mode or mode flag, both
+ * MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES, MPOL_F_NUMA_BALANCING,
+ * @flags other than MPOL_MF_STRICT, non-zero reserved field, @maxnode
+ * above 32768, a bit set for a node id above the kernel's maximum, no
+ * node left in @nodemask that has memory and is allowed for a mode that
+ * needs one, a node given for MPOL_DEFAULT or MPOL_LOCAL), EIO
+ * (MPOL_MF_STRICT and a page of the range already allocated on a node
+ * the new policy does not name; the policy is set all the same, as with
+ * mbind(2)), ENOMEM.
+ */
+#define GMEM_SET_MEMPOLICY	_IOW(GMEM_IOCTL_MAGIC, 0x13, struct gmem_mempolicy)
+
+/**
+ * define GMEM_GET_MEMPOLICY - read the memory policy of a page
+ *
+ * Issued on a gmem file with a &struct gmem_mempolicy.  Reads @offset,
+ * @size, @flags, @maxnode and @reserved; fills @mode and, if @maxnode is
+ * not 0, @nodemask with the policy of the page at @offset: MPOL_DEFAULT
+ * and an empty mask when none was set, the nodes as they were given
+ * when MPOL_F_STATIC_NODES or MPOL_F_RELATIVE_NODES was, else the nodes
+ * the policy uses; MPOL_LOCAL has none.
+ *
+ * Return: 0.  Errors: EFAULT (bad pointer), EINVAL (@offset not page
+ * aligned or not below the file size, non-zero @size, @flags or
+ * reserved field, @maxnode non-zero and below the number of node ids
+ * the kernel supports, or above 32768).
+ */
+#define GMEM_GET_MEMPOLICY	_IOWR(GMEM_IOCTL_MAGIC, 0x14, struct gmem_mempolicy)
 
 #endif /* _UAPI_GMEM_H */
