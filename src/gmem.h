@@ -8,6 +8,7 @@
 #include <linux/fs.h>
 #include <linux/kvm_host.h>
 #include <linux/maple_tree.h>
+#include <linux/mempolicy.h>
 #include <linux/rwsem.h>
 #include <linux/xarray.h>
 #include <kunit/visibility.h>
@@ -16,6 +17,7 @@
 
 struct kvm;
 struct mem_cgroup;
+struct seq_file;
 
 /**
  * struct gmem_store - the pages of one gmem file
@@ -39,6 +41,12 @@ struct mem_cgroup;
  *	Such pages are not charged to @memcg (see gmem_store.c).
  * @no_direct_map: every page the store holds is absent from the kernel's
  *	direct map (see gmem_store.c).  Set before the first insertion.
+ * @policy: the NUMA memory policy of ranges of page offsets (empty: the
+ *	allocating thread's own policy).
+ * @node_pages: for each node id below nr_node_ids, the pages (live and
+ *	held) the store holds on that node.
+ * @id: a number that names the store in trace events (the file's inode
+ *	number); the store does not use it otherwise.
  *
  * Lookups and insertions may run concurrently (the xa_lock serialises
  * insertions); removal must not run concurrently with either: callers
@@ -54,6 +62,9 @@ struct gmem_store {
 	struct xarray giants;
 	struct xarray giant_pfns;
 	bool no_direct_map;
+	struct shared_policy policy;
+	atomic_long_t *node_pages;
+	u64 id;
 };
 
 /* Naturally aligned 2 MiB blocks, allocated where they can be. */
@@ -63,8 +74,14 @@ struct gmem_store {
 #define GMEM_GIANT_ORDER	(30 - PAGE_SHIFT)
 #define GMEM_GIANT_PAGES	BIT(GMEM_GIANT_ORDER)
 
-void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg);
+int gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg);
 unsigned long gmem_store_totals(unsigned long *held);
+unsigned long gmem_store_node_pages(struct gmem_store *s, int nid);
+int gmem_store_set_policy(struct gmem_store *s, pgoff_t start, pgoff_t end,
+			  struct mempolicy *pol);
+struct mempolicy *gmem_store_policy(struct gmem_store *s, pgoff_t index);
+bool gmem_store_on_nodes(struct gmem_store *s, pgoff_t start, pgoff_t end,
+			 const nodemask_t *nodes);
 unsigned long gmem_store_unmapped(void);
 int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live);
 unsigned long gmem_store_release_held(struct gmem_store *s);
@@ -145,6 +162,11 @@ bool gmem_is_gmem_file(struct file *file);
 bool gmem_release_held(struct gmem_file *gf);
 struct file *gmem_file_create(loff_t size, u64 flags);
 loff_t gmem_max_file_size(void);
+
+/* gmem_numa.c */
+long gmem_set_mempolicy(struct file *file, struct gmem_mempolicy __user *uarg);
+long gmem_get_mempolicy(struct file *file, struct gmem_mempolicy __user *uarg);
+int gmem_show_nodes(struct seq_file *m, char *buf, struct gmem_store *s);
 
 /* gmem_kvm_hooks.c */
 int gmem_kvm_init(void);

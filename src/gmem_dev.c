@@ -35,6 +35,9 @@
 
 #include "gmem.h"
 
+#define CREATE_TRACE_POINTS
+#include "gmem_trace.h"
+
 static unsigned long max_file_size = 1UL << 40;
 
 static int max_file_size_set(const char *val, const struct kernel_param *kp)
@@ -400,6 +403,8 @@ static void gmem_show_fdinfo(struct seq_file *m, struct file *file)
 		   atomic_long_read(&gf->store.nr_held) << PAGE_SHIFT);
 	seq_printf(m, "gmem-1g:\t%lu\n", gmem_store_nr_giants(&gf->store) << 30);
 	seq_printf(m, "gmem-flags:\t%#llx\n", gf->flags);
+	seq_puts(m, "gmem-nodes:\t");
+	gmem_show_nodes(m, NULL, &gf->store);
 	if (vm)
 		seq_printf(m, "gmem-vm:\t%s\n", vm);
 }
@@ -694,6 +699,10 @@ static long gmem_file_ioctl(struct file *file, unsigned int cmd,
 		return gmem_get_attributes(file, uarg);
 	case GMEM_WRITE:
 		return gmem_write(file, uarg);
+	case GMEM_SET_MEMPOLICY:
+		return gmem_set_mempolicy(file, uarg);
+	case GMEM_GET_MEMPOLICY:
+		return gmem_get_mempolicy(file, uarg);
 	default:
 		return -ENOTTY;
 	}
@@ -873,7 +882,12 @@ struct file *gmem_file_create(loff_t size, u64 flags)
 	gf = kzalloc(sizeof(*gf), GFP_KERNEL_ACCOUNT);
 	if (!gf)
 		return ERR_PTR(-ENOMEM);
-	gmem_store_init(&gf->store, get_mem_cgroup_from_mm(current->mm));
+	r = gmem_store_init(&gf->store, get_mem_cgroup_from_mm(current->mm));
+	if (r) {
+		mem_cgroup_put(gf->store.memcg);
+		kfree(gf);
+		return ERR_PTR(r);
+	}
 	init_rwsem(&gf->lock);
 	kvm_gmem_binding_init(&gf->binding, size);
 	gmem_attrs_init(&gf->attrs, &gf->lock, gf->store.memcg);
@@ -895,10 +909,12 @@ struct file *gmem_file_create(loff_t size, u64 flags)
 	file = r ? ERR_PTR(r) : gmem_file_alloc(gf);
 	if (IS_ERR(file)) {
 		gmem_attrs_destroy(&gf->attrs);
+		gmem_store_destroy(&gf->store);
 		mem_cgroup_put(gf->store.memcg);
 		kfree(gf);
 		return file;
 	}
+	gf->store.id = file_inode(file)->i_ino;
 	atomic_long_inc(&gmem_nr_files);
 	spin_lock(&gmem_files_lock);
 	list_add(&gf->node, &gmem_files);
@@ -1009,6 +1025,13 @@ static ssize_t unmapped_bytes_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(unmapped_bytes);
 
+static ssize_t node_bytes_show(struct device *dev,
+			       struct device_attribute *attr, char *buf)
+{
+	return gmem_show_nodes(NULL, buf, NULL);
+}
+static DEVICE_ATTR_RO(node_bytes);
+
 static ssize_t takeover_files_show(struct device *dev,
 				   struct device_attribute *attr, char *buf)
 {
@@ -1034,6 +1057,7 @@ static struct attribute *gmem_dev_attrs[] = {
 	&dev_attr_held_bytes.attr,
 	&dev_attr_allocations_1g.attr,
 	&dev_attr_unmapped_bytes.attr,
+	&dev_attr_node_bytes.attr,
 	&dev_attr_takeover_files.attr,
 	&dev_attr_takeover_declined.attr,
 	NULL

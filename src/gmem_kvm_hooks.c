@@ -23,6 +23,7 @@
 #include <linux/pagemap.h>
 
 #include "gmem.h"
+#include "gmem_trace.h"
 
 #if KVM_GMEM_PROVIDER_API < 2
 #error "gmem needs the provider interface of kernel/patches/6.12/ (KVM_GMEM_PROVIDER_API 2)"
@@ -84,6 +85,7 @@ int gmem_kvm_invalidate(struct gmem_file *gf, pgoff_t start, pgoff_t end,
 	else if (end < ULONG_MAX - GMEM_BLOCK_PAGES &&
 		 gmem_store_block(&gf->store, end - 1) != ULONG_MAX)
 		end = round_up(end, GMEM_BLOCK_PAGES);
+	trace_gmem_invalidate(gf->store.id, start, end);
 	return kvm_gmem_invalidate(&gf->binding, start, end, change, data);
 }
 
@@ -357,6 +359,7 @@ static int gmem_kvm_get_pfn(struct file *file, const struct kvm_memory_slot *slo
 
 again:
 	r = 0;
+	order = 0;
 
 	/*
 	 * Shared: faults race only with allocations, never with removal or
@@ -390,6 +393,7 @@ out:
 		retried = true;
 		goto again;
 	}
+	trace_gmem_fault(gf->store.id, index, order, r);
 	return r;
 }
 

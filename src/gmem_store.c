@@ -78,6 +78,7 @@
 #include <linux/gfp.h>
 #include <linux/highmem.h>
 #include <linux/memcontrol.h>
+#include <linux/mempolicy.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 #include <linux/pagevec.h>
@@ -90,6 +91,7 @@
 #include <asm/tlbflush.h>
 
 #include "gmem.h"
+#include "gmem_trace.h"
 
 #define GMEM_GFP (GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT | \
 		  __GFP_RETRY_MAYFAIL | __GFP_NOWARN)
@@ -133,6 +135,8 @@
 /* Live and held pages of every store, for gmem_store_totals(). */
 static atomic_long_t gmem_total_pages = ATOMIC_LONG_INIT(0);
 static atomic_long_t gmem_total_held = ATOMIC_LONG_INIT(0);
+/* Pages (live and held) of every store on each node. */
+static atomic_long_t gmem_node_total[MAX_NUMNODES];
 
 /*
  * page->private of the pages of a 1 GiB allocation while the store holds
@@ -179,6 +183,43 @@ static void gmem_store_count(struct gmem_store *s, long live, long held)
 		atomic_long_add(held, &gmem_total_held);
 	}
 }
+
+/*
+ * Count @nr pages from @page on (one node) in or out of the store: at
+ * publication, and when they go back to the page allocator.
+ */
+static void gmem_store_count_node(struct gmem_store *s, struct page *page,
+				  long nr)
+{
+	int nid = page_to_nid(page);
+
+	atomic_long_add(nr, &s->node_pages[nid]);
+	atomic_long_add(nr, &gmem_node_total[nid]);
+}
+
+/*
+ * Page @page and the (1 << @order) - 1 after it were published at @index:
+ * count them on their node and tell the trace.
+ */
+static void gmem_store_published(struct gmem_store *s, pgoff_t index,
+				 struct page *page, unsigned int order)
+{
+	gmem_store_count_node(s, page, 1L << order);
+	trace_gmem_alloc(s->id, index, order, page_to_nid(page));
+}
+
+/**
+ * gmem_store_node_pages() - pages a store holds on a node
+ * @s: the store, or NULL for all stores together
+ * @nid: a node id below nr_node_ids
+ *
+ * Return: the number of pages, live and held.
+ */
+unsigned long gmem_store_node_pages(struct gmem_store *s, int nid)
+{
+	return atomic_long_read(s ? &s->node_pages[nid] : &gmem_node_total[nid]);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_node_pages);
 
 /**
  * gmem_store_totals() - pages of all stores together
@@ -291,9 +332,16 @@ static bool gmem_dm_map_unpublished(struct gmem_store *s, struct page *page,
  * @s: the store
  * @memcg: memory cgroup to charge, or NULL for the allocating task's; the
  *	caller keeps a reference on it for the life of the store
+ *
+ * Return: 0, or -ENOMEM (nothing to undo).
  */
-void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg)
+int gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg)
 {
+	s->node_pages = kcalloc(nr_node_ids, sizeof(*s->node_pages),
+				GFP_KERNEL_ACCOUNT);
+	if (!s->node_pages)
+		return -ENOMEM;
+	mpol_shared_policy_init(&s->policy, NULL);
 	/*
 	 * XA_FLAGS_ACCOUNT: nodes allocated under the xa_lock (GFP_NOWAIT)
 	 * are charged too, to the active memcg, which insertions set to
@@ -308,6 +356,7 @@ void gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg)
 	s->memcg = memcg;
 	xa_init(&s->giants);
 	xa_init(&s->giant_pfns);
+	return 0;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_init);
 
@@ -318,6 +367,52 @@ static struct page *gmem_store_packed(struct gmem_store *s, pgoff_t index)
 
 	return head ? &head->page : NULL;
 }
+
+/*
+ * The policy to allocate page @index with, in a unit of (1 << @order)
+ * pages: the store's policy of @index, else @dflt, else the calling
+ * thread's own.  *@ilx is the interleave index: the number of the unit in
+ * the file for the interleave modes, which go round the nodes by unit;
+ * NO_INTERLEAVE_INDEX for the others, which keeps alloc_pages_mpol()'s
+ * rule for transparent huge pages (try only one node) off 2 MiB blocks.
+ * Put the policy with mpol_cond_put().
+ */
+static struct mempolicy *gmem_store_mpol(struct gmem_store *s, pgoff_t index,
+					 unsigned int order,
+					 struct mempolicy *dflt, pgoff_t *ilx)
+{
+	struct mempolicy *pol = mpol_shared_policy_lookup(&s->policy, index);
+
+	if (!pol)
+		pol = dflt ?: get_task_policy(current);
+	*ilx = NO_INTERLEAVE_INDEX;
+	if (pol->mode == MPOL_INTERLEAVE || pol->mode == MPOL_WEIGHTED_INTERLEAVE)
+		*ilx = index >> order;
+	return pol;
+}
+
+/* (1 << @order) pages for @index, placed by gmem_store_mpol(), or NULL. */
+static struct page *gmem_store_alloc_pages(struct gmem_store *s, gfp_t gfp,
+					   pgoff_t index, unsigned int order,
+					   struct mempolicy *dflt)
+{
+	struct mempolicy *pol;
+	struct page *page;
+	pgoff_t ilx;
+
+	pol = gmem_store_mpol(s, index, order, dflt, &ilx);
+	page = alloc_pages_mpol(gfp, order, pol, ilx, numa_node_id());
+	mpol_cond_put(pol);
+	return page;
+}
+
+/*
+ * gmem_store_insert_new() with the policy @dflt where the store has none
+ * for @index (NULL: the calling thread's).
+ */
+static struct folio *__gmem_store_insert_new(struct gmem_store *s,
+					     pgoff_t index,
+					     struct mempolicy *dflt);
 
 /**
  * gmem_store_insert_new() - allocate page @index, a hole a moment ago
@@ -336,11 +431,21 @@ static struct page *gmem_store_packed(struct gmem_store *s, pgoff_t index)
 VISIBLE_IF_KUNIT struct folio *gmem_store_insert_new(struct gmem_store *s,
 						     pgoff_t index)
 {
+	return __gmem_store_insert_new(s, index, NULL);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_insert_new);
+
+static struct folio *__gmem_store_insert_new(struct gmem_store *s,
+					     pgoff_t index,
+					     struct mempolicy *dflt)
+{
 	struct mem_cgroup *old_memcg = set_active_memcg(s->memcg);
 	XA_STATE(xas, &s->pages, index);
 	struct folio *folio, *old;
+	struct page *page;
 
-	folio = folio_alloc(GMEM_GFP, 0);
+	page = gmem_store_alloc_pages(s, GMEM_GFP, index, 0, dflt);
+	folio = page ? page_folio(page) : NULL;
 	if (!folio) {
 		set_active_memcg(old_memcg);
 		return ERR_PTR(-ENOMEM);
@@ -384,10 +489,10 @@ VISIBLE_IF_KUNIT struct folio *gmem_store_insert_new(struct gmem_store *s,
 		return old ?: ERR_PTR(xas_error(&xas));
 	}
 	gmem_store_count(s, 1, 0);
+	gmem_store_published(s, index, &folio->page, 0);
 	folio_get(folio);
 	return folio;
 }
-EXPORT_SYMBOL_IF_KUNIT(gmem_store_insert_new);
 
 /*
  * Reserve every index of the block at @index (XA_ZERO_ENTRY), so that the
@@ -623,7 +728,7 @@ static void gmem_store_pack(struct gmem_store *s, pgoff_t head)
  * could be had.
  */
 static struct page *gmem_store_alloc_block(struct gmem_store *s, pgoff_t index,
-					   int *r)
+					   struct mempolicy *dflt, int *r)
 {
 	pgoff_t last = index + GMEM_BLOCK_PAGES - 1, first = index;
 	struct mem_cgroup *old_memcg;
@@ -634,7 +739,8 @@ static struct page *gmem_store_alloc_block(struct gmem_store *s, pgoff_t index,
 	    xa_find(&s->pages, &first, last, XA_PRESENT))
 		return NULL;
 	old_memcg = set_active_memcg(s->memcg);
-	page = alloc_pages(GMEM_BLOCK_GFP, GMEM_BLOCK_ORDER);
+	page = gmem_store_alloc_pages(s, GMEM_BLOCK_GFP, index, GMEM_BLOCK_ORDER,
+				      dflt);
 	set_active_memcg(old_memcg);
 	*r = page ? 0 : -ENOMEM;
 	return page;
@@ -660,35 +766,20 @@ static int gmem_store_publish_packed(struct gmem_store *s, pgoff_t index,
 		return r;
 	}
 	gmem_store_count(s, GMEM_BLOCK_PAGES, 0);
+	gmem_store_published(s, index, page, GMEM_BLOCK_ORDER);
 	return 0;
 }
 
-/**
- * gmem_store_insert_block() - allocate a whole block
- * @s: the store
- * @index: first page offset of the block, GMEM_BLOCK_PAGES aligned
- * @live: the one page of the block the file gets now, the others being
- *	held; ULONG_MAX for all of them
- *
- * Allocates a zeroed, naturally aligned block of GMEM_BLOCK_PAGES pages
- * and inserts it at @index, all of [@index, @index + GMEM_BLOCK_PAGES)
- * being holes: packed when all its pages are live, else split with the
- * held pages marked.  The caller excludes removal.
- *
- * Return: 0, or -errno for the caller to fall back to single pages:
- * -EEXIST if a page of the range is in the store (held pages too),
- * -ENOMEM if no free block could be had.  Nothing of the block was
- * published then (a concurrent insertion of the same block may lose its
- * reservations to the unreserve and fall back too).
- */
-int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
+/* gmem_store_insert_block(), with @dflt as in __gmem_store_insert_new(). */
+static int __gmem_store_insert_block(struct gmem_store *s, pgoff_t index,
+				     pgoff_t live, struct mempolicy *dflt)
 {
 	struct mem_cgroup *old_memcg;
 	struct page *page;
 	unsigned int i;
 	int r;
 
-	page = gmem_store_alloc_block(s, index, &r);
+	page = gmem_store_alloc_block(s, index, dflt, &r);
 	if (!page)
 		return r;
 	if (gmem_dm_unmap_new(s, page, GMEM_BLOCK_PAGES)) {
@@ -717,50 +808,129 @@ int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
 		return r;
 	}
 	gmem_store_count(s, 1, GMEM_BLOCK_PAGES - 1);
+	gmem_store_published(s, index, page, GMEM_BLOCK_ORDER);
 	return 0;
+}
+
+/**
+ * gmem_store_insert_block() - allocate a whole block
+ * @s: the store
+ * @index: first page offset of the block, GMEM_BLOCK_PAGES aligned
+ * @live: the one page of the block the file gets now, the others being
+ *	held; ULONG_MAX for all of them
+ *
+ * Allocates a zeroed, naturally aligned block of GMEM_BLOCK_PAGES pages
+ * and inserts it at @index, all of [@index, @index + GMEM_BLOCK_PAGES)
+ * being holes: packed when all its pages are live, else split with the
+ * held pages marked.  The caller excludes removal.
+ *
+ * Return: 0, or -errno for the caller to fall back to single pages:
+ * -EEXIST if a page of the range is in the store (held pages too),
+ * -ENOMEM if no free block could be had.  Nothing of the block was
+ * published then (a concurrent insertion of the same block may lose its
+ * reservations to the unreserve and fall back too).
+ */
+int gmem_store_insert_block(struct gmem_store *s, pgoff_t index, pgoff_t live)
+{
+	return __gmem_store_insert_block(s, index, live, NULL);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_insert_block);
 
 /*
  * A physically contiguous, naturally aligned, zeroed 1 GiB of order-0
- * pages from any zone of any online node that has one free or movable
- * (what alloc_contig_pages() does, which 6.12 does not export), or NULL.
+ * pages from any zone of node @nid that has one free or movable (what
+ * alloc_contig_pages() does, which 6.12 does not export), or NULL.
  */
-static struct page *gmem_alloc_giant(void)
+static struct page *gmem_alloc_giant_on(int nid)
 {
 	const gfp_t gfp = GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN |
 			  __GFP_RETRY_MAYFAIL;
 	unsigned long pfn, i, end;
 	struct zone *zone;
 	struct page *page;
-	int nid, z;
+	int z;
 
-	for_each_online_node(nid) {
-		for (z = MAX_NR_ZONES - 1; z >= 0; z--) {
-			zone = &NODE_DATA(nid)->node_zones[z];
-			if (!populated_zone(zone))
-				continue;
-			end = zone_end_pfn(zone);
-			for (pfn = ALIGN(zone->zone_start_pfn, GMEM_GIANT_PAGES);
-			     pfn + GMEM_GIANT_PAGES <= end; pfn += GMEM_GIANT_PAGES) {
-				for (i = pfn; i < pfn + GMEM_GIANT_PAGES; i++) {
-					if (!pfn_valid(i))
-						break;
-					page = pfn_to_page(i);
-					if (page_zone(page) != zone || PageReserved(page))
-						break;
-				}
-				if (i < pfn + GMEM_GIANT_PAGES)
-					continue;
-				if (!alloc_contig_range(pfn, pfn + GMEM_GIANT_PAGES,
-							MIGRATE_MOVABLE, gfp))
-					return pfn_to_page(pfn);
-				if (fatal_signal_pending(current))
-					return NULL;
+	for (z = MAX_NR_ZONES - 1; z >= 0; z--) {
+		zone = &NODE_DATA(nid)->node_zones[z];
+		if (!populated_zone(zone))
+			continue;
+		end = zone_end_pfn(zone);
+		for (pfn = ALIGN(zone->zone_start_pfn, GMEM_GIANT_PAGES);
+		     pfn + GMEM_GIANT_PAGES <= end; pfn += GMEM_GIANT_PAGES) {
+			for (i = pfn; i < pfn + GMEM_GIANT_PAGES; i++) {
+				if (!pfn_valid(i))
+					break;
+				page = pfn_to_page(i);
+				if (page_zone(page) != zone || PageReserved(page))
+					break;
 			}
+			if (i < pfn + GMEM_GIANT_PAGES)
+				continue;
+			if (!alloc_contig_range(pfn, pfn + GMEM_GIANT_PAGES,
+						MIGRATE_MOVABLE, gfp))
+				return pfn_to_page(pfn);
+			if (fatal_signal_pending(current))
+				return NULL;
 		}
 	}
 	return NULL;
+}
+
+/*
+ * A 1 GiB for the range at @index, from the nodes its policy allows, the
+ * node the policy picks first (policy_nodemask(): the preferred node, the
+ * next node to interleave on, else this CPU's), or NULL.  Only
+ * MPOL_PREFERRED_MANY goes on to nodes outside its mask then.
+ */
+static struct page *gmem_alloc_giant(struct gmem_store *s, pgoff_t index)
+{
+	struct page *page = NULL;
+	struct mempolicy *pol;
+	nodemask_t *nodes;
+	int nid, n;
+	pgoff_t ilx;
+
+	pol = gmem_store_mpol(s, index, GMEM_GIANT_ORDER, NULL, &ilx);
+	nid = numa_node_id();
+	nodes = policy_nodemask(GFP_KERNEL, pol, ilx, &nid);
+	if (!nodes || node_isset(nid, *nodes))
+		page = gmem_alloc_giant_on(nid);
+	for_each_node_mask(n, *(nodes ?: &node_states[N_MEMORY])) {
+		if (page || fatal_signal_pending(current))
+			break;
+		if (n != nid)
+			page = gmem_alloc_giant_on(n);
+	}
+	for_each_node_state(n, N_MEMORY) {
+		if (page || pol->mode != MPOL_PREFERRED_MANY ||
+		    fatal_signal_pending(current))
+			break;
+		if (!node_isset(n, *nodes))
+			page = gmem_alloc_giant_on(n);
+	}
+	mpol_cond_put(pol);
+	return page;
+}
+
+/*
+ * Tell the trace what a 1 GiB allocation at @index published: the whole
+ * range, or the blocks that kept their tag (the caller excludes removal).
+ */
+static void gmem_store_trace_giant(struct gmem_store *s, pgoff_t index,
+				   struct page *page, unsigned long published)
+{
+	pgoff_t b;
+
+	if (!trace_gmem_alloc_enabled())
+		return;
+	if (published == GMEM_GIANT_PAGES) {
+		trace_gmem_alloc(s->id, index, GMEM_GIANT_ORDER, page_to_nid(page));
+		return;
+	}
+	for (b = 0; b < GMEM_GIANT_PAGES; b += GMEM_BLOCK_PAGES)
+		if (page_private(page + b) == GMEM_GIANT_TAG)
+			trace_gmem_alloc(s->id, index + b, GMEM_BLOCK_ORDER,
+					 page_to_nid(page));
 }
 
 /*
@@ -791,7 +961,7 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 		atomic_long_dec(&gmem_giant_allocs);
 		return -ENOSPC;
 	}
-	page = gmem_alloc_giant();
+	page = gmem_alloc_giant(s, index);
 	if (!page) {
 		atomic_long_dec(&gmem_giant_allocs);
 		return -ENOMEM;
@@ -826,6 +996,7 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 			set_page_private(page + b + i, GMEM_GIANT_TAG);
 		if (!gmem_store_commit_packed(s, index + b, page + b)) {
 			published += GMEM_BLOCK_PAGES;
+			gmem_store_count_node(s, page + b, GMEM_BLOCK_PAGES);
 			cond_resched();
 			continue;
 		}
@@ -852,6 +1023,7 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 	/* Nothing was freed yet: the caller excludes removal. */
 	xa_store(&s->giant_pfns, key, xa_mk_value(published), GFP_NOWAIT);
 	gmem_store_count(s, published, 0);
+	gmem_store_trace_giant(s, index, page, published);
 	if (published < GMEM_GIANT_PAGES)
 		return -EEXIST;
 	old_memcg = set_active_memcg(s->memcg);
@@ -898,6 +1070,9 @@ unsigned long gmem_store_nr_giants(struct gmem_store *s)
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_nr_giants);
 
+static struct folio *__gmem_store_get(struct gmem_store *s, pgoff_t index,
+				      bool alloc, struct mempolicy *dflt);
+
 /**
  * gmem_store_get() - the folio that holds page @index
  * @s: the store
@@ -912,6 +1087,13 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_nr_giants);
  * allocation or the memcg charge fails.
  */
 struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc)
+{
+	return __gmem_store_get(s, index, alloc, NULL);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_get);
+
+static struct folio *__gmem_store_get(struct gmem_store *s, pgoff_t index,
+				      bool alloc, struct mempolicy *dflt)
 {
 	const pgoff_t off = index & (GMEM_BLOCK_PAGES - 1);
 	XA_STATE(xas, &s->pages, index);
@@ -954,9 +1136,8 @@ struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc)
 	xas_unlock(&xas);
 	if (folio || !alloc)
 		return folio;
-	return gmem_store_insert_new(s, index);
+	return __gmem_store_insert_new(s, index, dflt);
 }
-EXPORT_SYMBOL_IF_KUNIT(gmem_store_get);
 
 /*
  * Blocks that a populate of a store without the direct map takes out of
@@ -966,6 +1147,7 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_get);
 #define GMEM_DM_BATCH	32
 
 struct gmem_dm_batch {
+	struct mempolicy *dflt;
 	unsigned int n;
 	pgoff_t index[GMEM_DM_BATCH];
 	struct page *page[GMEM_DM_BATCH];
@@ -998,7 +1180,7 @@ static int gmem_dm_batch_publish(struct gmem_store *s, struct gmem_dm_batch *b)
 			continue;
 		for (index = b->index[i];
 		     !r && index < b->index[i] + GMEM_BLOCK_PAGES; index++) {
-			folio = gmem_store_get(s, index, true);
+			folio = __gmem_store_get(s, index, true, b->dflt);
 			if (IS_ERR(folio))
 				r = PTR_ERR(folio);
 			else
@@ -1020,7 +1202,7 @@ static int gmem_dm_batch_publish(struct gmem_store *s, struct gmem_dm_batch *b)
 static bool gmem_dm_batch_add(struct gmem_store *s, struct gmem_dm_batch *b,
 			      pgoff_t index, int *r)
 {
-	struct page *page = gmem_store_alloc_block(s, index, r);
+	struct page *page = gmem_store_alloc_block(s, index, b->dflt, r);
 
 	*r = 0;
 	if (page && gmem_dm_unmap(page, GMEM_BLOCK_PAGES)) {
@@ -1040,12 +1222,15 @@ static bool gmem_dm_batch_add(struct gmem_store *s, struct gmem_dm_batch *b,
  * Allocate every hole in [@start, @end): whole blocks where the range
  * covers them, single pages elsewhere.  Stops early when @stop is set
  * (another part of the same populate failed or was interrupted), or on
- * a pending signal when @signals.  Returns 0, -EINTR or -ENOMEM.
+ * a pending signal when @signals.  Where the store has no policy, pages
+ * follow @dflt (NULL: the calling thread's own).  Returns 0, -EINTR or
+ * -ENOMEM.
  */
 static int __gmem_store_populate(struct gmem_store *s, pgoff_t start,
-				 pgoff_t end, atomic_t *stop, bool signals)
+				 pgoff_t end, atomic_t *stop, bool signals,
+				 struct mempolicy *dflt)
 {
-	struct gmem_dm_batch batch = { .n = 0 };
+	struct gmem_dm_batch batch = { .dflt = dflt, .n = 0 };
 	struct folio *folio;
 	pgoff_t index;
 	int r = 0, r2;
@@ -1064,7 +1249,8 @@ static int __gmem_store_populate(struct gmem_store *s, pgoff_t start,
 				continue;
 			}
 			if (!s->no_direct_map) {
-				if (!gmem_store_insert_block(s, index, ULONG_MAX)) {
+				if (!__gmem_store_insert_block(s, index, ULONG_MAX,
+							       dflt)) {
 					index += GMEM_BLOCK_PAGES - 1;
 					cond_resched();
 					continue;
@@ -1077,7 +1263,7 @@ static int __gmem_store_populate(struct gmem_store *s, pgoff_t start,
 				continue;
 			}
 		}
-		folio = gmem_store_get(s, index, true);
+		folio = __gmem_store_get(s, index, true, dflt);
 		if (IS_ERR(folio)) {
 			r = PTR_ERR(folio);
 			break;
@@ -1108,7 +1294,7 @@ int gmem_store_populate(struct gmem_store *s, pgoff_t start, pgoff_t end)
 {
 	atomic_t stop = ATOMIC_INIT(0);
 
-	return __gmem_store_populate(s, start, end, &stop, true);
+	return __gmem_store_populate(s, start, end, &stop, true, NULL);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_populate);
 
@@ -1118,6 +1304,7 @@ struct gmem_populate_part {
 	struct gmem_store *s;
 	pgoff_t start, end;
 	atomic_t *stop;
+	struct mempolicy *dflt;
 	int r;
 	struct completion done;
 };
@@ -1127,7 +1314,8 @@ static void gmem_populate_work(struct work_struct *work)
 	struct gmem_populate_part *p = container_of(work, struct gmem_populate_part,
 						    work);
 
-	p->r = __gmem_store_populate(p->s, p->start, p->end, p->stop, false);
+	p->r = __gmem_store_populate(p->s, p->start, p->end, p->stop, false,
+				     p->dflt);
 	if (p->r)
 		atomic_set(p->stop, 1);
 	complete(&p->done);
@@ -1194,14 +1382,21 @@ int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
 		parts[i].start = min(first + i * per, last);
 		parts[i].end = min(first + (i + 1) * per, last);
 		parts[i].stop = &stop;
+		/*
+		 * The calling thread's policy: only that thread could change
+		 * or free it (set_mempolicy(), exit), and it waits for the
+		 * workers here; a cpuset rebinds it in place.
+		 */
+		parts[i].dflt = get_task_policy(current);
 		init_completion(&parts[i].done);
 		INIT_WORK(&parts[i].work, gmem_populate_work);
 		queue_work(system_unbound_wq, &parts[i].work);
 	}
 	/* This thread: the unaligned head, the first part, the tail. */
-	r = __gmem_store_populate(s, start, min(first + per, last), &stop, true);
+	r = __gmem_store_populate(s, start, min(first + per, last), &stop, true,
+				  NULL);
 	if (!r)
-		r = __gmem_store_populate(s, last, end, &stop, true);
+		r = __gmem_store_populate(s, last, end, &stop, true, NULL);
 	if (r)
 		atomic_set(&stop, 1);
 	for (i = 1; i < n; i++) {
@@ -1399,9 +1594,20 @@ static int gmem_dm_zero(struct page *page, const unsigned long *bits,
 static void gmem_store_put_batch(struct gmem_store *s, struct folio_batch *fbatch)
 {
 	unsigned long key, left;
+	unsigned int i, run = 0;
 	struct page *page;
-	unsigned int i;
 	void *v;
+
+	/* Out of the node counts, in runs of pages of one node. */
+	for (i = 0; i < folio_batch_count(fbatch); i++) {
+		page = &fbatch->folios[i]->page;
+		run++;
+		if (i + 1 < folio_batch_count(fbatch) &&
+		    folio_nid(fbatch->folios[i + 1]) == page_to_nid(page))
+			continue;
+		gmem_store_count_node(s, page, -(long)run);
+		run = 0;
+	}
 
 	if (!xa_empty(&s->giant_pfns)) {
 		for (i = 0; i < folio_batch_count(fbatch); i++) {
@@ -1650,33 +1856,9 @@ static void gmem_store_end_giants(struct gmem_store *s, pgoff_t start,
 		xa_erase(&s->giants, g);
 }
 
-/**
- * gmem_store_remove() - take the pages of [@start, @end) out of the file
- * @s: the store
- * @start: first page offset
- * @end: page offset after the last
- *
- * Whole blocks and pages outside blocks are freed.  Pages of a block the
- * range covers only in part are zeroed and held (see the top of this
- * file), unless no live page of the block is left or one of them has a
- * memory error: then the block's pages in the range and its held pages
- * are freed.
- *
- * The caller holds off lookups and insertions and has already made sure
- * nobody maps the pages (guest mappings are zapped first).  A folio in
- * flight in a KVM fault is freed when that fault drops its reference.
- *
- * In a store without the direct map, held pages are zeroed through a
- * temporary mapping (the block's direct-map entry stays whole); pages
- * that leave a block that keeps others (a memory error in the range)
- * have its 2 MiB entry split, which takes a page table.
- *
- * Return: the number of live pages taken out; -ENOMEM if the mapping
- * or the split could not be had: the blocks at the ends of the range are
- * punched first, so that only the one at the start may have been
- * punched then.
- */
-long gmem_store_remove(struct gmem_store *s, pgoff_t start, pgoff_t end)
+/* gmem_store_remove() without the trace event. */
+static long __gmem_store_remove(struct gmem_store *s, pgoff_t start,
+				pgoff_t end)
 {
 	pgoff_t first = round_up(start, GMEM_BLOCK_PAGES);
 	pgoff_t last = round_down(end, GMEM_BLOCK_PAGES);
@@ -1708,6 +1890,40 @@ long gmem_store_remove(struct gmem_store *s, pgoff_t start, pgoff_t end)
 	if (first < last)
 		nr += gmem_store_free(s, first, last, false, false);
 	return nr;
+}
+
+/**
+ * gmem_store_remove() - take the pages of [@start, @end) out of the file
+ * @s: the store
+ * @start: first page offset
+ * @end: page offset after the last
+ *
+ * Whole blocks and pages outside blocks are freed.  Pages of a block the
+ * range covers only in part are zeroed and held (see the top of this
+ * file), unless no live page of the block is left or one of them has a
+ * memory error: then the block's pages in the range and its held pages
+ * are freed.
+ *
+ * The caller holds off lookups and insertions and has already made sure
+ * nobody maps the pages (guest mappings are zapped first).  A folio in
+ * flight in a KVM fault is freed when that fault drops its reference.
+ *
+ * In a store without the direct map, held pages are zeroed through a
+ * temporary mapping (the block's direct-map entry stays whole); pages
+ * that leave a block that keeps others (a memory error in the range)
+ * have its 2 MiB entry split, which takes a page table.
+ *
+ * Return: the number of live pages taken out; -ENOMEM if the mapping
+ * or the split could not be had: the blocks at the ends of the range are
+ * punched first, so that only the one at the start may have been
+ * punched then.
+ */
+long gmem_store_remove(struct gmem_store *s, pgoff_t start, pgoff_t end)
+{
+	long r = __gmem_store_remove(s, start, end);
+
+	trace_gmem_punch(s->id, start, end, r);
+	return r;
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_remove);
 
@@ -1950,6 +2166,73 @@ bool gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end)
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_hand_out);
 
 /**
+ * gmem_store_set_policy() - set the NUMA memory policy of a range
+ * @s: the store
+ * @start: first page offset
+ * @end: page offset after the last
+ * @pol: the policy (the store takes its own reference), or NULL for the
+ *	default: the allocating thread's own policy
+ *
+ * Later allocations in the range follow @pol; pages already in the
+ * store stay where they are.  The tree of ranges has its own lock.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int gmem_store_set_policy(struct gmem_store *s, pgoff_t start, pgoff_t end,
+			  struct mempolicy *pol)
+{
+	return mpol_set_shared_range(&s->policy, start, end - start, pol);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_set_policy);
+
+/**
+ * gmem_store_policy() - the NUMA memory policy of a page offset
+ * @s: the store
+ * @index: page offset
+ *
+ * Return: the policy with a reference (put it with mpol_put()), or NULL
+ * when none was set.
+ */
+struct mempolicy *gmem_store_policy(struct gmem_store *s, pgoff_t index)
+{
+	return mpol_shared_policy_lookup(&s->policy, index);
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_policy);
+
+/**
+ * gmem_store_on_nodes() - are the pages of a range on the given nodes?
+ * @s: the store
+ * @start: first page offset
+ * @end: page offset after the last
+ * @nodes: the nodes
+ *
+ * Held pages count.  The caller excludes removal.
+ *
+ * Return: false if a page of [@start, @end) is on a node not in @nodes.
+ */
+bool gmem_store_on_nodes(struct gmem_store *s, pgoff_t start, pgoff_t end,
+			 const nodemask_t *nodes)
+{
+	struct folio *folio;
+	unsigned long key;
+
+	if (start >= end)
+		return true;
+	xa_for_each_range(&s->blocks, key, folio, start >> GMEM_BLOCK_ORDER,
+			  (end - 1) >> GMEM_BLOCK_ORDER)
+		if (!node_isset(folio_nid(folio), *nodes))
+			return false;
+	xa_for_each_range(&s->pages, key, folio, start, end - 1) {
+		if (!node_isset(folio_nid(folio), *nodes))
+			return false;
+		if (!(key & 511))
+			cond_resched();
+	}
+	return true;
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_store_on_nodes);
+
+/**
  * gmem_store_destroy() - free every page and the xarray
  * @s: the store, no longer reachable by anyone else
  */
@@ -1962,5 +2245,7 @@ void gmem_store_destroy(struct gmem_store *s)
 	/* Empty: every page was counted out of its allocation. */
 	WARN_ON_ONCE(!xa_empty(&s->giant_pfns));
 	xa_destroy(&s->giant_pfns);
+	mpol_free_shared_policy(&s->policy);
+	kfree(s->node_pages);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_destroy);

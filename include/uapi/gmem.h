@@ -431,8 +431,9 @@ struct gmem_mempolicy {
  * above 32768, a bit set for a node id above the kernel's maximum, no
  * node left in @nodemask that has memory and is allowed for a mode that
  * needs one, a node given for MPOL_DEFAULT or MPOL_LOCAL), EIO
- * (MPOL_MF_STRICT and a page of the range already allocated on a node
- * the new policy does not name; the policy is set all the same, as with
+ * (MPOL_MF_STRICT and a page of the range, live or held, already on a
+ * node the new policy does not name; MPOL_DEFAULT and MPOL_LOCAL name
+ * none and check nothing; the policy is set all the same, as with
  * mbind(2)), ENOMEM.
  */
 #define GMEM_SET_MEMPOLICY	_IOW(GMEM_IOCTL_MAGIC, 0x13, struct gmem_mempolicy)

@@ -343,7 +343,7 @@ static void gmem_store_guest_mark_test(struct kunit *test)
 	struct folio *f;
 
 	KUNIT_ASSERT_NOT_NULL(test, s);
-	gmem_store_init(s, NULL);
+	KUNIT_ASSERT_EQ(test, gmem_store_init(s, NULL), 0);
 	/* A hole cannot be marked. */
 	gmem_store_set_guest(s, 7);
 	KUNIT_EXPECT_FALSE(test, gmem_store_test_guest(s, 7));

@@ -9,6 +9,7 @@
 #include <linux/highmem.h>
 #include <linux/kvm_host.h>
 #include <linux/memcontrol.h>
+#include <linux/mempolicy.h>
 #include <linux/mm.h>
 #include <linux/page-flags.h>
 #include <linux/sched.h>
@@ -144,7 +145,19 @@ static struct kunit_suite gmem_range_test_suite = {
 struct gmem_store_test {
 	struct gmem_store s;
 	unsigned long unmapped;
+	unsigned long on_nodes;
 };
+
+/* Pages @s (NULL: every store) holds on any node. */
+static unsigned long gmem_test_on_nodes(struct gmem_store *s)
+{
+	unsigned long n = 0;
+	int nid;
+
+	for_each_node(nid)
+		n += gmem_store_node_pages(s, nid);
+	return n;
+}
 
 static int __gmem_store_test_init(struct kunit *test, bool no_direct_map)
 {
@@ -152,9 +165,11 @@ static int __gmem_store_test_init(struct kunit *test, bool no_direct_map)
 
 	if (!t)
 		return -ENOMEM;
-	gmem_store_init(&t->s, NULL);
+	if (gmem_store_init(&t->s, NULL))
+		return -ENOMEM;
 	t->s.no_direct_map = no_direct_map;
 	t->unmapped = gmem_store_unmapped();
+	t->on_nodes = gmem_test_on_nodes(NULL);
 	test->priv = &t->s;
 	return 0;
 }
@@ -173,7 +188,12 @@ static void gmem_store_test_exit(struct kunit *test)
 {
 	struct gmem_store_test *t = test->priv;
 
+	/* Every page the store holds is counted on its node, once. */
+	KUNIT_EXPECT_EQ(test, gmem_test_on_nodes(&t->s),
+			atomic_long_read(&t->s.nr_pages) +
+			atomic_long_read(&t->s.nr_held));
 	gmem_store_destroy(&t->s);
+	KUNIT_EXPECT_EQ(test, gmem_test_on_nodes(NULL), t->on_nodes);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&t->s.nr_pages), 0);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&t->s.nr_held), 0);
 	/* Every page taken out of the direct map was put back. */
@@ -813,6 +833,57 @@ static void gmem_store_insert_finds_held_test(struct kunit *test)
 		folio_put(f);
 }
 
+/*
+ * A range's policy reaches every allocation of the range (single pages,
+ * blocks, a populate), outlives a removal, and is read back; the pages
+ * are counted on their node.  MPOL_BIND to the first node with memory,
+ * which every machine has; the two-node selftests check the placement.
+ */
+static void gmem_store_policy_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	const pgoff_t B = GMEM_BLOCK_PAGES;
+	int nid = first_node(node_states[N_MEMORY]);
+	struct mempolicy *pol, *got;
+	nodemask_t nodes, none;
+	unsigned long on_nid;
+	struct folio *f;
+
+	nodes = nodemask_of_node(nid);
+	nodes_clear(none);
+	pol = mpol_create(MPOL_BIND, &nodes);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, pol);
+	KUNIT_ASSERT_EQ(test, gmem_store_set_policy(s, B, 3 * B, pol), 0);
+	mpol_put(pol);
+	KUNIT_EXPECT_NULL(test, gmem_store_policy(s, B - 1));
+	KUNIT_EXPECT_NULL(test, gmem_store_policy(s, 3 * B));
+	got = gmem_store_policy(s, 2 * B);
+	KUNIT_ASSERT_NOT_NULL(test, got);
+	KUNIT_EXPECT_EQ(test, got->mode, MPOL_BIND);
+	KUNIT_EXPECT_TRUE(test, nodes_equal(got->nodes, nodes));
+	mpol_put(got);
+
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, B, 3 * B), 0);
+	f = gmem_store_get(s, B - 1, true);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, f);
+	folio_put(f);	/* The store keeps its own reference. */
+	KUNIT_EXPECT_TRUE(test, gmem_store_on_nodes(s, B, 3 * B, &nodes));
+	KUNIT_EXPECT_FALSE(test, gmem_store_on_nodes(s, B, 3 * B, &none));
+	/* A hole is on every node set, even the empty one. */
+	KUNIT_EXPECT_TRUE(test, gmem_store_on_nodes(s, 3 * B, 4 * B, &none));
+	on_nid = gmem_store_node_pages(s, nid);
+	KUNIT_EXPECT_EQ(test, on_nid, 2 * B + (folio_nid(f) == nid));
+
+	KUNIT_EXPECT_EQ(test, gmem_store_remove(s, B, 3 * B), 2 * B);
+	KUNIT_EXPECT_EQ(test, gmem_store_node_pages(s, nid), on_nid - 2 * B);
+	got = gmem_store_policy(s, B);
+	KUNIT_EXPECT_NOT_NULL(test, got);
+	mpol_put(got);
+	/* Back to the default. */
+	KUNIT_ASSERT_EQ(test, gmem_store_set_policy(s, 0, 4 * B, NULL), 0);
+	KUNIT_EXPECT_NULL(test, gmem_store_policy(s, 2 * B));
+}
+
 static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_get_test),
 	KUNIT_CASE(gmem_store_populate_remove_test),
@@ -833,6 +904,7 @@ static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_giant_test),
 	KUNIT_CASE(gmem_store_pack_test),
 	KUNIT_CASE(gmem_store_insert_finds_held_test),
+	KUNIT_CASE(gmem_store_policy_test),
 	{}
 };
 
@@ -922,7 +994,7 @@ static void gmem_store_nodirect_reach_test(struct kunit *test)
 		put_page(block + i);
 	}
 	KUNIT_EXPECT_EQ(test, gmem_store_unmapped(), t->unmapped);
-	gmem_store_init(s, NULL);
+	KUNIT_ASSERT_EQ(test, gmem_store_init(s, NULL), 0);
 	s->no_direct_map = true;
 }
 
