@@ -176,6 +176,9 @@ int gmem_show_nodes(struct seq_file *m, char *buf, struct gmem_store *s)
 	bool first = true;
 
 	for_each_node_state(nid, N_MEMORY) {
+		/* "N1023=" and 20 digits: a sysfs page holds over 100 nodes. */
+		if (!m && n > PAGE_SIZE - 32)
+			break;
 		bytes = gmem_store_node_pages(s, nid) << PAGE_SHIFT;
 		if (m)
 			seq_printf(m, "%sN%d=%lu", first ? "" : " ", nid, bytes);
