@@ -14,42 +14,34 @@
 
 /* A page (order 0), a 2 MiB block (9) or a 1 GiB range (18) was published. */
 TRACE_EVENT(gmem_alloc,
-	TP_PROTO(u64 id, pgoff_t index, unsigned int order, int nid),
-	TP_ARGS(id, index, order, nid),
-	TP_STRUCT__entry(
-		__field(u64, id)
-		__field(pgoff_t, index)
-		__field(unsigned int, order)
-		__field(int, nid)
-	),
-	TP_fast_assign(
-		__entry->id = id;
-		__entry->index = index;
-		__entry->order = order;
-		__entry->nid = nid;
-	),
-	TP_printk("id=%llu index=%lu order=%u nid=%d", __entry->id,
-		  __entry->index, __entry->order, __entry->nid)
+	    TP_PROTO(u64 id, pgoff_t index, unsigned int order, int nid),
+	    TP_ARGS(id, index, order, nid),
+	    TP_STRUCT__entry(__field(u64, id)
+			     __field(pgoff_t, index)
+			     __field(unsigned int, order)
+			     __field(int, nid)),
+	    TP_fast_assign(__entry->id = id;
+			   __entry->index = index;
+			   __entry->order = order;
+			   __entry->nid = nid;),
+	    TP_printk("id=%llu index=%lu order=%u nid=%d", __entry->id,
+		      __entry->index, __entry->order, __entry->nid)
 );
 
 /* Pages [start, end) left the file: @ret live pages, or -errno. */
 TRACE_EVENT(gmem_punch,
-	TP_PROTO(u64 id, pgoff_t start, pgoff_t end, long ret),
-	TP_ARGS(id, start, end, ret),
-	TP_STRUCT__entry(
-		__field(u64, id)
-		__field(pgoff_t, start)
-		__field(pgoff_t, end)
-		__field(long, ret)
-	),
-	TP_fast_assign(
-		__entry->id = id;
-		__entry->start = start;
-		__entry->end = end;
-		__entry->ret = ret;
-	),
-	TP_printk("id=%llu start=%lu end=%lu ret=%ld", __entry->id,
-		  __entry->start, __entry->end, __entry->ret)
+	    TP_PROTO(u64 id, pgoff_t start, pgoff_t end, long ret),
+	    TP_ARGS(id, start, end, ret),
+	    TP_STRUCT__entry(__field(u64, id)
+			     __field(pgoff_t, start)
+			     __field(pgoff_t, end)
+			     __field(long, ret)),
+	    TP_fast_assign(__entry->id = id;
+			   __entry->start = start;
+			   __entry->end = end;
+			   __entry->ret = ret;),
+	    TP_printk("id=%llu start=%lu end=%lu ret=%ld", __entry->id,
+		      __entry->start, __entry->end, __entry->ret)
 );
 
 /*
@@ -57,42 +49,33 @@ TRACE_EVENT(gmem_punch,
  * mapping order allowed) or refused (@error a negative errno).
  */
 TRACE_EVENT(gmem_fault,
-	TP_PROTO(u64 id, pgoff_t index, unsigned int order, int error),
-	TP_ARGS(id, index, order, error),
-	TP_STRUCT__entry(
-		__field(u64, id)
-		__field(pgoff_t, index)
-		__field(unsigned int, order)
-		__field(int, error)
-	),
-	TP_fast_assign(
-		__entry->id = id;
-		__entry->index = index;
-		__entry->order = order;
-		__entry->error = error;
-	),
-	TP_printk("id=%llu index=%lu order=%u error=%d", __entry->id,
-		  __entry->index, __entry->order, __entry->error)
+	    TP_PROTO(u64 id, pgoff_t index, unsigned int order, int error),
+	    TP_ARGS(id, index, order, error),
+	    TP_STRUCT__entry(__field(u64, id)
+			     __field(pgoff_t, index)
+			     __field(unsigned int, order)
+			     __field(int, error)),
+	    TP_fast_assign(__entry->id = id;
+			   __entry->index = index;
+			   __entry->order = order;
+			   __entry->error = error;),
+	    TP_printk("id=%llu index=%lu order=%u error=%d", __entry->id,
+		      __entry->index, __entry->order, __entry->error)
 );
 
 /* Guest mappings of pages [start, end) are being zapped. */
 TRACE_EVENT(gmem_invalidate,
-	TP_PROTO(u64 id, pgoff_t start, pgoff_t end),
-	TP_ARGS(id, start, end),
-	TP_STRUCT__entry(
-		__field(u64, id)
-		__field(pgoff_t, start)
-		__field(pgoff_t, end)
-	),
-	TP_fast_assign(
-		__entry->id = id;
-		__entry->start = start;
-		__entry->end = end;
-	),
-	TP_printk("id=%llu start=%lu end=%lu", __entry->id, __entry->start,
-		  __entry->end)
+	    TP_PROTO(u64 id, pgoff_t start, pgoff_t end),
+	    TP_ARGS(id, start, end),
+	    TP_STRUCT__entry(__field(u64, id)
+			     __field(pgoff_t, start)
+			     __field(pgoff_t, end)),
+	    TP_fast_assign(__entry->id = id;
+			   __entry->start = start;
+			   __entry->end = end;),
+	    TP_printk("id=%llu start=%lu end=%lu", __entry->id,
+		      __entry->start, __entry->end)
 );
-
 #endif /* _GMEM_TRACE_H */
 
 #undef TRACE_INCLUDE_PATH
