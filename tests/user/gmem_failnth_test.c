@@ -24,6 +24,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/mempolicy.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -517,6 +520,108 @@ static void check_attrs(struct __test_metadata *_metadata, struct ctx *c, int er
 }
 
 /*
+ * GMEM_SET_MEMPOLICY: policies that make, cut, split and replace ranges
+ * of the file's policy tree, the last one with MPOL_MF_STRICT over
+ * allocated pages.  As for the attributes, a call that fails (ENOMEM:
+ * the kernel's tree is left as it was) is repeated without injection,
+ * with the rest after it; every page then reads back the policy of the
+ * whole sequence.  Node 0 only: every machine has it.
+ */
+static const struct {
+	unsigned long long offset, size;
+	__u32 mode, flags;
+} pol_calls[] = {
+	{ 0, 8 * MiB, MPOL_BIND, 0 },
+	{ 1 * MiB, 1 * MiB, MPOL_INTERLEAVE, 0 },
+	{ 4 * MiB, PAGE, MPOL_PREFERRED, 0 },		/* splits the first */
+	{ 6 * MiB, 2 * MiB, MPOL_LOCAL, 0 },
+	{ 2 * MiB - 64 * KiB, 128 * KiB, MPOL_DEFAULT, 0 },
+	{ 0, 3 * MiB, MPOL_WEIGHTED_INTERLEAVE | MPOL_F_STATIC_NODES, MPOL_MF_STRICT },
+};
+
+static unsigned long pol_node0 = 1;
+
+static bool pol_has_nodes(__u32 mode)
+{
+	mode &= ~(MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES);
+	return mode != MPOL_DEFAULT && mode != MPOL_LOCAL;
+}
+
+static int set_pol(int fd, unsigned int i)
+{
+	struct gmem_mempolicy p = {
+		.offset = pol_calls[i].offset, .size = pol_calls[i].size,
+		.mode = pol_calls[i].mode, .flags = pol_calls[i].flags,
+	};
+
+	if (pol_has_nodes(p.mode)) {
+		p.nodemask = (uintptr_t)&pol_node0;
+		p.maxnode = 64;
+	}
+	return ioctl(fd, GMEM_SET_MEMPOLICY, &p) ? errno : 0;
+}
+
+static void setup_mempolicy(struct __test_metadata *_metadata, struct ctx *c)
+{
+	new_file(_metadata, c, 0);
+	falloc_ok(_metadata, c->fd, GMEM_ALLOCATE, 0, 4 * MiB);
+	c->failed_at = ARRAY_SIZE(pol_calls);
+	c->call = "GMEM_SET_MEMPOLICY";
+}
+
+static int run_mempolicy(struct ctx *c)
+{
+	unsigned int i;
+	int err;
+
+	for (i = 0; i < ARRAY_SIZE(pol_calls); i++) {
+		err = set_pol(c->fd, i);
+		if (err) {
+			c->failed_at = i;
+			return err;
+		}
+	}
+	return 0;
+}
+
+static const int mempolicy_errnos[] = { ENOMEM };
+
+static void check_mempolicy(struct __test_metadata *_metadata, struct ctx *c, int err)
+{
+	static __u32 want[NR_PAGES];
+	unsigned long long p;
+	unsigned int i;
+
+	if (err) {
+		expect_errno_in(_metadata, c, err, mempolicy_errnos,
+				ARRAY_SIZE(mempolicy_errnos), "ENOMEM");
+		for (i = c->failed_at; i < ARRAY_SIZE(pol_calls); i++)
+			ASSERT_EQ(0, set_pol(c->fd, i))
+				TH_LOG("GMEM_SET_MEMPOLICY call %u without injection: %s",
+				       i, strerror(errno));
+	}
+	memset(want, 0, sizeof(want));
+	for (i = 0; i < ARRAY_SIZE(pol_calls); i++)
+		for (p = pol_calls[i].offset / PAGE;
+		     p < (pol_calls[i].offset + pol_calls[i].size) / PAGE; p++)
+			want[p] = pol_calls[i].mode;
+	for (p = 0; p < NR_PAGES; p++) {
+		unsigned long nodes = ~0UL;
+		struct gmem_mempolicy g = {
+			.offset = p * PAGE, .nodemask = (uintptr_t)&nodes, .maxnode = 64,
+		};
+
+		ASSERT_EQ(0, ioctl(c->fd, GMEM_GET_MEMPOLICY, &g))
+			TH_LOG("GMEM_GET_MEMPOLICY at page %llu: %s", p, strerror(errno));
+		ASSERT_EQ(want[p], g.mode)
+			TH_LOG("fail-nth %u, call %u failed with %s: page %llu has mode %#x, expected %#x",
+			       c->n, c->failed_at, errno_name(err), p, g.mode, want[p]);
+		ASSERT_EQ(pol_has_nodes(want[p]) ? 1UL : 0UL, nodes)
+			TH_LOG("fail-nth %u: page %llu has nodes %#lx", c->n, p, nodes);
+	}
+}
+
+/*
  * Release: the last close of a file with pages (whole blocks, a split
  * block, single pages) and attribute runs.  close() itself cannot fail;
  * everything must be given back whatever fails inside.
@@ -808,6 +913,15 @@ TEST_F_TIMEOUT(failnth, set_attributes, 300)
 {
 	static const struct path p = {
 		"GMEM_SET_ATTRIBUTES", setup_attrs, run_attrs, check_attrs,
+	};
+
+	sweep(_metadata, &self->s, &p);
+}
+
+TEST_F_TIMEOUT(failnth, set_mempolicy, 300)
+{
+	static const struct path p = {
+		"GMEM_SET_MEMPOLICY", setup_mempolicy, run_mempolicy, check_mempolicy,
 	};
 
 	sweep(_metadata, &self->s, &p);
