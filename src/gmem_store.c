@@ -2165,6 +2165,25 @@ bool gmem_store_hand_out(struct gmem_store *s, pgoff_t start, pgoff_t end)
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_hand_out);
 
+/*
+ * The kernel keeps a store's policy ranges in memory no memcg is charged
+ * for (as for shmem, whose ranges the number of VMAs bounds): a store
+ * holds at most this many, enough for any layout of nodes and memslots.
+ */
+#define GMEM_MAX_POLICY_RANGES	1024
+
+static unsigned int gmem_store_nr_policy_ranges(struct gmem_store *s)
+{
+	unsigned int nr = 0;
+	struct rb_node *n;
+
+	read_lock(&s->policy.lock);
+	for (n = rb_first(&s->policy.root); n; n = rb_next(n))
+		nr++;
+	read_unlock(&s->policy.lock);
+	return nr;
+}
+
 /**
  * gmem_store_set_policy() - set the NUMA memory policy of a range
  * @s: the store
@@ -2175,12 +2194,16 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_hand_out);
  *
  * Later allocations in the range follow @pol; pages already in the
  * store stay where they are.  The tree of ranges has its own lock.
+ * Setting a range adds at most two ranges to it (the new one, and one
+ * that it splits); concurrent callers may each pass the check below.
  *
- * Return: 0 or -ENOMEM.
+ * Return: 0, -ENOSPC if the store may hold no more ranges, -ENOMEM.
  */
 int gmem_store_set_policy(struct gmem_store *s, pgoff_t start, pgoff_t end,
 			  struct mempolicy *pol)
 {
+	if (pol && gmem_store_nr_policy_ranges(s) + 2 > GMEM_MAX_POLICY_RANGES)
+		return -ENOSPC;
 	return mpol_set_shared_range(&s->policy, start, end - start, pol);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_set_policy);

@@ -434,7 +434,9 @@ struct gmem_mempolicy {
  * (MPOL_MF_STRICT and a page of the range, live or held, already on a
  * node the new policy does not name; MPOL_DEFAULT and MPOL_LOCAL name
  * none and check nothing; the policy is set all the same, as with
- * mbind(2)), ENOMEM.
+ * mbind(2)), ENOSPC (the file has more than 1022 ranges with a policy
+ * other than MPOL_DEFAULT already: set larger ranges, or MPOL_DEFAULT
+ * on some; MPOL_DEFAULT never fails so), ENOMEM.
  */
 #define GMEM_SET_MEMPOLICY	_IOW(GMEM_IOCTL_MAGIC, 0x13, struct gmem_mempolicy)
 

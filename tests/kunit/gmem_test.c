@@ -884,6 +884,36 @@ static void gmem_store_policy_test(struct kunit *test)
 	KUNIT_EXPECT_NULL(test, gmem_store_policy(s, 2 * B));
 }
 
+/*
+ * A store holds at most 1024 policy ranges (their memory is charged to no
+ * memcg): one range per page, alternating so that none merge, until
+ * -ENOSPC; MPOL_DEFAULT is always allowed and makes room again.
+ */
+static void gmem_store_policy_ranges_test(struct kunit *test)
+{
+	struct gmem_store *s = test->priv;
+	int nid = first_node(node_states[N_MEMORY]);
+	struct mempolicy *pol[2];
+	nodemask_t nodes;
+	pgoff_t i;
+	int r = 0;
+
+	nodes = nodemask_of_node(nid);
+	pol[0] = mpol_create(MPOL_BIND, &nodes);
+	pol[1] = mpol_create(MPOL_PREFERRED, &nodes);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, pol[0]);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, pol[1]);
+	for (i = 0; i < 2048 && !r; i++)
+		r = gmem_store_set_policy(s, i, i + 1, pol[i & 1]);
+	KUNIT_EXPECT_EQ(test, r, -ENOSPC);
+	KUNIT_EXPECT_GE(test, i, 1023);
+	KUNIT_EXPECT_LE(test, i, 1024);
+	KUNIT_EXPECT_EQ(test, gmem_store_set_policy(s, 0, 2048, NULL), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_set_policy(s, 0, 2048, pol[0]), 0);
+	mpol_put(pol[0]);
+	mpol_put(pol[1]);
+}
+
 static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_get_test),
 	KUNIT_CASE(gmem_store_populate_remove_test),
@@ -905,6 +935,7 @@ static struct kunit_case gmem_store_test_cases[] = {
 	KUNIT_CASE(gmem_store_pack_test),
 	KUNIT_CASE(gmem_store_insert_finds_held_test),
 	KUNIT_CASE(gmem_store_policy_test),
+	KUNIT_CASE(gmem_store_policy_ranges_test),
 	{}
 };
 
