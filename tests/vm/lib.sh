@@ -214,14 +214,50 @@ vm_add_users_and_udev() {
 	vm_copy_dynamic "$VM_ROOTFS" "$VM_ROOTFS/bin/udevadm"
 }
 
+# vm_numa_args NODES MEM SMP: the QEMU options of a VM with NODES NUMA
+# nodes (none for 1): MEM (QEMU's -m: MiB, or a number with M or G) split
+# evenly into one memory-backend-ram per node, node 0 taking what does not
+# divide; vCPU c on node c*NODES/SMP (rounded down): the vCPUs in
+# contiguous blocks, one per node, so that with fewer vCPUs than nodes
+# the last nodes have memory only (SMP 1: all on node 0).
+vm_numa_args() {
+	local nodes=$1 mem=$2 smp=$3 mib i size first last
+	[[ $nodes =~ ^[1-9][0-9]*$ ]] || die "NUMA nodes: wanted a number >= 1, got '$nodes'"
+	[ "$nodes" -gt 1 ] || return 0
+	case $mem in
+	*[!0-9MG]*|''|[MG]*) die "NUMA: cannot split memory '$mem' (wanted MiB, or a number with M or G)" ;;
+	*G) mib=$(( ${mem%G} * 1024 )) ;;
+	*M) mib=${mem%M} ;;
+	*) mib=$mem ;;
+	esac
+	for ((i = 0; i < nodes; i++)); do
+		size=$((mib / nodes))
+		[ $i = 0 ] && size=$((size + mib % nodes))
+		printf ' -object memory-backend-ram,id=m%d,size=%dM' $i $size
+		printf ' -numa node,nodeid=%d,memdev=m%d' $i $i
+		# The vCPUs c with c*nodes/smp = i.
+		first=$(((i * smp + nodes - 1) / nodes))
+		last=$((((i + 1) * smp + nodes - 1) / nodes - 1))
+		if [ $first = $last ]; then
+			printf ',cpus=%d' $first
+		elif [ $first -lt $last ]; then
+			printf ',cpus=%d-%d' $first $last
+		fi
+	done
+}
+
 # vm_boot OUTDIR JOB TIMEOUT MEM SMP [CMDLINE...]: boot the VM built by
 # vm_prepare with JOB (a file) as /gmem/job and the files of OUTDIR/add/
 # in /gmem/run.  Leaves OUTDIR/console.log and OUTDIR/output.log; returns
 # the job's exit status, 124 on timeout, 125 when the VM died without a
 # verdict (panic, WARN with panic_on_warn, oops) or a splat was logged.
+# GMEM_VM_NUMA=N in the environment gives the VM N NUMA nodes (see
+# vm_numa_args; default 1, no -numa options).
 vm_boot() {
-	local out=$1 job=$2 timeout=$3 mem=$4 smp=$5 rc
+	local out=$1 job=$2 timeout=$3 mem=$4 smp=$5 rc opts numa
 	shift 5
+	opts=$(vm_numa_args "${GMEM_VM_NUMA:-1}" "$mem" "$smp") || return 125
+	read -ra numa <<<"$opts"
 	rm -rf "$out/extra"
 	mkdir -p "$out/extra/gmem/run"
 	install -m 755 "$job" "$out/extra/gmem/job"
@@ -232,7 +268,7 @@ vm_boot() {
 	: > "$out/output.log"
 	rc=0
 	timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
-		-machine pc -accel tcg -cpu EPYC -smp "$smp" -m "$mem" \
+		-machine pc -accel tcg -cpu EPYC -smp "$smp" -m "$mem" "${numa[@]}" \
 		-nodefaults -display none -no-reboot \
 		-kernel "$KDIR/arch/x86/boot/bzImage" \
 		-initrd "$out/initramfs.cpio" \
