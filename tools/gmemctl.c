@@ -3,10 +3,10 @@
  * gmemctl: the operator's view of gmem.
  *
  * gmem's private memory is mapped nowhere, so top, smaps and numastat
- * cannot see it.  gmemctl shows who holds how much of it (from the
- * gmem-* keys of /proc/<pid>/fdinfo), whether gmem is usable, and loads
- * and unloads the module through libkmod.  See usage() or
- * `gmemctl --help` for the commands and their output.
+ * cannot see it.  gmemctl shows who holds how much of it, and on which
+ * NUMA nodes (from the gmem-* keys of /proc/<pid>/fdinfo), whether gmem
+ * is usable, and loads and unloads the module through libkmod.  See
+ * usage_text or `gmemctl --help` for the commands and their output.
  *
  * Build: make -C tools (links with libkmod: Debian's libkmod-dev).
  */
@@ -50,6 +50,7 @@
 
 static bool opt_human;
 static bool opt_json;
+static bool opt_nodes;
 
 static void __printf(1, 2) error(const char *fmt, ...)
 {
@@ -135,6 +136,130 @@ static const char *fmt_size(char *buf, size_t size, unsigned long long bytes)
 	return buf;
 }
 
+/* ---- bytes per NUMA node --------------------------------------------- */
+
+/* The bytes on one NUMA node. */
+struct node_bytes {
+	int node;
+	unsigned long long bytes;
+};
+
+/*
+ * Bytes per NUMA node, as the gmem-nodes line of a file's fdinfo and
+ * gmem's node_bytes give them ("N0=<bytes> N1=<bytes>": every node with
+ * memory, ascending), or a sum of such lines.  @n is -1 when there was no
+ * such line: a gmem from before NUMA placement.
+ */
+struct nodes {
+	struct node_bytes *v;		/* ascending by node */
+	int n;
+};
+
+#define NODES_NONE	((struct nodes){ .v = NULL, .n = -1 })
+
+/*
+ * parse_nodes() - the "N<node>=<bytes>" words of @s in @nb (an empty @s
+ * gives no nodes).
+ * Return: 0, or -EINVAL for anything else (@nb is then NODES_NONE).
+ */
+static int parse_nodes(const char *s, struct nodes *nb)
+{
+	unsigned long long bytes;
+	char *end;
+	long node;
+
+	*nb = (struct nodes){ .v = NULL, .n = 0 };
+	for (;;) {
+		s += strspn(s, " \t\n");
+		if (!*s)
+			return 0;
+		if (s[0] != 'N' || !isdigit((unsigned char)s[1]))
+			break;
+		errno = 0;
+		node = strtol(s + 1, &end, 10);
+		if (errno || node > INT_MAX || end[0] != '=' ||
+		    !isdigit((unsigned char)end[1]))
+			break;
+		bytes = strtoull(end + 1, &end, 10);
+		if (errno || (*end && !isspace((unsigned char)*end)))
+			break;
+		if (nb->n && node <= nb->v[nb->n - 1].node)
+			break;
+		nb->v = xrealloc(nb->v, nb->n + 1, sizeof(*nb->v));
+		nb->v[nb->n].node = node;
+		nb->v[nb->n].bytes = bytes;
+		nb->n++;
+		s = end;
+	}
+	free(nb->v);
+	*nb = NODES_NONE;
+	return -EINVAL;
+}
+
+/* nodes_get() - whether @nb lists @node; its bytes in *@bytes. */
+static bool nodes_get(const struct nodes *nb, int node,
+		      unsigned long long *bytes)
+{
+	int i;
+
+	for (i = 0; i < nb->n; i++) {
+		if (nb->v[i].node == node) {
+			*bytes = nb->v[i].bytes;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * nodes_add() - add @nb to @sum node by node; a node that @sum lacks
+ * joins it (with @scale 0: joins it with 0 bytes, to collect the nodes
+ * of several lists).  NODES_NONE adds nothing; a @sum of NODES_NONE
+ * becomes a list.
+ */
+static void nodes_add(struct nodes *sum, const struct nodes *nb, int scale)
+{
+	int i, j;
+
+	if (nb->n < 0)
+		return;
+	if (sum->n < 0)
+		sum->n = 0;
+	for (i = 0; i < nb->n; i++) {
+		for (j = 0; j < sum->n && sum->v[j].node < nb->v[i].node; j++)
+			;
+		if (j == sum->n || sum->v[j].node != nb->v[i].node) {
+			sum->v = xrealloc(sum->v, sum->n + 1, sizeof(*sum->v));
+			memmove(&sum->v[j + 1], &sum->v[j],
+				(sum->n - j) * sizeof(*sum->v));
+			sum->v[j].node = nb->v[i].node;
+			sum->v[j].bytes = 0;
+			sum->n++;
+		}
+		sum->v[j].bytes += scale * nb->v[i].bytes;
+	}
+}
+
+/*
+ * read_nodes_file() - @path's first line (gmem's node_bytes) in @nb;
+ * NODES_NONE when there is no such file, or it says something else.
+ */
+static void read_nodes_file(const char *path, struct nodes *nb)
+{
+	FILE *f = fopen(path, "re");
+	size_t cap = 0;
+	char *line = NULL;
+
+	*nb = NODES_NONE;
+	if (!f)
+		return;
+	if (getline(&line, &cap, f) > 0 && parse_nodes(line, nb))
+		error("%s: cannot read '%s' as N<node>=<bytes> words", path,
+		      strtok(line, "\n"));
+	free(line);
+	fclose(f);
+}
+
 /* ---- gmem files held by processes ------------------------------------ */
 
 /* One gmem file as one process holds it. */
@@ -142,7 +267,9 @@ struct gfile {
 	unsigned long long id;		/* gmem-id: the inode number */
 	unsigned long long size;	/* gmem-size */
 	unsigned long long allocated;	/* gmem-allocated */
+	unsigned long long held;	/* gmem-held */
 	unsigned long long flags;	/* gmem-flags */
+	struct nodes nodes;		/* gmem-nodes: live and held pages */
 	char vm[32];			/* gmem-vm, "" while unbound */
 	int nfds;			/* fds of the process on the file */
 	int nprocs;			/* processes holding it, all told */
@@ -178,13 +305,16 @@ static dev_t gmem_rdev(void)
 }
 
 /*
- * parse_fdinfo() - fill @gf from /proc/@pid/fdinfo/@fd.
+ * parse_fdinfo() - fill @gf from /proc/@pid/fdinfo/@fd.  A gmem without
+ * gmem-held or gmem-nodes leaves held 0 and nodes NODES_NONE.
  * Return: 0; -ENOENT when the fd is gone or shows no gmem-id.
  */
 static int parse_fdinfo(pid_t pid, const char *fd, struct gfile *gf)
 {
-	char path[300], line[256];
+	static const char nodes_key[] = "gmem-nodes:";
+	char path[300], *line = NULL;
 	bool has_id = false;
+	size_t cap = 0;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", pid, fd);
@@ -192,27 +322,40 @@ static int parse_fdinfo(pid_t pid, const char *fd, struct gfile *gf)
 	if (!f)
 		return -ENOENT;
 	memset(gf, 0, sizeof(*gf));
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "gmem-id: %llu", &gf->id) == 1)
+	gf->nodes = NODES_NONE;
+	while (getline(&line, &cap, f) > 0) {
+		if (sscanf(line, "gmem-id: %llu", &gf->id) == 1) {
 			has_id = true;
-		else if (sscanf(line, "gmem-size: %llu", &gf->size) == 1 ||
-			 sscanf(line, "gmem-allocated: %llu", &gf->allocated) == 1 ||
-			 sscanf(line, "gmem-flags: %llx", &gf->flags) == 1 ||
-			 sscanf(line, "gmem-vm: %31s", gf->vm) == 1)
+		} else if (!strncmp(line, nodes_key, strlen(nodes_key))) {
+			free(gf->nodes.v);
+			if (parse_nodes(line + strlen(nodes_key), &gf->nodes))
+				error("%s: cannot read '%s' as N<node>=<bytes> words",
+				      path, strtok(line, "\n"));
+		} else if (sscanf(line, "gmem-size: %llu", &gf->size) == 1 ||
+			   sscanf(line, "gmem-allocated: %llu", &gf->allocated) == 1 ||
+			   sscanf(line, "gmem-held: %llu", &gf->held) == 1 ||
+			   sscanf(line, "gmem-flags: %llx", &gf->flags) == 1 ||
+			   sscanf(line, "gmem-vm: %31s", gf->vm) == 1) {
 			continue;
+		}
 	}
+	free(line);
 	fclose(f);
-	return has_id ? 0 : -ENOENT;
+	if (has_id)
+		return 0;
+	free(gf->nodes.v);
+	return -ENOENT;
 }
 
 /* Count a gmem file into @p: a file held through several fds counts once. */
-static void proc_add_file(struct gproc *p, const struct gfile *gf)
+static void proc_add_file(struct gproc *p, struct gfile *gf)
 {
 	int i;
 
 	for (i = 0; i < p->nfiles; i++) {
 		if (p->files[i].id == gf->id) {
 			p->files[i].nfds++;
+			free(gf->nodes.v);
 			return;
 		}
 	}
@@ -320,21 +463,28 @@ static int scan_procs(struct scan *s)
 
 static void scan_free(struct scan *s)
 {
-	int i;
+	int i, j;
 
-	for (i = 0; i < s->nprocs; i++)
+	for (i = 0; i < s->nprocs; i++) {
+		for (j = 0; j < s->procs[i].nfiles; j++)
+			free(s->procs[i].files[j].nodes.v);
 		free(s->procs[i].files);
+	}
 	free(s->procs);
 }
 
-/* Totals over every distinct gmem file found: each file counts once. */
+/*
+ * Totals over every distinct gmem file found: each file counts once.
+ * nodes is NODES_NONE when no file has a gmem-nodes line.
+ */
 struct totals {
-	unsigned long long files, size, allocated;
+	unsigned long long files, size, allocated, held;
+	struct nodes nodes;
 };
 
 static struct totals scan_totals(const struct scan *s)
 {
-	struct totals t = { 0 };
+	struct totals t = { .nodes = NODES_NONE };
 	int i, j, k, l;
 	bool seen;
 
@@ -358,19 +508,28 @@ static struct totals scan_totals(const struct scan *s)
 			t.files++;
 			t.size += gf->size;
 			t.allocated += gf->allocated;
+			t.held += gf->held;
+			nodes_add(&t.nodes, &gf->nodes, 1);
 		}
 	}
 	return t;
 }
 
-/* ---- aligned text tables --------------------------------------------- */
+/*
+ * The module's counters in GMEM_SYSFS.  held is -1ULL and nodes
+ * NODES_NONE when this gmem lacks held_bytes or node_bytes.
+ */
+struct modcount {
+	unsigned long long files, allocated, held;
+	struct nodes nodes;
+};
 
-#define MAX_COLS	8
+/* ---- aligned text tables --------------------------------------------- */
 
 struct table {
 	int ncols;
 	const char *align;		/* 'l' or 'r' per column */
-	char *(*rows)[MAX_COLS];
+	char **cells;			/* row by row, ncols each; NULL: empty */
 	int nrows;
 };
 
@@ -388,42 +547,51 @@ table_cell(struct table *t, int col, const char *fmt, ...)
 		error("out of memory");
 		exit(EXIT_FAIL);
 	}
-	t->rows[t->nrows - 1][col] = s;
+	t->cells[(t->nrows - 1) * t->ncols + col] = s;
 }
 
 static void table_row(struct table *t)
 {
 	int c;
 
-	t->rows = xrealloc(t->rows, t->nrows + 1, sizeof(*t->rows));
-	for (c = 0; c < MAX_COLS; c++)
-		t->rows[t->nrows][c] = NULL;
+	t->cells = xrealloc(t->cells, (t->nrows + 1) * t->ncols,
+			    sizeof(*t->cells));
+	for (c = 0; c < t->ncols; c++)
+		t->cells[t->nrows * t->ncols + c] = NULL;
 	t->nrows++;
 }
 
 /* Print @t with its columns aligned, two spaces apart; frees it. */
 static void table_print(struct table *t)
 {
-	int width[MAX_COLS] = { 0 };
+	int *width = xrealloc(NULL, t->ncols, sizeof(*width));
 	int r, c, last, w;
+	char **row;
 	const char *s;
 
+	for (c = 0; c < t->ncols; c++)
+		width[c] = 0;
 	for (r = 0; r < t->nrows; r++)
-		for (c = 0; c < t->ncols; c++)
-			if (t->rows[r][c] && (int)strlen(t->rows[r][c]) > width[c])
-				width[c] = strlen(t->rows[r][c]);
+		for (c = 0; c < t->ncols; c++) {
+			s = t->cells[r * t->ncols + c];
+			if (s && (int)strlen(s) > width[c])
+				width[c] = strlen(s);
+		}
 	for (r = 0; r < t->nrows; r++) {
-		for (last = t->ncols - 1; last > 0 && !t->rows[r][last]; last--)
+		row = &t->cells[r * t->ncols];
+		for (last = t->ncols - 1; last > 0 && !row[last]; last--)
 			;
 		for (c = 0; c <= last; c++) {
-			s = t->rows[r][c] ? t->rows[r][c] : "";
+			s = row[c] ? row[c] : "";
 			w = c == last && t->align[c] == 'l' ? 0 : width[c];
 			printf(t->align[c] == 'r' ? "%*s" : "%-*s", w, s);
 			printf(c == last ? "\n" : "  ");
-			free(t->rows[r][c]);
 		}
+		for (c = 0; c < t->ncols; c++)
+			free(row[c]);
 	}
-	free(t->rows);
+	free(t->cells);
+	free(width);
 }
 
 /* ---- gmemctl ps ------------------------------------------------------ */
@@ -451,28 +619,59 @@ static const char *proc_vms(const struct gproc *p, char *buf, size_t size)
 	return buf[0] ? buf : "-";
 }
 
-static void proc_sums(const struct gproc *p, unsigned long long *size,
-		      unsigned long long *allocated, int *shared)
+/* What a process holds, summed over its files. */
+struct proc_sums {
+	unsigned long long size, allocated, held;
+	int shared;
+	struct nodes nodes;		/* NODES_NONE: no file has gmem-nodes */
+};
+
+static struct proc_sums proc_sums(const struct gproc *p)
 {
+	struct proc_sums ps = { .nodes = NODES_NONE };
 	int i;
 
-	*size = *allocated = *shared = 0;
 	for (i = 0; i < p->nfiles; i++) {
-		*size += p->files[i].size;
-		*allocated += p->files[i].allocated;
-		*shared += p->files[i].nprocs > 1;
+		ps.size += p->files[i].size;
+		ps.allocated += p->files[i].allocated;
+		ps.held += p->files[i].held;
+		ps.shared += p->files[i].nprocs > 1;
+		nodes_add(&ps.nodes, &p->files[i].nodes, 1);
 	}
+	return ps;
 }
 
-static void ps_print_table(const struct scan *s, const struct totals *t,
-			   unsigned long long mod_files,
-			   unsigned long long mod_alloc)
+/* The cell of @node in @nb in column @col: its bytes, or "-". */
+static void node_cell(struct table *tab, int col, const struct nodes *nb,
+		      int node)
 {
-	struct table tab = { .ncols = 7, .align = "rlrrrrl" };
-	unsigned long long size, alloc;
-	char a[32], b[32], vms[256];
-	int i, shared;
+	unsigned long long bytes;
+	char a[32];
 
+	if (nodes_get(nb, node, &bytes))
+		table_cell(tab, col, "%s", fmt_size(a, sizeof(a), bytes));
+	else
+		table_cell(tab, col, "-");
+}
+
+/*
+ * With --nodes: HELD and one column per node after ALLOCATED, for the
+ * nodes of @ids (every node of a file or of the module's node_bytes).
+ */
+static void ps_print_table(const struct scan *s, const struct totals *t,
+			   const struct modcount *m, const struct nodes *ids)
+{
+	int nn = opt_nodes ? 1 + ids->n : 0, i, k, vm = 6 + nn;
+	struct table tab = { .ncols = 7 + nn };
+	char a[32], b[32], vms[256], *align;
+	struct proc_sums ps;
+
+	align = xrealloc(NULL, tab.ncols + 1, 1);
+	memset(align, 'r', tab.ncols);
+	align[1] = 'l';
+	align[vm] = 'l';
+	align[tab.ncols] = '\0';
+	tab.align = align;
 	table_row(&tab);
 	table_cell(&tab, 0, "PID");
 	table_cell(&tab, 1, "COMMAND");
@@ -480,34 +679,59 @@ static void ps_print_table(const struct scan *s, const struct totals *t,
 	table_cell(&tab, 3, "SHARED");
 	table_cell(&tab, 4, "SIZE");
 	table_cell(&tab, 5, "ALLOCATED");
-	table_cell(&tab, 6, "VM");
+	if (opt_nodes) {
+		table_cell(&tab, 6, "HELD");
+		for (k = 0; k < ids->n; k++)
+			table_cell(&tab, 7 + k, "N%d", ids->v[k].node);
+	}
+	table_cell(&tab, vm, "VM");
 	for (i = 0; i < s->nprocs; i++) {
 		const struct gproc *p = &s->procs[i];
 
 		if (!p->nfiles)
 			continue;
-		proc_sums(p, &size, &alloc, &shared);
+		ps = proc_sums(p);
 		table_row(&tab);
 		table_cell(&tab, 0, "%d", p->pid);
 		table_cell(&tab, 1, "%s", p->comm);
 		table_cell(&tab, 2, "%d", p->nfiles);
-		table_cell(&tab, 3, "%d", shared);
-		table_cell(&tab, 4, "%s", fmt_size(a, sizeof(a), size));
-		table_cell(&tab, 5, "%s", fmt_size(b, sizeof(b), alloc));
-		table_cell(&tab, 6, "%s", proc_vms(p, vms, sizeof(vms)));
+		table_cell(&tab, 3, "%d", ps.shared);
+		table_cell(&tab, 4, "%s", fmt_size(a, sizeof(a), ps.size));
+		table_cell(&tab, 5, "%s", fmt_size(b, sizeof(b), ps.allocated));
+		if (opt_nodes) {
+			table_cell(&tab, 6, "%s", fmt_size(a, sizeof(a), ps.held));
+			for (k = 0; k < ids->n; k++)
+				node_cell(&tab, 7 + k, &ps.nodes, ids->v[k].node);
+		}
+		table_cell(&tab, vm, "%s", proc_vms(p, vms, sizeof(vms)));
+		free(ps.nodes.v);
 	}
 	table_row(&tab);
 	table_cell(&tab, 1, "total");
 	table_cell(&tab, 2, "%llu", t->files);
 	table_cell(&tab, 4, "%s", fmt_size(a, sizeof(a), t->size));
 	table_cell(&tab, 5, "%s", fmt_size(b, sizeof(b), t->allocated));
-	table_cell(&tab, 6, "(each file once)");
+	if (opt_nodes) {
+		table_cell(&tab, 6, "%s", fmt_size(a, sizeof(a), t->held));
+		for (k = 0; k < ids->n; k++)
+			node_cell(&tab, 7 + k, &t->nodes, ids->v[k].node);
+	}
+	table_cell(&tab, vm, "(each file once)");
 	table_row(&tab);
 	table_cell(&tab, 1, "gmem module");
-	table_cell(&tab, 2, "%llu", mod_files);
-	table_cell(&tab, 5, "%s", fmt_size(b, sizeof(b), mod_alloc));
-	table_cell(&tab, 6, "(%s)", GMEM_SYSFS);
+	table_cell(&tab, 2, "%llu", m->files);
+	table_cell(&tab, 5, "%s", fmt_size(b, sizeof(b), m->allocated));
+	if (opt_nodes) {
+		if (m->held != -1ULL)
+			table_cell(&tab, 6, "%s", fmt_size(a, sizeof(a), m->held));
+		else
+			table_cell(&tab, 6, "-");
+		for (k = 0; k < ids->n; k++)
+			node_cell(&tab, 7 + k, &m->nodes, ids->v[k].node);
+	}
+	table_cell(&tab, vm, "(%s)", GMEM_SYSFS);
 	table_print(&tab);
+	free(align);
 }
 
 /* @s as a JSON string, escaped. */
@@ -525,16 +749,34 @@ static void json_string(const char *s)
 	putchar('"');
 }
 
+/* @nb as a JSON object {"0": bytes, "1": bytes}, or null if unknown. */
+static void json_nodes(const struct nodes *nb)
+{
+	int i;
+
+	if (nb->n < 0) {
+		printf("null");
+		return;
+	}
+	putchar('{');
+	for (i = 0; i < nb->n; i++)
+		printf("%s\"%d\": %llu", i ? ", " : "", nb->v[i].node,
+		       nb->v[i].bytes);
+	putchar('}');
+}
+
 static void ps_print_json_proc(const struct gproc *p)
 {
-	unsigned long long size, alloc;
-	int i, shared;
+	struct proc_sums ps = proc_sums(p);
+	int i;
 
-	proc_sums(p, &size, &alloc, &shared);
 	printf("{\"pid\": %d, \"command\": ", p->pid);
 	json_string(p->comm);
-	printf(", \"files\": %d, \"shared\": %d", p->nfiles, shared);
-	printf(", \"size\": %llu, \"allocated\": %llu", size, alloc);
+	printf(", \"files\": %d, \"shared\": %d", p->nfiles, ps.shared);
+	printf(", \"size\": %llu, \"allocated\": %llu, \"held\": %llu",
+	       ps.size, ps.allocated, ps.held);
+	printf(", \"nodes\": ");
+	json_nodes(&ps.nodes);
 	printf(", \"gmem_dev_fds\": %d, \"kvm_vm_fds\": %d", p->ndev, p->nvms);
 	printf(", \"file_list\": [");
 	for (i = 0; i < p->nfiles; i++) {
@@ -542,6 +784,8 @@ static void ps_print_json_proc(const struct gproc *p)
 
 		printf("%s{\"id\": %llu, \"size\": %llu, \"allocated\": %llu",
 		       i ? ", " : "", gf->id, gf->size, gf->allocated);
+		printf(", \"held\": %llu, \"nodes\": ", gf->held);
+		json_nodes(&gf->nodes);
 		printf(", \"flags\": %llu, \"fds\": %d, \"processes\": %d",
 		       gf->flags, gf->nfds, gf->nprocs);
 		printf(", \"vm\": ");
@@ -552,11 +796,11 @@ static void ps_print_json_proc(const struct gproc *p)
 		putchar('}');
 	}
 	printf("]}");
+	free(ps.nodes.v);
 }
 
 static void ps_print_json(const struct scan *s, const struct totals *t,
-			  unsigned long long mod_files,
-			  unsigned long long mod_alloc)
+			  const struct modcount *m)
 {
 	bool first = true;
 	int i;
@@ -570,31 +814,42 @@ static void ps_print_json(const struct scan *s, const struct totals *t,
 		ps_print_json_proc(&s->procs[i]);
 	}
 	printf("%s],\n", first ? "" : "\n");
-	printf(" \"totals\": {\"files\": %llu, \"size\": %llu, \"allocated\": %llu},\n",
-	       t->files, t->size, t->allocated);
-	printf(" \"module\": {\"files\": %llu, \"allocated\": %llu},\n",
-	       mod_files, mod_alloc);
-	printf(" \"unreadable_processes\": %d}\n", s->denied);
+	printf(" \"totals\": {\"files\": %llu, \"size\": %llu, \"allocated\": %llu, \"held\": %llu, \"nodes\": ",
+	       t->files, t->size, t->allocated, t->held);
+	json_nodes(&t->nodes);
+	printf("},\n \"module\": {\"files\": %llu, \"allocated\": %llu, \"held\": ",
+	       m->files, m->allocated);
+	if (m->held != -1ULL)
+		printf("%llu", m->held);
+	else
+		printf("null");
+	printf(", \"nodes\": ");
+	json_nodes(&m->nodes);
+	printf("},\n \"unreadable_processes\": %d}\n", s->denied);
 }
 
 /* Say why the totals may differ from the module's counters. */
 static void ps_notes(const struct scan *s, const struct totals *t,
-		     unsigned long long mod_files)
+		     const struct modcount *m)
 {
 	if (s->denied)
 		printf("note: %d process(es) not inspected (permission denied): run as root\n",
 		       s->denied);
-	if (mod_files > t->files)
+	if (m->files > t->files)
 		printf("note: %llu gmem file(s) in no fd gmemctl can see (in a unix socket%s)\n",
-		       mod_files - t->files,
+		       m->files - t->files,
 		       s->denied ? ", or in those processes" : "");
-	else if (mod_files < t->files)
+	else if (m->files < t->files)
 		printf("note: files were closed while gmemctl read them: run it again\n");
+	if (opt_nodes && t->nodes.n < 0 && m->nodes.n < 0)
+		printf("note: this gmem reports no bytes per node (no gmem-nodes in fdinfo, no %s/node_bytes): it predates NUMA placement\n",
+		       GMEM_SYSFS);
 }
 
 static int cmd_ps(void)
 {
-	unsigned long long mod_files, mod_alloc;
+	struct modcount m;
+	struct nodes ids = { .v = NULL, .n = 0 };
 	struct totals t;
 	struct scan s;
 
@@ -605,19 +860,29 @@ static int cmd_ps(void)
 	if (scan_procs(&s))
 		return EXIT_FAIL;
 	t = scan_totals(&s);
-	if (read_u64(GMEM_SYSFS "/files", &mod_files) ||
-	    read_u64(GMEM_SYSFS "/allocated_bytes", &mod_alloc)) {
+	if (read_u64(GMEM_SYSFS "/files", &m.files) ||
+	    read_u64(GMEM_SYSFS "/allocated_bytes", &m.allocated)) {
 		error("cannot read gmem's counters in %s: %s", GMEM_SYSFS,
 		      strerror(errno));
+		free(t.nodes.v);
 		scan_free(&s);
 		return EXIT_FAIL;
 	}
+	if (read_u64(GMEM_SYSFS "/held_bytes", &m.held))
+		m.held = -1ULL;
+	read_nodes_file(GMEM_SYSFS "/node_bytes", &m.nodes);
+	/* The node columns: every node that a file or the module lists. */
+	nodes_add(&ids, &t.nodes, 0);
+	nodes_add(&ids, &m.nodes, 0);
 	if (opt_json) {
-		ps_print_json(&s, &t, mod_files, mod_alloc);
+		ps_print_json(&s, &t, &m);
 	} else {
-		ps_print_table(&s, &t, mod_files, mod_alloc);
-		ps_notes(&s, &t, mod_files);
+		ps_print_table(&s, &t, &m, &ids);
+		ps_notes(&s, &t, &m);
 	}
+	free(ids.v);
+	free(m.nodes.v);
+	free(t.nodes.v);
 	scan_free(&s);
 	return 0;
 }
@@ -1207,7 +1472,7 @@ static const char usage_text[] =
 "\n"
 "SYNOPSIS\n"
 "    gmemctl status [-h]\n"
-"    gmemctl ps [-h] [--json]\n"
+"    gmemctl ps [-h] [--json] [--nodes]\n"
 "    gmemctl load\n"
 "    gmemctl unload\n"
 "    gmemctl --help\n"
@@ -1237,6 +1502,14 @@ static const char usage_text[] =
 "            printed below it, unless files are held where no process\n"
 "            fd shows them (a note then says so).\n"
 "\n"
+"            With --nodes, more columns after ALLOCATED: HELD (bytes of\n"
+"            held pages: zeroed pages of partly punched 2 MiB blocks,\n"
+"            holes to the file) and N0, N1, ... (bytes of the files'\n"
+"            pages, allocated and held, on each NUMA node with memory;\n"
+"            they add up to ALLOCATED + HELD), from the gmem-nodes key\n"
+"            of fdinfo and, for the module, " GMEM_SYSFS "/node_bytes;\n"
+"            \"-\" where a gmem from before NUMA placement has none.\n"
+"\n"
 "    load    Load gmem and the modules it needs (kvm first) with\n"
 "            libkmod, as modprobe does; prints each module it inserts.\n"
 "\n"
@@ -1248,7 +1521,11 @@ static const char usage_text[] =
 "\n"
 "OPTIONS\n"
 "    -h, --human  sizes with binary prefixes (4.0K, 1.5G), as ls -h\n"
-"    --json       ps: one JSON object, sizes in bytes\n"
+"    --json       ps: one JSON object, sizes in bytes; per process, per\n"
+"                 file, in the totals and for the module, \"held\" and\n"
+"                 \"nodes\" ({\"0\": bytes, \"1\": bytes}, as --nodes;\n"
+"                 null where gmem does not report them)\n"
+"    --nodes      ps: held bytes and bytes per NUMA node\n"
 "    --help       this text\n"
 "\n"
 "EXIT STATUS\n"
@@ -1260,6 +1537,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "human", no_argument, NULL, 'h' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "nodes", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1274,6 +1552,9 @@ int main(int argc, char **argv)
 			break;
 		case 'j':
 			opt_json = true;
+			break;
+		case 'n':
+			opt_nodes = true;
 			break;
 		case 'H':
 			fputs(usage_text, stdout);
@@ -1294,8 +1575,8 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	cmd = argv[optind];
-	if (opt_json && strcmp(cmd, "ps")) {
-		error("--json works with ps only");
+	if ((opt_json || opt_nodes) && strcmp(cmd, "ps")) {
+		error("%s works with ps only", opt_json ? "--json" : "--nodes");
 		return EXIT_USAGE;
 	}
 	if (!strcmp(cmd, "status"))
