@@ -2,7 +2,9 @@
 /*
  * Selftests of gmemctl (tools/gmemctl.c), the operator's tool: status,
  * ps (rows and totals against the module's counters, with several
- * processes holding files, shared ones among them, and a KVM VM), load
+ * processes holding files, shared ones among them, and a KVM VM; bytes
+ * per NUMA node with --nodes and in --json against the files' gmem-nodes
+ * and the module's node_bytes), load
  * (dependencies first) and unload (naming what holds gmem), and the
  * test VM's kmod.
  *
@@ -12,10 +14,12 @@
  * teardown that runs in the harness's parent process, whatever the test
  * did.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/kvm.h>
+#include <linux/mempolicy.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +29,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -127,6 +132,7 @@ static void show(const char *title, const char *text)
 struct holder_file {
 	unsigned long long size;
 	unsigned long long allocate;	/* bytes fallocated from offset 0 */
+	unsigned long long punch;	/* then bytes punched from offset 0 */
 };
 
 #define MAX_HOLDER_FILES 4
@@ -141,7 +147,28 @@ struct holder_spec {
 	bool vm;			/* bind its first file to a KVM VM */
 	bool close_files;		/* then close its files, keep the VM */
 	bool takeover;			/* its one file from KVM_CREATE_GUEST_MEMFD */
+	bool bind;			/* MPOL_BIND to node before allocating */
+	int node;
 };
+
+#define MAX_NODES	64
+
+/*
+ * bind_to_node() - set_mempolicy(MPOL_BIND) to @node, by its system
+ * call: the test VM has no libnuma.  Returns 0 or -errno.
+ */
+static int bind_to_node(int node)
+{
+	unsigned long mask[MAX_NODES / (8 * sizeof(unsigned long))] = { 0 };
+	const int bits = 8 * sizeof(unsigned long);
+
+	if (node < 0 || node >= MAX_NODES)
+		return -EINVAL;
+	mask[node / bits] |= 1UL << (node % bits);
+	if (syscall(SYS_set_mempolicy, MPOL_BIND, mask, MAX_NODES + 1))
+		return -errno;
+	return 0;
+}
 
 #define HOLDER_SKIP	1000	/* no KVM for the VM; status otherwise errno */
 
@@ -219,6 +246,11 @@ static int holder_setup(const struct holder_spec *spec)
 	int dev, fd, first = -1, fds[MAX_HOLDER_FILES], i, r;
 
 	prctl(PR_SET_NAME, spec->name);
+	if (spec->bind) {
+		r = bind_to_node(spec->node);
+		if (r)
+			return -r;
+	}
 	if (spec->takeover)
 		return holder_takeover(&spec->files[0]);
 	dev = open(GMEM_DEV, O_RDWR);
@@ -230,6 +262,10 @@ static int holder_setup(const struct holder_spec *spec)
 			return errno;
 		if (spec->files[i].allocate &&
 		    fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, spec->files[i].allocate))
+			return errno;
+		if (spec->files[i].punch &&
+		    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+			      spec->files[i].punch))
 			return errno;
 		if (first < 0)
 			first = fd;
@@ -426,8 +462,8 @@ TEST(status_fails_for_a_user_who_cannot_open_dev_gmem)
 TEST(command_line_errors_exit_2_with_one_line)
 {
 	static const char * const bad[] = { "", "frobnicate", "--json status",
-					     "ps status", "--bogus ps",
-					     "-x ps" };
+					     "--nodes status", "ps status",
+					     "--bogus ps", "-x ps" };
 	struct run r;
 	unsigned int i;
 
@@ -440,7 +476,7 @@ TEST(command_line_errors_exit_2_with_one_line)
 	EXPECT_EQ(0, run_gmemctl(&r, "--help"));
 	EXPECT_NE(NULL, strstr(r.out, "SYNOPSIS"));
 	EXPECT_NE(NULL, strstr(r.out, "gmemctl status"));
-	EXPECT_NE(NULL, strstr(r.out, "gmemctl ps [-h] [--json]"));
+	EXPECT_NE(NULL, strstr(r.out, "gmemctl ps [-h] [--json] [--nodes]"));
 	EXPECT_NE(NULL, strstr(r.out, "gmemctl load"));
 	EXPECT_NE(NULL, strstr(r.out, "gmemctl unload"));
 	EXPECT_NE(NULL, strstr(r.out, "EXIT STATUS"));
@@ -654,6 +690,485 @@ TEST(ps_notes_a_file_no_process_holds)
 	close(sv[0]);
 	close(sv[1]);
 	EXPECT_EQ(files, gmem_read_u64(_metadata, GMEM_SYSFS "/files"));
+}
+
+/* ---- ps --nodes: bytes per NUMA node ------------------------------------ */
+
+/* Bytes per NUMA node, as gmem-nodes and node_bytes list them. */
+struct node_list {
+	int n;
+	int node[MAX_NODES];
+	unsigned long long bytes[MAX_NODES];
+};
+
+/*
+ * parse_node_list() - the "N<node>=<bytes>" words at @s, up to the end
+ * of its line, in @l.  Returns 0, or -EINVAL for anything else.
+ */
+static int parse_node_list(const char *s, struct node_list *l)
+{
+	unsigned long long bytes;
+	int node, len;
+
+	l->n = 0;
+	for (;;) {
+		s += strspn(s, " \t");
+		if (!*s || *s == '\n')
+			return 0;
+		if (l->n == MAX_NODES ||
+		    sscanf(s, "N%d=%llu%n", &node, &bytes, &len) != 2)
+			return -EINVAL;
+		l->node[l->n] = node;
+		l->bytes[l->n++] = bytes;
+		s += len;
+	}
+}
+
+static unsigned long long node_list_sum(const struct node_list *l)
+{
+	unsigned long long sum = 0;
+	int i;
+
+	for (i = 0; i < l->n; i++)
+		sum += l->bytes[i];
+	return sum;
+}
+
+/* node_list_add() - add @bytes to @node of @l; the node joins at the end. */
+static void node_list_add(struct node_list *l, int node, unsigned long long bytes)
+{
+	int i;
+
+	for (i = 0; i < l->n; i++) {
+		if (l->node[i] == node) {
+			l->bytes[i] += bytes;
+			return;
+		}
+	}
+	if (l->n == MAX_NODES)
+		return;
+	l->node[l->n] = node;
+	l->bytes[l->n++] = bytes;
+}
+
+/* node_list_text() - @l as "N0=<bytes> N1=<bytes>" in @buf. */
+static const char *node_list_text(const struct node_list *l, char *buf,
+				  size_t size)
+{
+	size_t len = 0;
+	int i;
+
+	buf[0] = '\0';
+	for (i = 0; i < l->n; i++)
+		len += snprintf(buf + len, len < size ? size - len : 0, "%sN%d=%llu",
+				i ? " " : "", l->node[i], l->bytes[i]);
+	return buf;
+}
+
+/*
+ * mem_nodes() - the nodes with memory (/sys/devices/system/node/
+ * has_memory, "0-1" or "0,2-3"), ascending, with 0 bytes each.
+ * Returns 0 or -errno.
+ */
+static int mem_nodes(struct node_list *l)
+{
+	char buf[256], *s, *end;
+	long a, b;
+	int r;
+
+	r = __gmem_read_file("/sys/devices/system/node/has_memory", buf, sizeof(buf));
+	if (r)
+		return r;
+	l->n = 0;
+	for (s = buf; *s && *s != '\n'; s = end + (*end == ',')) {
+		a = strtol(s, &end, 10);
+		if (end == s)
+			return -EINVAL;
+		b = a;
+		if (*end == '-') {
+			s = end + 1;
+			b = strtol(s, &end, 10);
+			if (end == s)
+				return -EINVAL;
+		}
+		for (; a <= b; a++)
+			node_list_add(l, a, 0);
+	}
+	return l->n ? 0 : -EINVAL;
+}
+
+/*
+ * expect_nodes_of() - @l lists exactly the nodes of @mem, in that order
+ * (every node with memory, zeros included, ascending).
+ */
+#define expect_nodes_of(_metadata, l, mem, what) do {			\
+	char __a[512], __b[512];					\
+	int __i, __same = (l)->n == (mem)->n;				\
+	for (__i = 0; __same && __i < (l)->n; __i++)			\
+		__same = (l)->node[__i] == (mem)->node[__i];		\
+	EXPECT_TRUE(__same)						\
+		TH_LOG("%s: expected the nodes with memory (%s), got %s", \
+		       (what), node_list_text((mem), __a, sizeof(__a)),	\
+		       node_list_text((l), __b, sizeof(__b)));		\
+} while (0)
+
+/*
+ * expect_node_lists() - @got has the bytes of @want on each node of @want
+ * and nothing elsewhere.
+ */
+#define expect_node_lists(_metadata, want, got, what) do {		\
+	char __a[512], __b[512];					\
+	int __i, __j, __same = (want)->n == (got)->n;			\
+	for (__i = 0; __same && __i < (want)->n; __i++) {		\
+		for (__j = 0; __j < (got)->n; __j++)			\
+			if ((got)->node[__j] == (want)->node[__i])	\
+				break;					\
+		__same = __j < (got)->n &&				\
+			 (got)->bytes[__j] == (want)->bytes[__i];	\
+	}								\
+	EXPECT_TRUE(__same)						\
+		TH_LOG("%s: expected %s, got %s", (what),		\
+		       node_list_text((want), __a, sizeof(__a)),	\
+		       node_list_text((got), __b, sizeof(__b)));	\
+} while (0)
+
+/* The gmem files of a process, from its fdinfo, each file once. */
+struct fdinfo_sums {
+	int files;
+	unsigned long long allocated, held;
+	struct node_list nodes;		/* summed over the files */
+};
+
+/*
+ * read_fdinfo_sums() - the gmem files of process @pid, read here from
+ * /proc/@pid/fdinfo the way gmemctl reads them.  Each file must have a
+ * gmem-nodes line that lists the nodes with memory (@mem) and adds up
+ * to its gmem-allocated + gmem-held.
+ */
+static void read_fdinfo_sums(struct __test_metadata *_metadata, pid_t pid,
+			     const struct node_list *mem, struct fdinfo_sums *fs)
+{
+	unsigned long long ids[16], id, alloc, held;
+	char dir[64], path[320], link[64], text[8192], *line;
+	struct node_list nl;
+	struct dirent *de;
+	int i, seen;
+	ssize_t n;
+	DIR *d;
+
+	memset(fs, 0, sizeof(*fs));
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", pid);
+	d = opendir(dir);
+	ASSERT_NE(NULL, d) TH_LOG("opendir %s: %s", dir, strerror(errno));
+	while ((de = readdir(d))) {
+		n = readlinkat(dirfd(d), de->d_name, link, sizeof(link) - 1);
+		if (n < 0)
+			continue;
+		link[n] = '\0';
+		if (strcmp(link, "anon_inode:[gmem]"))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", pid, de->d_name);
+		ASSERT_EQ(0, __gmem_read_key(path, "gmem-id", 0, &id)) TH_LOG("%s", path);
+		for (seen = 0, i = 0; i < fs->files; i++)
+			seen |= ids[i] == id;
+		if (seen)
+			continue;
+		ASSERT_GT(16, fs->files);
+		ids[fs->files++] = id;
+		ASSERT_EQ(0, __gmem_read_key(path, "gmem-allocated", 0, &alloc))
+			TH_LOG("%s", path);
+		ASSERT_EQ(0, __gmem_read_key(path, "gmem-held", 0, &held))
+			TH_LOG("%s", path);
+		ASSERT_EQ(0, __gmem_read_file(path, text, sizeof(text)));
+		line = strstr(text, "\ngmem-nodes:");
+		ASSERT_NE(NULL, line)
+			TH_LOG("%s: expected a gmem-nodes line, got none in:\n%s", path, text);
+		ASSERT_EQ(0, parse_node_list(line + strlen("\ngmem-nodes:"), &nl))
+			TH_LOG("%s: expected gmem-nodes as N<node>=<bytes> words, got:\n%s",
+			       path, text);
+		expect_nodes_of(_metadata, &nl, mem, path);
+		EXPECT_EQ(alloc + held, node_list_sum(&nl))
+			TH_LOG("%s: expected gmem-nodes to add up to gmem-allocated %llu + gmem-held %llu",
+			       path, alloc, held);
+		fs->allocated += alloc;
+		fs->held += held;
+		for (i = 0; i < nl.n; i++)
+			node_list_add(&fs->nodes, nl.node[i], nl.bytes[i]);
+	}
+	closedir(d);
+}
+
+/*
+ * The numbers of one row of `gmemctl --nodes ps`.  Its columns are right
+ * aligned: a cell ends where the header's word ends.
+ */
+struct nodes_row {
+	unsigned long long allocated, held;
+	struct node_list nodes;		/* the N<node> columns */
+};
+
+/* The number of the cell of @line that ends at column @end. */
+static int cell_at(const char *line, size_t len, size_t end,
+		   unsigned long long *v)
+{
+	size_t start = end;
+
+	if (end > len)
+		return -ENOENT;
+	while (start > 0 && line[start - 1] != ' ')
+		start--;
+	if (start == end)
+		return -EINVAL;
+	return sscanf(line + start, "%llu", v) == 1 ? 0 : -EINVAL;
+}
+
+/*
+ * nodes_row() - the row of `gmemctl --nodes ps` (@out) that starts with
+ * the word @key (a pid, "total", "gmem"), read by the columns of its
+ * header: ALLOCATED, HELD, N<node>...  Returns 0, -ENOENT (no such row
+ * or header) or -EINVAL (a cell is not a number).
+ */
+static int nodes_row(const char *out, const char *key, struct nodes_row *row)
+{
+	const char *hdr = NULL, *line, *nl, *w;
+	size_t hlen = 0, len, klen = strlen(key), end;
+	unsigned long long v;
+	char word[32];
+	int node, wl;
+
+	memset(row, 0, sizeof(*row));
+	for (line = out; *line; line = *nl ? nl + 1 : nl) {
+		nl = strchrnul(line, '\n');
+		len = nl - line;
+		w = line + strspn(line, " ");
+		if (!hdr) {
+			if (!strncmp(w, "PID ", 4)) {
+				hdr = line;
+				hlen = len;
+			}
+			continue;
+		}
+		if (strncmp(w, key, klen) || (w[klen] != ' ' && w[klen] != '\n'))
+			continue;
+		/* Each word of the header, and where it ends. */
+		for (w = hdr; w < hdr + hlen; w += wl) {
+			w += strspn(w, " ");
+			wl = strcspn(w, "\n ");
+			if (!wl)
+				break;
+			snprintf(word, sizeof(word), "%.*s", wl, w);
+			end = w + wl - hdr;
+			if (!strcmp(word, "ALLOCATED")) {
+				if (cell_at(line, len, end, &row->allocated))
+					return -EINVAL;
+			} else if (!strcmp(word, "HELD")) {
+				if (cell_at(line, len, end, &row->held))
+					return -EINVAL;
+			} else if (sscanf(word, "N%d", &node) == 1) {
+				if (cell_at(line, len, end, &v))
+					return -EINVAL;
+				node_list_add(&row->nodes, node, v);
+			}
+		}
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/*
+ * json_nodes() - the "nodes" object after @s in the JSON text, as a node
+ * list.  Returns 0, -ENOENT or -EINVAL.
+ */
+static int json_nodes(const char *s, struct node_list *l)
+{
+	unsigned long long bytes;
+	int node, len;
+
+	l->n = 0;
+	s = strstr(s, "\"nodes\": ");
+	if (!s)
+		return -ENOENT;
+	s += strlen("\"nodes\": ");
+	if (*s++ != '{')
+		return -EINVAL;
+	while (*s != '}') {
+		if (sscanf(s, "\"%d\": %llu%n", &node, &bytes, &len) != 2)
+			return -EINVAL;
+		node_list_add(l, node, bytes);
+		s += len;
+		if (*s == ',')
+			s += 2;
+		else if (*s != '}')
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* The numbers that `gmemctl ps --json` gives for one process, or a file. */
+struct json_part {
+	unsigned long long allocated, held;
+	struct node_list nodes;
+};
+
+/* json_part() - "allocated", "held" and "nodes" after @s. */
+#define json_part(_metadata, s, part, what) do {			\
+	const char *__s = (s);						\
+	ASSERT_EQ(0, json_u64(__s, "allocated", &(part)->allocated))	\
+		TH_LOG("%s: no \"allocated\" in: %.300s", (what), __s);	\
+	ASSERT_EQ(0, json_u64(__s, "held", &(part)->held))		\
+		TH_LOG("%s: no \"held\" in: %.300s", (what), __s);	\
+	ASSERT_EQ(0, json_nodes(__s, &(part)->nodes))			\
+		TH_LOG("%s: expected \"nodes\": {\"<node>\": <bytes>, ...}, got: %.300s", \
+		       (what), __s);					\
+} while (0)
+
+/*
+ * Two processes: A holds two files, one of them with held pages once
+ * blocks are on (a 4 MiB file allocated whole, then 8 KiB punched); B,
+ * bound to the last node with memory (set_mempolicy), allocates a 2 MiB
+ * file there.  `gmemctl --nodes ps` and `gmemctl ps --json` show the
+ * bytes of each node as the files' gmem-nodes lines give them, adding up
+ * to allocated + held, and for the module what node_bytes says.  With
+ * two nodes or more, all of B's bytes are on its node.
+ */
+TEST(ps_nodes_shows_bytes_per_node)
+{
+	struct holder_spec a = {
+		.name = "holder-na", .nfiles = 2,
+		.files = { { 1 * MiB, 64 * KiB }, { 4 * MiB, 4 * MiB, 8 * KiB } },
+	}, b = {
+		.name = "holder-nb", .nfiles = 1, .bind = true,
+		.files = { { 2 * MiB, 2 * MiB } },
+	};
+	unsigned long long files, alloc, held;
+	struct node_list mem, node_bytes, want;
+	struct fdinfo_sums fa, fb;
+	struct json_part jp, jf;
+	char text[4096], pat[32], what[64], *p, *end, *f;
+	struct nodes_row row;
+	pid_t pa, pb, pids[2];
+	int i, k, nf;
+	struct run r;
+
+	if (access(MODULE_DIR, F_OK))
+		SKIP(return, "gmem is not loaded");
+	ASSERT_EQ(0, mem_nodes(&mem)) TH_LOG("cannot read the nodes with memory");
+	files = gmem_read_u64(_metadata, GMEM_SYSFS "/files");
+	ASSERT_EQ(0ULL, files) TH_LOG("gmem files are open before the test");
+	b.node = mem.node[mem.n - 1];
+	pa = start_holder(_metadata, &a);
+	pb = start_holder(_metadata, &b);
+	pids[0] = pa;
+	pids[1] = pb;
+
+	/* What the files say, read here. */
+	read_fdinfo_sums(_metadata, pa, &mem, &fa);
+	read_fdinfo_sums(_metadata, pb, &mem, &fb);
+	EXPECT_EQ(2, fa.files);
+	EXPECT_EQ(1, fb.files);
+	EXPECT_EQ(64 * KiB + 4 * MiB - 8 * KiB, fa.allocated);
+	EXPECT_EQ(2 * MiB, fb.allocated);
+	ksft_print_msg("holder-na: allocated %llu, held %llu, %s\n", fa.allocated,
+		       fa.held, node_list_text(&fa.nodes, text, sizeof(text)));
+	ksft_print_msg("holder-nb (bound to node %d): allocated %llu, held %llu, %s\n",
+		       b.node, fb.allocated, fb.held,
+		       node_list_text(&fb.nodes, text, sizeof(text)));
+	if (mem.n >= 2) {
+		want = mem;
+		for (i = 0; i < want.n; i++)
+			want.bytes[i] = want.node[i] == b.node ? fb.allocated + fb.held : 0;
+		expect_node_lists(_metadata, &want, &fb.nodes,
+				  "holder-nb, bound to one node: its files' gmem-nodes");
+	}
+
+	/* The module's counters. */
+	alloc = gmem_read_u64(_metadata, GMEM_SYSFS "/allocated_bytes");
+	held = gmem_read_u64(_metadata, GMEM_SYSFS "/held_bytes");
+	ASSERT_EQ(0, __gmem_read_file(GMEM_SYSFS "/node_bytes", text, sizeof(text)))
+		TH_LOG("expected " GMEM_SYSFS "/node_bytes, got none");
+	ASSERT_EQ(0, parse_node_list(text, &node_bytes))
+		TH_LOG("expected node_bytes as N<node>=<bytes> words, got: %s", text);
+	expect_nodes_of(_metadata, &node_bytes, &mem, GMEM_SYSFS "/node_bytes");
+	EXPECT_EQ(alloc + held, node_list_sum(&node_bytes))
+		TH_LOG("expected node_bytes to add up to allocated_bytes %llu + held_bytes %llu",
+		       alloc, held);
+	EXPECT_EQ(fa.allocated + fb.allocated, alloc);
+	EXPECT_EQ(fa.held + fb.held, held);
+
+	/* The table. */
+	ASSERT_EQ(0, run_gmemctl(&r, "--nodes ps")) TH_LOG("%s", r.err);
+	show("gmemctl --nodes ps:", r.out);
+	EXPECT_STREQ("", r.err);
+	for (k = 0; k < 2; k++) {
+		const struct fdinfo_sums *fs = k ? &fb : &fa;
+
+		snprintf(pat, sizeof(pat), "%d", pids[k]);
+		ASSERT_EQ(0, nodes_row(r.out, pat, &row))
+			TH_LOG("no row with numbers for pid %d", pids[k]);
+		snprintf(what, sizeof(what), "--nodes ps, row of pid %d", pids[k]);
+		EXPECT_EQ(fs->allocated, row.allocated) TH_LOG("%s: ALLOCATED", what);
+		EXPECT_EQ(fs->held, row.held) TH_LOG("%s: HELD", what);
+		expect_nodes_of(_metadata, &row.nodes, &mem, what);
+		expect_node_lists(_metadata, &fs->nodes, &row.nodes, what);
+		EXPECT_EQ(row.allocated + row.held, node_list_sum(&row.nodes))
+			TH_LOG("%s: expected the N columns to add up to ALLOCATED + HELD", what);
+	}
+	ASSERT_EQ(0, nodes_row(r.out, "total", &row)) TH_LOG("no total row");
+	EXPECT_EQ(alloc, row.allocated) TH_LOG("--nodes ps, total: ALLOCATED");
+	EXPECT_EQ(held, row.held) TH_LOG("--nodes ps, total: HELD");
+	expect_node_lists(_metadata, &node_bytes, &row.nodes,
+			  "--nodes ps, total (no other gmem files): node_bytes");
+	ASSERT_EQ(0, nodes_row(r.out, "gmem", &row)) TH_LOG("no gmem module row");
+	EXPECT_EQ(alloc, row.allocated) TH_LOG("--nodes ps, module: ALLOCATED");
+	EXPECT_EQ(held, row.held) TH_LOG("--nodes ps, module: HELD");
+	expect_node_lists(_metadata, &node_bytes, &row.nodes,
+			  "--nodes ps, module: node_bytes");
+	EXPECT_EQ(NULL, strstr(r.out, "note:")) TH_LOG("%s", r.out);
+
+	/* JSON: per process, per file, the totals and the module. */
+	ASSERT_EQ(0, run_gmemctl(&r, "ps --json")) TH_LOG("%s", r.err);
+	for (k = 0; k < 2; k++) {
+		const struct fdinfo_sums *fs = k ? &fb : &fa;
+
+		snprintf(pat, sizeof(pat), "{\"pid\": %d, ", pids[k]);
+		p = strstr(r.out, pat);
+		ASSERT_NE(NULL, p) TH_LOG("no %s in:\n%s", pat, r.out);
+		snprintf(what, sizeof(what), "ps --json, pid %d", pids[k]);
+		json_part(_metadata, p, &jp, what);
+		EXPECT_EQ(fs->allocated, jp.allocated) TH_LOG("%s: allocated", what);
+		EXPECT_EQ(fs->held, jp.held) TH_LOG("%s: held", what);
+		expect_node_lists(_metadata, &fs->nodes, &jp.nodes, what);
+		/* Its files, up to the next process or the totals. */
+		end = strstr(p + 1, "{\"pid\": ") ?: strstr(p, "\"totals\": ");
+		ASSERT_NE(NULL, end) TH_LOG("%s", r.out);
+		nf = 0;
+		for (f = strstr(p, "{\"id\": "); f && f < end; f = strstr(f + 1, "{\"id\": ")) {
+			snprintf(what, sizeof(what), "ps --json, pid %d, file %d", pids[k], nf);
+			json_part(_metadata, f, &jf, what);
+			expect_nodes_of(_metadata, &jf.nodes, &mem, what);
+			EXPECT_EQ(jf.allocated + jf.held, node_list_sum(&jf.nodes))
+				TH_LOG("%s: expected \"nodes\" to add up to allocated %llu + held %llu",
+				       what, jf.allocated, jf.held);
+			nf++;
+		}
+		EXPECT_EQ(fs->files, nf) TH_LOG("ps --json, pid %d: files in file_list", pids[k]);
+	}
+	p = strstr(r.out, "\"totals\": ");
+	ASSERT_NE(NULL, p) TH_LOG("%s", r.out);
+	json_part(_metadata, p, &jp, "ps --json, totals");
+	EXPECT_EQ(alloc, jp.allocated);
+	EXPECT_EQ(held, jp.held);
+	expect_node_lists(_metadata, &node_bytes, &jp.nodes,
+			  "ps --json, totals (no other gmem files): node_bytes");
+	p = strstr(r.out, "\"module\": ");
+	ASSERT_NE(NULL, p) TH_LOG("%s", r.out);
+	json_part(_metadata, p, &jp, "ps --json, module");
+	EXPECT_EQ(alloc, jp.allocated);
+	EXPECT_EQ(held, jp.held);
+	expect_node_lists(_metadata, &node_bytes, &jp.nodes, "ps --json, module: node_bytes");
+
+	holder_stop(pa);
+	holder_stop(pb);
 }
 
 /* ---- load and unload ---------------------------------------------------- */
