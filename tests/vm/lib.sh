@@ -219,7 +219,10 @@ vm_add_users_and_udev() {
 # evenly into one memory-backend-ram per node, node 0 taking what does not
 # divide; vCPU c on node c*NODES/SMP (rounded down): the vCPUs in
 # contiguous blocks, one per node, so that with fewer vCPUs than nodes
-# the last nodes have memory only (SMP 1: all on node 0).
+# the last nodes have memory only (SMP 1: all on node 0).  vm_boot then
+# makes each vCPU a socket of its own: QEMU's default puts them all in
+# one socket, whose cores share the L3 cache, and Linux WARNs (here:
+# panics) when cache siblings sit on different nodes.
 vm_numa_args() {
 	local nodes=$1 mem=$2 smp=$3 mib i size first last
 	[[ $nodes =~ ^[1-9][0-9]*$ ]] || die "NUMA nodes: wanted a number >= 1, got '$nodes'"
@@ -258,6 +261,8 @@ vm_boot() {
 	shift 5
 	opts=$(vm_numa_args "${GMEM_VM_NUMA:-1}" "$mem" "$smp") || return 125
 	read -ra numa <<<"$opts"
+	# With NUMA nodes, one socket per vCPU (see vm_numa_args).
+	[ ${#numa[@]} = 0 ] || smp=$smp,sockets=$smp,cores=1,threads=1
 	rm -rf "$out/extra"
 	mkdir -p "$out/extra/gmem/run"
 	install -m 755 "$job" "$out/extra/gmem/job"
