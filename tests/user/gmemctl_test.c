@@ -881,11 +881,13 @@ static void read_fdinfo_sums(struct __test_metadata *_metadata, pid_t pid,
 			TH_LOG("%s", path);
 		ASSERT_EQ(0, __gmem_read_file(path, text, sizeof(text)));
 		line = strstr(text, "\ngmem-nodes:");
+		if (!line || parse_node_list(line + strlen("\ngmem-nodes:"), &nl))
+			show(path, text);
 		ASSERT_NE(NULL, line)
-			TH_LOG("%s: expected a gmem-nodes line, got none in:\n%s", path, text);
+			TH_LOG("%s: expected a gmem-nodes line, got none (above)", path);
 		ASSERT_EQ(0, parse_node_list(line + strlen("\ngmem-nodes:"), &nl))
-			TH_LOG("%s: expected gmem-nodes as N<node>=<bytes> words, got:\n%s",
-			       path, text);
+			TH_LOG("%s: expected gmem-nodes as N<node>=<bytes> words, got another line (above)",
+			       path);
 		expect_nodes_of(_metadata, &nl, mem, path);
 		EXPECT_EQ(alloc + held, node_list_sum(&nl))
 			TH_LOG("%s: expected gmem-nodes to add up to gmem-allocated %llu + gmem-held %llu",
