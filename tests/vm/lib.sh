@@ -227,6 +227,7 @@ vm_numa_args() {
 	local nodes=$1 mem=$2 smp=$3 mib i size first last
 	[[ $nodes =~ ^[1-9][0-9]*$ ]] || die "NUMA nodes: wanted a number >= 1, got '$nodes'"
 	[ "$nodes" -gt 1 ] || return 0
+	[[ $smp =~ ^[1-9][0-9]*$ ]] || die "NUMA: wanted a number of vCPUs, got '$smp'"
 	case $mem in
 	*[!0-9MG]*|''|[MG]*) die "NUMA: cannot split memory '$mem' (wanted MiB, or a number with M or G)" ;;
 	*G) mib=$(( ${mem%G} * 1024 )) ;;
