@@ -73,6 +73,7 @@ struct gmem_store {
 /* Naturally aligned 1 GiB ranges from one contiguous allocation. */
 #define GMEM_GIANT_ORDER	(30 - PAGE_SHIFT)
 #define GMEM_GIANT_PAGES	BIT(GMEM_GIANT_ORDER)
+#define GMEM_GIANT_BLOCKS	(GMEM_GIANT_PAGES / GMEM_BLOCK_PAGES)
 
 int gmem_store_init(struct gmem_store *s, struct mem_cgroup *memcg);
 unsigned long gmem_store_totals(unsigned long *held);

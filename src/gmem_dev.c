@@ -875,6 +875,7 @@ loff_t gmem_max_file_size(void)
  */
 struct file *gmem_file_create(loff_t size, u64 flags)
 {
+	struct mem_cgroup *memcg;
 	struct gmem_file *gf;
 	struct file *file;
 	int r;
@@ -882,9 +883,10 @@ struct file *gmem_file_create(loff_t size, u64 flags)
 	gf = kzalloc(sizeof(*gf), GFP_KERNEL_ACCOUNT);
 	if (!gf)
 		return ERR_PTR(-ENOMEM);
-	r = gmem_store_init(&gf->store, get_mem_cgroup_from_mm(current->mm));
+	memcg = get_mem_cgroup_from_mm(current->mm);
+	r = gmem_store_init(&gf->store, memcg);
 	if (r) {
-		mem_cgroup_put(gf->store.memcg);
+		mem_cgroup_put(memcg);
 		kfree(gf);
 		return ERR_PTR(r);
 	}

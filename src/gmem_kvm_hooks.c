@@ -355,11 +355,12 @@ static int gmem_kvm_get_pfn(struct file *file, const struct kvm_memory_slot *slo
 	struct gmem_file *gf = file->private_data;
 	struct folio *folio;
 	bool retried = false;
-	int r, order;
+	int r, order, nid;
 
 again:
 	r = 0;
 	order = 0;
+	nid = NUMA_NO_NODE;
 
 	/*
 	 * Shared: faults race only with allocations, never with removal or
@@ -384,6 +385,7 @@ again:
 		goto out;
 	}
 	*pfn = folio_pfn(folio) + (index & (folio_nr_pages(folio) - 1));
+	nid = folio_nid(folio);
 	if (max_order)
 		*max_order = order;
 out:
@@ -393,7 +395,7 @@ out:
 		retried = true;
 		goto again;
 	}
-	trace_gmem_fault(gf->store.id, index, order, r);
+	trace_gmem_fault(gf->store.id, index, order, r, gfn, nid);
 	return r;
 }
 

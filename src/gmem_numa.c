@@ -26,6 +26,13 @@
 /* The most bits of a node mask gmem reads or writes: mbind()'s limit. */
 #define GMEM_MAXNODE_LIMIT	32768
 
+/*
+ * The user's node mask is an array of __u64 (the uapi says so, for 32-bit
+ * callers too); the kernel's bitmaps are of unsigned long, the same on
+ * the 64-bit kernels gmem builds for.
+ */
+static_assert(sizeof(unsigned long) == sizeof(u64));
+
 /* Copy a node mask of @maxnode bits at @uptr in; bits past MAX_NUMNODES: 0. */
 static int gmem_nodes_from_user(nodemask_t *nodes, u64 uptr, u64 maxnode)
 {
@@ -41,17 +48,23 @@ static int gmem_nodes_from_user(nodemask_t *nodes, u64 uptr, u64 maxnode)
 	if (!bits)
 		return -ENOMEM;
 	if (copy_from_user(bits, u64_to_user_ptr(uptr),
-			   BITS_TO_LONGS(maxnode) * sizeof(long)))
+			   BITS_TO_LONGS(maxnode) * sizeof(long))) {
 		r = -EFAULT;
-	else if (find_next_bit(bits, maxnode, MAX_NUMNODES) < maxnode)
-		r = -EINVAL;
-	else
-		bitmap_copy(nodes_addr(*nodes), bits, min_t(u64, maxnode, MAX_NUMNODES));
+	} else {
+		/* Only @maxnode bits count, not the rest of the last word. */
+		bitmap_clear(bits, maxnode,
+			     BITS_TO_LONGS(maxnode) * BITS_PER_LONG - maxnode);
+		if (find_next_bit(bits, maxnode, MAX_NUMNODES) < maxnode)
+			r = -EINVAL;
+		else
+			bitmap_copy(nodes_addr(*nodes), bits,
+				    min_t(u64, maxnode, MAX_NUMNODES));
+	}
 	bitmap_free(bits);
 	return r;
 }
 
-/* Copy @nodes out as a mask of @maxnode bits at @uptr, zero-filled. */
+/* Copy @nodes out as the words of a mask of @maxnode bits at @uptr. */
 static int gmem_nodes_to_user(u64 uptr, u64 maxnode, const nodemask_t *nodes)
 {
 	unsigned long *bits;
@@ -101,16 +114,35 @@ long gmem_set_mempolicy(struct file *file, struct gmem_mempolicy __user *uarg)
 	pol = mpol_create(args.mode, &nodes);
 	if (IS_ERR(pol))
 		return PTR_ERR(pol);
-	r = gmem_store_set_policy(&gf->store, start, end, pol);
 	/*
-	 * As mbind(): the policy is set, then the pages already there are
-	 * checked.  Shared: removal is excluded, allocations may go on.
+	 * gmem's pages are unmovable: the kernel applies MPOL_BIND to them
+	 * only on nodes with memory outside ZONE_MOVABLE (apply_policy_zone()),
+	 * and would otherwise bind to nothing.
 	 */
+	if (pol && pol->mode == MPOL_BIND &&
+	    !nodes_intersects(pol->nodes, node_states[N_HIGH_MEMORY])) {
+		mpol_put(pol);
+		return -EINVAL;
+	}
+
+	/*
+	 * Exclusive: no allocation may pick a policy while it changes (a
+	 * block must lie in one range), and the check of MPOL_MF_STRICT
+	 * then sees every page allocated under the old policy.
+	 */
+	if (down_write_killable(&gf->lock)) {
+		mpol_put(pol);
+		return -EINTR;
+	}
+	r = gmem_store_set_policy(&gf->store, start, end, pol);
+	/* As mbind(): the policy is set, then the pages there are checked. */
 	if (!r && pol && pol->mode != MPOL_LOCAL && args.flags & MPOL_MF_STRICT) {
-		down_read(&gf->lock);
+		downgrade_write(&gf->lock);
 		if (!gmem_store_on_nodes(&gf->store, start, end, &pol->nodes))
 			r = -EIO;
 		up_read(&gf->lock);
+	} else {
+		up_write(&gf->lock);
 	}
 	mpol_put(pol);
 	return r;

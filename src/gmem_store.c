@@ -75,6 +75,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/cpuset.h>
 #include <linux/gfp.h>
 #include <linux/highmem.h>
 #include <linux/memcontrol.h>
@@ -369,50 +370,113 @@ static struct page *gmem_store_packed(struct gmem_store *s, pgoff_t index)
 }
 
 /*
+ * Where a store's allocation goes where the store has no policy: by @pol,
+ * from node @nid, as if the thread that asked for it allocated.  Populate
+ * workers get the calling thread's (gmem_store_populate_threads()); NULL
+ * elsewhere: the allocating thread's own policy and node.
+ */
+struct gmem_dflt {
+	struct mempolicy *pol;
+	int nid;
+	bool own;	/* @pol is a reference of ours */
+};
+
+/*
  * The policy to allocate page @index with, in a unit of (1 << @order)
- * pages: the store's policy of @index, else @dflt, else the calling
- * thread's own.  *@ilx is the interleave index: the number of the unit in
- * the file for the interleave modes, which go round the nodes by unit;
+ * pages: the store's policy of @index, else @dflt's, else the calling
+ * thread's own; *@nid is the node to start from.  *@ilx is the
+ * interleave index for the interleave modes, which go round the nodes by
+ * unit (from a node that depends on the store, as shmem does per inode);
  * NO_INTERLEAVE_INDEX for the others, which keeps alloc_pages_mpol()'s
  * rule for transparent huge pages (try only one node) off 2 MiB blocks.
  * Put the policy with mpol_cond_put().
  */
 static struct mempolicy *gmem_store_mpol(struct gmem_store *s, pgoff_t index,
 					 unsigned int order,
-					 struct mempolicy *dflt, pgoff_t *ilx)
+					 const struct gmem_dflt *dflt,
+					 pgoff_t *ilx, int *nid)
 {
 	struct mempolicy *pol = mpol_shared_policy_lookup(&s->policy, index);
 
+	*nid = dflt ? dflt->nid : numa_node_id();
 	if (!pol)
-		pol = dflt ?: get_task_policy(current);
+		pol = dflt ? dflt->pol : get_task_policy(current);
 	*ilx = NO_INTERLEAVE_INDEX;
 	if (pol->mode == MPOL_INTERLEAVE || pol->mode == MPOL_WEIGHTED_INTERLEAVE)
-		*ilx = index >> order;
+		*ilx = s->id + (index >> order);
 	return pol;
 }
 
 /* (1 << @order) pages for @index, placed by gmem_store_mpol(), or NULL. */
 static struct page *gmem_store_alloc_pages(struct gmem_store *s, gfp_t gfp,
 					   pgoff_t index, unsigned int order,
-					   struct mempolicy *dflt)
+					   const struct gmem_dflt *dflt)
 {
 	struct mempolicy *pol;
 	struct page *page;
 	pgoff_t ilx;
+	int nid;
 
-	pol = gmem_store_mpol(s, index, order, dflt, &ilx);
-	page = alloc_pages_mpol(gfp, order, pol, ilx, numa_node_id());
+	pol = gmem_store_mpol(s, index, order, dflt, &ilx, &nid);
+	page = alloc_pages_mpol(gfp, order, pol, ilx, nid);
 	mpol_cond_put(pol);
 	return page;
 }
 
 /*
- * gmem_store_insert_new() with the policy @dflt where the store has none
- * for @index (NULL: the calling thread's).
+ * The first policy range that ends after @index, or NULL: ranges are
+ * disjoint, in order (what mempolicy.c's sp_lookup() finds).  Caller
+ * holds @s->policy.lock.
+ */
+static struct sp_node *gmem_store_policy_after(struct gmem_store *s,
+					       pgoff_t index)
+{
+	struct rb_node *n = s->policy.root.rb_node;
+	struct sp_node *sn, *first = NULL;
+
+	while (n) {
+		sn = rb_entry(n, struct sp_node, nd);
+		if (sn->end > index) {
+			first = sn;
+			n = n->rb_left;
+		} else {
+			n = n->rb_right;
+		}
+	}
+	return first;
+}
+
+/*
+ * Does one policy range, or none, cover all of [@start, @end)?  A block
+ * or a 1 GiB range comes from one node, so one across a boundary would
+ * put some of its pages where their range's policy does not want them:
+ * such a unit is allocated in smaller ones.  Two adjacent ranges count as
+ * a boundary even with equal policies.  Policies change only with
+ * allocations excluded (see gmem_store_set_policy()).
+ */
+static bool gmem_store_policy_whole(struct gmem_store *s, pgoff_t start,
+				    pgoff_t end)
+{
+	struct sp_node *sn;
+	bool whole = true;
+
+	if (RB_EMPTY_ROOT(&s->policy.root))
+		return true;
+	read_lock(&s->policy.lock);
+	sn = gmem_store_policy_after(s, start);
+	if (sn && sn->start < end)
+		whole = sn->start <= start && sn->end >= end;
+	read_unlock(&s->policy.lock);
+	return whole;
+}
+
+/*
+ * gmem_store_insert_new() with @dflt where the store has no policy for
+ * @index (NULL: the calling thread's own).
  */
 static struct folio *__gmem_store_insert_new(struct gmem_store *s,
 					     pgoff_t index,
-					     struct mempolicy *dflt);
+					     const struct gmem_dflt *dflt);
 
 /**
  * gmem_store_insert_new() - allocate page @index, a hole a moment ago
@@ -437,7 +501,7 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_insert_new);
 
 static struct folio *__gmem_store_insert_new(struct gmem_store *s,
 					     pgoff_t index,
-					     struct mempolicy *dflt)
+					     const struct gmem_dflt *dflt)
 {
 	struct mem_cgroup *old_memcg = set_active_memcg(s->memcg);
 	XA_STATE(xas, &s->pages, index);
@@ -724,11 +788,11 @@ static void gmem_store_pack(struct gmem_store *s, pgoff_t head)
 /*
  * The zeroed, naturally aligned pages of a new block for @index, not split
  * yet, charged to the store's memcg; NULL with *@r = -EEXIST if a page of
- * the range is in the store (held pages too), -ENOMEM if no free block
- * could be had.
+ * the range is in the store (held pages too), -EXDEV if a policy boundary
+ * lies inside the block, -ENOMEM if no free block could be had.
  */
 static struct page *gmem_store_alloc_block(struct gmem_store *s, pgoff_t index,
-					   struct mempolicy *dflt, int *r)
+					   const struct gmem_dflt *dflt, int *r)
 {
 	pgoff_t last = index + GMEM_BLOCK_PAGES - 1, first = index;
 	struct mem_cgroup *old_memcg;
@@ -737,6 +801,9 @@ static struct page *gmem_store_alloc_block(struct gmem_store *s, pgoff_t index,
 	*r = -EEXIST;
 	if (gmem_store_packed(s, index) ||
 	    xa_find(&s->pages, &first, last, XA_PRESENT))
+		return NULL;
+	*r = -EXDEV;
+	if (!gmem_store_policy_whole(s, index, index + GMEM_BLOCK_PAGES))
 		return NULL;
 	old_memcg = set_active_memcg(s->memcg);
 	page = gmem_store_alloc_pages(s, GMEM_BLOCK_GFP, index, GMEM_BLOCK_ORDER,
@@ -772,7 +839,7 @@ static int gmem_store_publish_packed(struct gmem_store *s, pgoff_t index,
 
 /* gmem_store_insert_block(), with @dflt as in __gmem_store_insert_new(). */
 static int __gmem_store_insert_block(struct gmem_store *s, pgoff_t index,
-				     pgoff_t live, struct mempolicy *dflt)
+				     pgoff_t live, const struct gmem_dflt *dflt)
 {
 	struct mem_cgroup *old_memcg;
 	struct page *page;
@@ -826,7 +893,9 @@ static int __gmem_store_insert_block(struct gmem_store *s, pgoff_t index,
  *
  * Return: 0, or -errno for the caller to fall back to single pages:
  * -EEXIST if a page of the range is in the store (held pages too),
- * -ENOMEM if no free block could be had.  Nothing of the block was
+ * -EXDEV if a policy boundary lies inside the block (see
+ * gmem_store_set_policy()), -ENOMEM if no free block could be had.
+ * Nothing of the block was
  * published then (a concurrent insertion of the same block may lose its
  * reservations to the unreserve and fall back too).
  */
@@ -838,99 +907,55 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_insert_block);
 
 /*
  * A physically contiguous, naturally aligned, zeroed 1 GiB of order-0
- * pages from any zone of node @nid that has one free or movable (what
- * alloc_contig_pages() does, which 6.12 does not export), or NULL.
- */
-static struct page *gmem_alloc_giant_on(int nid)
-{
-	const gfp_t gfp = GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN |
-			  __GFP_RETRY_MAYFAIL;
-	unsigned long pfn, i, end;
-	struct zone *zone;
-	struct page *page;
-	int z;
-
-	for (z = MAX_NR_ZONES - 1; z >= 0; z--) {
-		zone = &NODE_DATA(nid)->node_zones[z];
-		if (!populated_zone(zone))
-			continue;
-		end = zone_end_pfn(zone);
-		for (pfn = ALIGN(zone->zone_start_pfn, GMEM_GIANT_PAGES);
-		     pfn + GMEM_GIANT_PAGES <= end; pfn += GMEM_GIANT_PAGES) {
-			for (i = pfn; i < pfn + GMEM_GIANT_PAGES; i++) {
-				if (!pfn_valid(i))
-					break;
-				page = pfn_to_page(i);
-				if (page_zone(page) != zone || PageReserved(page))
-					break;
-			}
-			if (i < pfn + GMEM_GIANT_PAGES)
-				continue;
-			if (!alloc_contig_range(pfn, pfn + GMEM_GIANT_PAGES,
-						MIGRATE_MOVABLE, gfp))
-				return pfn_to_page(pfn);
-			if (fatal_signal_pending(current))
-				return NULL;
-		}
-	}
-	return NULL;
-}
-
-/*
- * A 1 GiB for the range at @index, from the nodes its policy allows, the
- * node the policy picks first (policy_nodemask(): the preferred node, the
- * next node to interleave on, else this CPU's), or NULL.  Only
- * MPOL_PREFERRED_MANY goes on to nodes outside its mask then.
+ * pages for the range at @index, or NULL: alloc_contig_pages() walks the
+ * zones up to ZONE_NORMAL (these pages never move: not ZONE_MOVABLE) of
+ * the nodes the policy allows, nearest to the node it picks first (the
+ * preferred node, the next node to interleave on, else this CPU's).
+ * Interleave tries its own nodes first; only MPOL_BIND stops at its
+ * nodes.  Every node the calling thread's cpuset allows otherwise.
  */
 static struct page *gmem_alloc_giant(struct gmem_store *s, pgoff_t index)
 {
-	struct page *page = NULL;
+	const gfp_t gfp = GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN |
+			  __GFP_RETRY_MAYFAIL;
+	nodemask_t allowed = cpuset_current_mems_allowed;
 	struct mempolicy *pol;
+	struct page *page;
 	nodemask_t *nodes;
-	int nid, n;
 	pgoff_t ilx;
+	int nid;
 
-	pol = gmem_store_mpol(s, index, GMEM_GIANT_ORDER, NULL, &ilx);
-	nid = numa_node_id();
-	nodes = policy_nodemask(GFP_KERNEL, pol, ilx, &nid);
-	if (!nodes || node_isset(nid, *nodes))
-		page = gmem_alloc_giant_on(nid);
-	for_each_node_mask(n, *(nodes ?: &node_states[N_MEMORY])) {
-		if (page || fatal_signal_pending(current))
-			break;
-		if (n != nid)
-			page = gmem_alloc_giant_on(n);
-	}
-	for_each_node_state(n, N_MEMORY) {
-		if (page || pol->mode != MPOL_PREFERRED_MANY ||
-		    fatal_signal_pending(current))
-			break;
-		if (!node_isset(n, *nodes))
-			page = gmem_alloc_giant_on(n);
-	}
+	pol = gmem_store_mpol(s, index, GMEM_GIANT_ORDER, NULL, &ilx, &nid);
+	nodes = policy_nodemask(gfp, pol, ilx, &nid);
+	if (!nodes && (pol->mode == MPOL_INTERLEAVE ||
+		       pol->mode == MPOL_WEIGHTED_INTERLEAVE))
+		nodes = &pol->nodes;
+	page = alloc_contig_pages(GMEM_GIANT_PAGES, gfp, nid, nodes ?: &allowed);
+	if (!page && nodes && pol->mode != MPOL_BIND &&
+	    !fatal_signal_pending(current))
+		page = alloc_contig_pages(GMEM_GIANT_PAGES, gfp, nid, &allowed);
 	mpol_cond_put(pol);
 	return page;
 }
 
 /*
  * Tell the trace what a 1 GiB allocation at @index published: the whole
- * range, or the blocks that kept their tag (the caller excludes removal).
+ * range, or the blocks in @done.
  */
 static void gmem_store_trace_giant(struct gmem_store *s, pgoff_t index,
-				   struct page *page, unsigned long published)
+				   struct page *page, const unsigned long *done)
 {
-	pgoff_t b;
+	unsigned int b;
 
 	if (!trace_gmem_alloc_enabled())
 		return;
-	if (published == GMEM_GIANT_PAGES) {
+	if (bitmap_full(done, GMEM_GIANT_BLOCKS)) {
 		trace_gmem_alloc(s->id, index, GMEM_GIANT_ORDER, page_to_nid(page));
 		return;
 	}
-	for (b = 0; b < GMEM_GIANT_PAGES; b += GMEM_BLOCK_PAGES)
-		if (page_private(page + b) == GMEM_GIANT_TAG)
-			trace_gmem_alloc(s->id, index + b, GMEM_BLOCK_ORDER,
-					 page_to_nid(page));
+	for_each_set_bit(b, done, GMEM_GIANT_BLOCKS)
+		trace_gmem_alloc(s->id, index + b * GMEM_BLOCK_PAGES,
+				 GMEM_BLOCK_ORDER, page_to_nid(page));
 }
 
 /*
@@ -944,6 +969,7 @@ static void gmem_store_trace_giant(struct gmem_store *s, pgoff_t index,
  */
 static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 {
+	DECLARE_BITMAP(done, GMEM_GIANT_BLOCKS) = { 0 };
 	unsigned long pfn, key, published = 0, i;
 	pgoff_t first = index, b;
 	struct mem_cgroup *old_memcg;
@@ -955,7 +981,8 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 		return -EEXIST;
 	first = index >> GMEM_BLOCK_ORDER;
 	if (xa_find(&s->blocks, &first, (index + GMEM_GIANT_PAGES - 1) >> GMEM_BLOCK_ORDER,
-		    XA_PRESENT))
+		    XA_PRESENT) ||
+	    !gmem_store_policy_whole(s, index, index + GMEM_GIANT_PAGES))
 		return -EEXIST;
 	if (atomic_long_inc_return(&gmem_giant_allocs) > READ_ONCE(gmem_giant_limit)) {
 		atomic_long_dec(&gmem_giant_allocs);
@@ -996,6 +1023,7 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 			set_page_private(page + b + i, GMEM_GIANT_TAG);
 		if (!gmem_store_commit_packed(s, index + b, page + b)) {
 			published += GMEM_BLOCK_PAGES;
+			__set_bit(b >> GMEM_BLOCK_ORDER, done);
 			gmem_store_count_node(s, page + b, GMEM_BLOCK_PAGES);
 			cond_resched();
 			continue;
@@ -1023,7 +1051,7 @@ static int gmem_store_insert_giant(struct gmem_store *s, pgoff_t index)
 	/* Nothing was freed yet: the caller excludes removal. */
 	xa_store(&s->giant_pfns, key, xa_mk_value(published), GFP_NOWAIT);
 	gmem_store_count(s, published, 0);
-	gmem_store_trace_giant(s, index, page, published);
+	gmem_store_trace_giant(s, index, page, done);
 	if (published < GMEM_GIANT_PAGES)
 		return -EEXIST;
 	old_memcg = set_active_memcg(s->memcg);
@@ -1071,7 +1099,7 @@ unsigned long gmem_store_nr_giants(struct gmem_store *s)
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_nr_giants);
 
 static struct folio *__gmem_store_get(struct gmem_store *s, pgoff_t index,
-				      bool alloc, struct mempolicy *dflt);
+				      bool alloc, const struct gmem_dflt *dflt);
 
 /**
  * gmem_store_get() - the folio that holds page @index
@@ -1093,7 +1121,7 @@ struct folio *gmem_store_get(struct gmem_store *s, pgoff_t index, bool alloc)
 EXPORT_SYMBOL_IF_KUNIT(gmem_store_get);
 
 static struct folio *__gmem_store_get(struct gmem_store *s, pgoff_t index,
-				      bool alloc, struct mempolicy *dflt)
+				      bool alloc, const struct gmem_dflt *dflt)
 {
 	const pgoff_t off = index & (GMEM_BLOCK_PAGES - 1);
 	XA_STATE(xas, &s->pages, index);
@@ -1147,7 +1175,7 @@ static struct folio *__gmem_store_get(struct gmem_store *s, pgoff_t index,
 #define GMEM_DM_BATCH	32
 
 struct gmem_dm_batch {
-	struct mempolicy *dflt;
+	const struct gmem_dflt *dflt;
 	unsigned int n;
 	pgoff_t index[GMEM_DM_BATCH];
 	struct page *page[GMEM_DM_BATCH];
@@ -1228,7 +1256,7 @@ static bool gmem_dm_batch_add(struct gmem_store *s, struct gmem_dm_batch *b,
  */
 static int __gmem_store_populate(struct gmem_store *s, pgoff_t start,
 				 pgoff_t end, atomic_t *stop, bool signals,
-				 struct mempolicy *dflt)
+				 const struct gmem_dflt *dflt)
 {
 	struct gmem_dm_batch batch = { .dflt = dflt, .n = 0 };
 	struct folio *folio;
@@ -1304,7 +1332,7 @@ struct gmem_populate_part {
 	struct gmem_store *s;
 	pgoff_t start, end;
 	atomic_t *stop;
-	struct mempolicy *dflt;
+	const struct gmem_dflt *dflt;
 	int r;
 	struct completion done;
 };
@@ -1324,6 +1352,37 @@ static void gmem_populate_work(struct work_struct *work)
 /* Blocks each part of a parallel populate gets at least. */
 #define GMEM_POPULATE_PART_BLOCKS	16
 #define GMEM_POPULATE_MAX_THREADS	16
+
+/*
+ * The calling thread's placement, for workers that allocate for it: a
+ * copy of its own policy (mpol_dup() snapshots it under the task lock: a
+ * cpuset change rewrites it in place), else a policy binding to its
+ * cpuset's nodes if they are not all (the workers' own cpuset is the
+ * root), else the kernel's static default.  Returns false if no copy
+ * could be made; put @d->pol with gmem_store_put_dflt().
+ */
+static bool gmem_store_get_dflt(struct gmem_dflt *d)
+{
+	nodemask_t mems = cpuset_current_mems_allowed;
+
+	d->nid = numa_node_id();
+	d->own = true;
+	if (current->mempolicy)
+		d->pol = mpol_dup(current->mempolicy);
+	else if (!nodes_subset(node_states[N_MEMORY], mems))
+		d->pol = mpol_create(MPOL_BIND, &mems);
+	else
+		d->own = false;
+	if (!d->own)
+		d->pol = get_task_policy(current);
+	return !IS_ERR_OR_NULL(d->pol);
+}
+
+static void gmem_store_put_dflt(struct gmem_dflt *d)
+{
+	if (d->own)
+		mpol_put(d->pol);
+}
 
 /**
  * gmem_store_populate_threads() - gmem_store_populate() on several CPUs
@@ -1348,6 +1407,7 @@ int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
 				pgoff_t end, unsigned int threads)
 {
 	struct gmem_populate_part *parts;
+	struct gmem_dflt dflt;
 	pgoff_t first = round_up(start, GMEM_BLOCK_PAGES);
 	pgoff_t last = round_down(end, GMEM_BLOCK_PAGES);
 	unsigned long nblocks, per;
@@ -1375,6 +1435,10 @@ int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
 	parts = kcalloc(n, sizeof(*parts), GFP_KERNEL);
 	if (!parts)
 		return gmem_store_populate(s, start, end);
+	if (!gmem_store_get_dflt(&dflt)) {
+		kfree(parts);
+		return gmem_store_populate(s, start, end);
+	}
 
 	per = DIV_ROUND_UP(nblocks, n) << GMEM_BLOCK_ORDER;
 	for (i = 1; i < n; i++) {
@@ -1382,12 +1446,7 @@ int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
 		parts[i].start = min(first + i * per, last);
 		parts[i].end = min(first + (i + 1) * per, last);
 		parts[i].stop = &stop;
-		/*
-		 * The calling thread's policy: only that thread could change
-		 * or free it (set_mempolicy(), exit), and it waits for the
-		 * workers here; a cpuset rebinds it in place.
-		 */
-		parts[i].dflt = get_task_policy(current);
+		parts[i].dflt = &dflt;
 		init_completion(&parts[i].done);
 		INIT_WORK(&parts[i].work, gmem_populate_work);
 		queue_work(system_unbound_wq, &parts[i].work);
@@ -1408,6 +1467,7 @@ int gmem_store_populate_threads(struct gmem_store *s, pgoff_t start,
 		r2 = parts[i].r;
 		r = r ?: r2;
 	}
+	gmem_store_put_dflt(&dflt);
 	kfree(parts);
 	return r;
 }
@@ -2172,16 +2232,25 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_store_hand_out);
  */
 #define GMEM_MAX_POLICY_RANGES	1024
 
-static unsigned int gmem_store_nr_policy_ranges(struct gmem_store *s)
+/*
+ * Whether setting [@start, @end) may add more ranges than the store may
+ * hold: the new one (@pol), and one that a range around it splits into.
+ */
+static bool gmem_store_policy_full(struct gmem_store *s, pgoff_t start,
+				   pgoff_t end, struct mempolicy *pol)
 {
-	unsigned int nr = 0;
+	unsigned int nr = 0, adds = !!pol;
+	struct sp_node *sn;
 	struct rb_node *n;
 
 	read_lock(&s->policy.lock);
-	for (n = rb_first(&s->policy.root); n; n = rb_next(n))
+	sn = gmem_store_policy_after(s, start);
+	if (sn && sn->start < start && sn->end > end)
+		adds++;
+	for (n = rb_first(&s->policy.root); adds && n; n = rb_next(n))
 		nr++;
 	read_unlock(&s->policy.lock);
-	return nr;
+	return adds && nr + adds > GMEM_MAX_POLICY_RANGES;
 }
 
 /**
@@ -2193,16 +2262,18 @@ static unsigned int gmem_store_nr_policy_ranges(struct gmem_store *s)
  *	default: the allocating thread's own policy
  *
  * Later allocations in the range follow @pol; pages already in the
- * store stay where they are.  The tree of ranges has its own lock.
- * Setting a range adds at most two ranges to it (the new one, and one
- * that it splits); concurrent callers may each pass the check below.
+ * store stay where they are.  The caller excludes allocations (which
+ * also read the tree outside its lock, to see whether a block lies in
+ * one range) and other calls of this function.
  *
- * Return: 0, -ENOSPC if the store may hold no more ranges, -ENOMEM.
+ * Return: 0, -ENOSPC if the store would hold more than 1024 ranges (a
+ * new one and a split one count; a call that adds none never fails so),
+ * -ENOMEM.
  */
 int gmem_store_set_policy(struct gmem_store *s, pgoff_t start, pgoff_t end,
 			  struct mempolicy *pol)
 {
-	if (pol && gmem_store_nr_policy_ranges(s) + 2 > GMEM_MAX_POLICY_RANGES)
+	if (gmem_store_policy_full(s, start, end, pol))
 		return -ENOSPC;
 	return mpol_set_shared_range(&s->policy, start, end - start, pol);
 }

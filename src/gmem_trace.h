@@ -45,22 +45,29 @@ TRACE_EVENT(gmem_punch,
 );
 
 /*
- * A KVM guest fault on page @index: served (@error 0, @order the largest
- * mapping order allowed) or refused (@error a negative errno).
+ * A KVM guest fault on page @index (guest frame @gfn): served (@error 0,
+ * @order the largest mapping order allowed, @nid the page's node) or
+ * refused (@error a negative errno, @nid -1).
  */
 TRACE_EVENT(gmem_fault,
-	    TP_PROTO(u64 id, pgoff_t index, unsigned int order, int error),
-	    TP_ARGS(id, index, order, error),
+	    TP_PROTO(u64 id, pgoff_t index, unsigned int order, int error,
+		     u64 gfn, int nid),
+	    TP_ARGS(id, index, order, error, gfn, nid),
 	    TP_STRUCT__entry(__field(u64, id)
 			     __field(pgoff_t, index)
 			     __field(unsigned int, order)
-			     __field(int, error)),
+			     __field(int, error)
+			     __field(u64, gfn)
+			     __field(int, nid)),
 	    TP_fast_assign(__entry->id = id;
 			   __entry->index = index;
 			   __entry->order = order;
-			   __entry->error = error;),
-	    TP_printk("id=%llu index=%lu order=%u error=%d", __entry->id,
-		      __entry->index, __entry->order, __entry->error)
+			   __entry->error = error;
+			   __entry->gfn = gfn;
+			   __entry->nid = nid;),
+	    TP_printk("id=%llu index=%lu order=%u error=%d gfn=%#llx nid=%d",
+		      __entry->id, __entry->index, __entry->order,
+		      __entry->error, __entry->gfn, __entry->nid)
 );
 
 /* Guest mappings of pages [start, end) are being zapped. */

@@ -381,10 +381,11 @@ struct gmem_write {
  *	GET (output only): the policy of the page at @offset, with the same
  *	mode flags as it was set with.
  * @flags: SET: 0 or MPOL_MF_STRICT.  GET: must be zero.
- * @nodemask: address of a node bitmap (an array of unsigned long, node n
- *	in bit n % BITS_PER_LONG of word n / BITS_PER_LONG), as mbind(2)
- *	and get_mempolicy(2) take it; may be 0 when @maxnode is 0.  SET:
- *	read.  GET: written, all @maxnode bits.
+ * @nodemask: address of a node bitmap: an array of (@maxnode + 63) / 64
+ *	__u64 words, node n in bit n % 64 of word n / 64 (on 64-bit
+ *	systems, the unsigned long mask mbind(2) and get_mempolicy(2)
+ *	take); may be 0 when @maxnode is 0.  SET: read; bits from @maxnode
+ *	on are ignored.  GET: all its words are written.
  * @maxnode: the number of bits in @nodemask.  Unlike mbind(2), which
  *	reads one bit less, every bit counts.  At most 32768.  GET: at
  *	least the number of node ids the kernel supports, or 0 not to read
@@ -411,32 +412,39 @@ struct gmem_mempolicy {
  * whichever thread allocates, on whichever node it runs.  The policy
  * stays with the range, also across punches.  A range that has
  * MPOL_DEFAULT (every range of a new file) follows the allocating
- * thread's own policy (set_mempolicy(2)); fallocate(2)'s helper threads
- * follow the calling thread's.  A 2 MiB block or a 1 GiB range is
- * allocated on one node; MPOL_INTERLEAVE and MPOL_WEIGHTED_INTERLEAVE go
- * round the nodes by 2 MiB block where the file allocates blocks, by
- * page elsewhere, by 1 GiB range for 1 GiB ranges.  MPOL_BIND fails an
- * allocation (ENOMEM) rather than use another node.  Pages never move:
- * pages allocated before, and held pages taken back (see
- * GMEM_CREATE_BLOCKS), stay where they are; MPOL_MF_MOVE and
- * MPOL_MF_MOVE_ALL are refused.  Node ids are those of
+ * thread's own policy (set_mempolicy(2)) and cpuset; fallocate(2)'s
+ * helper threads follow the calling thread's.  A 2 MiB block or a 1 GiB
+ * range is allocated on one node, and only where one policy covers all
+ * of it (else in smaller units); MPOL_INTERLEAVE and
+ * MPOL_WEIGHTED_INTERLEAVE go round the nodes by 2 MiB block where the
+ * file allocates blocks, by page elsewhere, by 1 GiB range for 1 GiB
+ * ranges.  MPOL_BIND fails an allocation (ENOMEM) rather than use
+ * another node.  Pages never move: pages allocated before, and held
+ * pages taken back (see GMEM_CREATE_BLOCKS), stay where they are;
+ * MPOL_MF_MOVE and MPOL_MF_MOVE_ALL are refused.  Node ids are those of
  * /sys/devices/system/node; nodes without memory, or that the caller's
- * cpuset does not allow, are left out of @nodemask, as mbind(2) does.
+ * cpuset does not allow when the policy is set, are left out of
+ * @nodemask, as mbind(2) does (the policy is not rebound when the
+ * cpuset changes later).  Guest faults wait while the policy changes.
  *
  * Return: 0.  Errors: EFAULT (bad pointer), EBADF (file not open for
  * writing), EINVAL (@offset or @size not page aligned, @size zero, range
  * past the end of the file, unknown @mode or mode flag, both
  * MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES, MPOL_F_NUMA_BALANCING,
  * @flags other than MPOL_MF_STRICT, non-zero reserved field, @maxnode
- * above 32768, a bit set for a node id above the kernel's maximum, no
- * node left in @nodemask that has memory and is allowed for a mode that
- * needs one, a node given for MPOL_DEFAULT or MPOL_LOCAL), EIO
- * (MPOL_MF_STRICT and a page of the range, live or held, already on a
- * node the new policy does not name; MPOL_DEFAULT and MPOL_LOCAL name
- * none and check nothing; the policy is set all the same, as with
- * mbind(2)), ENOSPC (the file has more than 1022 ranges with a policy
- * other than MPOL_DEFAULT already: set larger ranges, or MPOL_DEFAULT
- * on some; MPOL_DEFAULT never fails so), ENOMEM.
+ * above 32768, a bit set for a node id the kernel cannot have
+ * (MAX_NUMNODES or above), no node left in @nodemask that has memory and
+ * is allowed for a mode that needs one, a node given for MPOL_DEFAULT or
+ * MPOL_LOCAL, MPOL_BIND to nodes that have only movable memory, where
+ * gmem's unmovable pages cannot go), EIO (MPOL_MF_STRICT and a page of
+ * the range, live or held, already on a node the new policy does not
+ * name: MPOL_PREFERRED names its one node, MPOL_DEFAULT and MPOL_LOCAL
+ * name none and check nothing; the policy is set all the same, as with
+ * mbind(2)), ENOSPC (the file would hold more than 1024 ranges with a
+ * policy: a call that adds a range, or splits one, when there are 1023
+ * already; set larger ranges, or MPOL_DEFAULT over whole ranges), EINTR
+ * (a fatal signal while waiting for guest faults or allocations of the
+ * file), ENOMEM.
  */
 #define GMEM_SET_MEMPOLICY	_IOW(GMEM_IOCTL_MAGIC, 0x13, struct gmem_mempolicy)
 

@@ -882,6 +882,17 @@ static void gmem_store_policy_test(struct kunit *test)
 	/* Back to the default. */
 	KUNIT_ASSERT_EQ(test, gmem_store_set_policy(s, 0, 4 * B, NULL), 0);
 	KUNIT_EXPECT_NULL(test, gmem_store_policy(s, 2 * B));
+
+	/* A block across a policy boundary is not allocated whole. */
+	pol = mpol_create(MPOL_BIND, &nodes);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, pol);
+	KUNIT_ASSERT_EQ(test, gmem_store_set_policy(s, 4 * B + 7, 5 * B, pol), 0);
+	mpol_put(pol);
+	KUNIT_EXPECT_EQ(test, gmem_store_insert_block(s, 4 * B, ULONG_MAX), -EXDEV);
+	KUNIT_EXPECT_EQ(test, gmem_store_insert_block(s, 5 * B, ULONG_MAX), 0);
+	KUNIT_ASSERT_EQ(test, gmem_store_populate(s, 4 * B, 5 * B), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 4 * B), ULONG_MAX);
+	KUNIT_EXPECT_EQ(test, gmem_store_block(s, 5 * B), 5 * B);
 }
 
 /*
@@ -906,10 +917,14 @@ static void gmem_store_policy_ranges_test(struct kunit *test)
 	for (i = 0; i < 2048 && !r; i++)
 		r = gmem_store_set_policy(s, i, i + 1, pol[i & 1]);
 	KUNIT_EXPECT_EQ(test, r, -ENOSPC);
-	KUNIT_EXPECT_GE(test, i, 1023);
-	KUNIT_EXPECT_LE(test, i, 1024);
+	KUNIT_EXPECT_EQ(test, i, 1025);
 	KUNIT_EXPECT_EQ(test, gmem_store_set_policy(s, 0, 2048, NULL), 0);
 	KUNIT_EXPECT_EQ(test, gmem_store_set_policy(s, 0, 2048, pol[0]), 0);
+	/* Holes of the default punched into one range split it as well. */
+	for (i = 1, r = 0; i < 4096 && !r; i += 2)
+		r = gmem_store_set_policy(s, i, i + 1, NULL);
+	KUNIT_EXPECT_EQ(test, r, -ENOSPC);
+	KUNIT_EXPECT_EQ(test, i, 2 * 1024 + 1);
 	mpol_put(pol[0]);
 	mpol_put(pol[1]);
 }
