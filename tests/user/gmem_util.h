@@ -333,7 +333,8 @@ static inline int __gmem_node_meminfo(int node, const char *key,
 	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/meminfo", node);
 	snprintf(k, sizeof(k), "Node %d %s", node, key);
 	r = __gmem_read_key(path, k, 0, bytes);
-	*bytes <<= 10;
+	if (!r)
+		*bytes <<= 10;
 	return r;
 }
 
