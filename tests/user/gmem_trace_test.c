@@ -261,8 +261,8 @@ static const struct format formats[] = {
 /*
  * Each event's format file: exactly the fields above besides the common_
  * ones (signed where the value can be negative: a node id, -errno), and
- * the print format of the ABI, so that perf and bpftrace scripts can name
- * the fields and read the text.
+ * the print format of the ABI: what a tracer reads the fields and the
+ * text by.  A field renamed, missing or of the wrong signedness fails.
  */
 TEST_F(trace, formats)
 {
