@@ -244,7 +244,7 @@ struct field {
 struct format {
 	const char *event;
 	const char *print;
-	struct field fields[4];
+	struct field fields[6];
 };
 
 static const struct format formats[] = {
@@ -252,8 +252,9 @@ static const struct format formats[] = {
 	  { { "id", 0 }, { "index", 0 }, { "order", 0 }, { "nid", 1 } } },
 	{ "gmem_punch", "\"id=%llu start=%lu end=%lu ret=%ld\"",
 	  { { "id", 0 }, { "start", 0 }, { "end", 0 }, { "ret", 1 } } },
-	{ "gmem_fault", "\"id=%llu index=%lu order=%u error=%d\"",
-	  { { "id", 0 }, { "index", 0 }, { "order", 0 }, { "error", 1 } } },
+	{ "gmem_fault", "\"id=%llu index=%lu order=%u error=%d gfn=%#llx nid=%d\"",
+	  { { "id", 0 }, { "index", 0 }, { "order", 0 }, { "error", 1 },
+	    { "gfn", 0 }, { "nid", 1 } } },
 	{ "gmem_invalidate", "\"id=%llu start=%lu end=%lu\"",
 	  { { "id", 0 }, { "start", 0 }, { "end", 0 } } },
 };
@@ -272,7 +273,10 @@ TEST_F(trace, formats)
 
 	for (i = 0; i < ARRAY_SIZE(formats); i++) {
 		const struct format *f = &formats[i];
-		int nfields = f->fields[3].name ? 4 : 3;
+		int nfields = 0;
+
+		while (nfields < (int)ARRAY_SIZE(f->fields) && f->fields[nfields].name)
+			nfields++;
 
 		snprintf(path, sizeof(path), "%s/events/gmem/%s/format", self->t.root,
 			 f->event);

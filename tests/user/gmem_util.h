@@ -355,6 +355,7 @@ struct gmem_trace_event {
 	unsigned int has;
 	unsigned long long id;
 	long long index, order, nid, start, end, ret, error;
+	unsigned long long gfn;
 };
 
 #define GMEM_TF_ID	(1U << 0)
@@ -365,6 +366,7 @@ struct gmem_trace_event {
 #define GMEM_TF_END	(1U << 5)
 #define GMEM_TF_RET	(1U << 6)
 #define GMEM_TF_ERROR	(1U << 7)
+#define GMEM_TF_GFN	(1U << 8)
 
 /*
  * __gmem_trace_setup() - make the instance @name (removing a leftover of
@@ -465,6 +467,7 @@ static inline void __gmem_trace_fields(const char *s, struct gmem_trace_event *e
 		{ "end", GMEM_TF_END, offsetof(struct gmem_trace_event, end) },
 		{ "ret", GMEM_TF_RET, offsetof(struct gmem_trace_event, ret) },
 		{ "error", GMEM_TF_ERROR, offsetof(struct gmem_trace_event, error) },
+		{ "gfn", GMEM_TF_GFN, offsetof(struct gmem_trace_event, gfn) },
 	};
 	const char *eq;
 	unsigned int i;
@@ -483,6 +486,8 @@ static inline void __gmem_trace_fields(const char *s, struct gmem_trace_event *e
 				continue;
 			if (keys[i].bit == GMEM_TF_ID)
 				e->id = strtoull(eq + 1, &end, 10);
+			else if (keys[i].bit == GMEM_TF_GFN)
+				e->gfn = strtoull(eq + 1, &end, 0);
 			else
 				*(long long *)((char *)e + keys[i].off) =
 					strtoll(eq + 1, &end, 10);

@@ -415,7 +415,8 @@ static bool is_event(const struct gmem_trace_event *e, const char *name,
 	return !strcmp(e->name, name) && (e->has & GMEM_TF_ID) && e->id == id;
 }
 
-#define FAULT_FIELDS	(GMEM_TF_ID | GMEM_TF_INDEX | GMEM_TF_ORDER | GMEM_TF_ERROR)
+#define FAULT_FIELDS	(GMEM_TF_ID | GMEM_TF_INDEX | GMEM_TF_ORDER | GMEM_TF_ERROR | \
+			 GMEM_TF_GFN | GMEM_TF_NID)
 #define INVAL_FIELDS	(GMEM_TF_ID | GMEM_TF_START | GMEM_TF_END)
 
 /*
@@ -427,8 +428,8 @@ static bool is_event(const struct gmem_trace_event *e, const char *name,
  */
 static void expect_faults(struct __test_metadata *_metadata,
 			  const struct gmem_trace_event *ev, int n,
-			  unsigned long long id, long long pages, long long stride,
-			  long long order)
+			  unsigned long long id, unsigned long long gpa,
+			  long long pages, long long stride, long long order)
 {
 	const unsigned int afields = GMEM_TF_ID | GMEM_TF_INDEX | GMEM_TF_ORDER | GMEM_TF_NID;
 	unsigned long long mem = gmem_nodes_with_memory();
@@ -454,6 +455,14 @@ static void expect_faults(struct __test_metadata *_metadata,
 			EXPECT_EQ(0, e->error)
 				TH_LOG("gmem_fault id=%llu index=%lld: error expected 0, got %lld",
 				       id, e->index, e->error);
+			/* The memslot maps the file from offset 0 at @gpa. */
+			EXPECT_EQ(gpa / PAGE_SIZE + e->index, e->gfn)
+				TH_LOG("gmem_fault id=%llu index=%lld: gfn expected %#llx, got %#llx",
+				       id, e->index, gpa / PAGE_SIZE + e->index, e->gfn);
+			EXPECT_TRUE(e->nid >= 0 && e->nid < GMEM_MAX_NODES &&
+				    (mem & (1ULL << e->nid)))
+				TH_LOG("gmem_fault id=%llu index=%lld: nid expected a node with memory (mask %#llx), got %lld",
+				       id, e->index, mem, e->nid);
 			if (at)
 				faults[e->index / stride]++;
 		} else if (is_event(e, "gmem_alloc", id)) {
@@ -517,8 +526,8 @@ TEST_F_TIMEOUT(trace, fault_events, KVM_TEST_TIMEOUT)
 	n = read_events(&self->t, &ev);
 	TH_LOG("%d gmem events for %u blocks and %u pages touched", n,
 	       FT_BLOCKS / SZ_2M, (unsigned int)(FT_PAGES / PAGE_SIZE));
-	expect_faults(_metadata, ev, n, id1, FT_BLOCKS / PAGE_SIZE, BLOCK_PAGES, 9);
-	expect_faults(_metadata, ev, n, id2, FT_PAGES / PAGE_SIZE, 1, 0);
+	expect_faults(_metadata, ev, n, id1, GPA1, FT_BLOCKS / PAGE_SIZE, BLOCK_PAGES, 9);
+	expect_faults(_metadata, ev, n, id2, GPA2, FT_PAGES / PAGE_SIZE, 1, 0);
 	free(ev);
 	run_to_sync(vcpu, 0);
 	kvm_vm_free(vm);
@@ -576,6 +585,9 @@ static struct gmem_trace_event *expect_refused(struct __test_metadata *_metadata
 			TH_LOG("gmem_fault id=%llu index=%d: error expected %d (-%s), got %lld (order %lld)",
 			       id, page, -err, err == EFAULT ? "EFAULT" : "EHWPOISON",
 			       ev[i].error, ev[i].order);
+		EXPECT_EQ(-1, ev[i].nid)
+			TH_LOG("gmem_fault id=%llu index=%d, refused: nid expected -1, got %lld",
+			       id, page, ev[i].nid);
 		refused += ev[i].error == -err;
 	}
 	EXPECT_LE(1, refused)
