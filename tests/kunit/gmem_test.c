@@ -919,7 +919,7 @@ static void gmem_store_policy_ranges_test(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, r, -ENOSPC);
 	KUNIT_EXPECT_EQ(test, i, 1025);
 	KUNIT_EXPECT_EQ(test, gmem_store_set_policy(s, 0, 2048, NULL), 0);
-	KUNIT_EXPECT_EQ(test, gmem_store_set_policy(s, 0, 2048, pol[0]), 0);
+	KUNIT_EXPECT_EQ(test, gmem_store_set_policy(s, 0, 4096, pol[0]), 0);
 	/* Holes of the default punched into one range split it as well. */
 	for (i = 1, r = 0; i < 4096 && !r; i += 2)
 		r = gmem_store_set_policy(s, i, i + 1, NULL);
