@@ -776,15 +776,74 @@ TEST_F(args, set_get)
 	}
 }
 
-/* MPOL_MF_STRICT on pages that are all holes: nothing to be strict about. */
-TEST_F(args, strict_on_holes)
+/*
+ * MPOL_MF_STRICT where no page can be on a node the policy does not
+ * name: holes, pages on the node named, and MPOL_DEFAULT and MPOL_LOCAL,
+ * which name none and check nothing.
+ */
+TEST_F(args, strict_nothing_to_report)
 {
-	struct one_node m = nodes_of(self->n.id[0], -1);
+	struct one_node m = nodes_of(self->n.id[0], -1), none = nodes_of(-1, -1);
 
 	EXPECT_EQ(0, __set_policy(self->fd, 0, F, MPOL_BIND, MPOL_MF_STRICT, m.w, STD_BITS))
 		TH_LOG("SET MPOL_BIND with MPOL_MF_STRICT on a file without pages: %s",
 		       strerror(errno));
 	expect_policy_of(_metadata, self->fd, 0, MPOL_BIND, self->n.id[0], -1);
+	gmem_fallocate(_metadata, self->fd, GMEM_ALLOCATE, 0, 2 * PG);
+	EXPECT_EQ(0, __set_policy(self->fd, 0, F, MPOL_BIND, MPOL_MF_STRICT, m.w, STD_BITS))
+		TH_LOG("SET MPOL_BIND with MPOL_MF_STRICT, pages on the node: %s",
+		       strerror(errno));
+	EXPECT_EQ(0, __set_policy(self->fd, 0, F, MPOL_LOCAL, MPOL_MF_STRICT, NULL, 0))
+		TH_LOG("SET MPOL_LOCAL with MPOL_MF_STRICT, pages allocated: %s", strerror(errno));
+	expect_policy_of(_metadata, self->fd, 0, MPOL_LOCAL, -1, -1);
+	EXPECT_EQ(0, __set_policy(self->fd, 0, F, MPOL_PREFERRED, MPOL_MF_STRICT, none.w,
+				  STD_BITS))
+		TH_LOG("SET MPOL_PREFERRED, no nodes (local), with MPOL_MF_STRICT: %s",
+		       strerror(errno));
+	expect_policy_of(_metadata, self->fd, 0, MPOL_LOCAL, -1, -1);
+	EXPECT_EQ(0, __set_policy(self->fd, 0, F, MPOL_DEFAULT, MPOL_MF_STRICT, NULL, 0))
+		TH_LOG("SET MPOL_DEFAULT with MPOL_MF_STRICT, pages allocated: %s",
+		       strerror(errno));
+	expect_policy_of(_metadata, self->fd, 0, MPOL_DEFAULT, -1, -1);
+}
+
+/*
+ * A file holds at most 1024 ranges with a policy: with more than 1022,
+ * SET fails with ENOSPC (it might add two), even over the whole file, but
+ * MPOL_DEFAULT, which only takes ranges away, never does.
+ */
+TEST_F(args, policy_ranges_limit)
+{
+	const uint64_t pages = 2048;
+	int fd = gmem_create(_metadata, self->dev, pages * PG, 0), a = self->n.id[0];
+	struct one_node m = nodes_of(a, -1);
+	uint64_t i;
+
+	/* 1023 ranges: every other page. */
+	for (i = 0; i < 1023; i++)
+		ASSERT_EQ(0, __set_policy(fd, 2 * i * PG, PG, MPOL_BIND, 0, m.w, STD_BITS))
+			TH_LOG("SET of range %llu (page %llu): %s", (unsigned long long)i + 1,
+			       (unsigned long long)(2 * i), strerror(errno));
+	expect_policy_of(_metadata, fd, 2044 * PG, MPOL_BIND, a, -1);
+	expect_policy_of(_metadata, fd, 2045 * PG, MPOL_DEFAULT, -1, -1);
+	EXPECT_ERRNO(ENOSPC, __set_policy(fd, 2046 * PG, PG, MPOL_BIND, 0, m.w, STD_BITS),
+		     "SET of a 1024th range");
+	EXPECT_ERRNO(ENOSPC, __set_policy(fd, 0, pages * PG, MPOL_INTERLEAVE, 0, m.w, STD_BITS),
+		     "SET of the whole file with 1023 ranges");
+	EXPECT_ERRNO(ENOSPC, __set_policy(fd, 2 * PG, PG, MPOL_PREFERRED, 0, m.w, STD_BITS),
+		     "SET over one of the 1023 ranges");
+	expect_policy_of(_metadata, fd, 2046 * PG, MPOL_DEFAULT, -1, -1);
+	expect_policy_of(_metadata, fd, 2 * PG, MPOL_BIND, a, -1);
+	/* MPOL_DEFAULT works, and makes room. */
+	set_policy(_metadata, fd, 0, 4 * PG, MPOL_DEFAULT, -1, -1);
+	expect_policy_of(_metadata, fd, 0, MPOL_DEFAULT, -1, -1);
+	expect_policy_of(_metadata, fd, 2 * PG, MPOL_DEFAULT, -1, -1);
+	set_policy(_metadata, fd, 2046 * PG, PG, MPOL_BIND, a, -1);
+	expect_policy_of(_metadata, fd, 2046 * PG, MPOL_BIND, a, -1);
+	set_policy(_metadata, fd, 0, pages * PG, MPOL_DEFAULT, -1, -1);
+	set_policy(_metadata, fd, 0, pages * PG, MPOL_INTERLEAVE, a, -1);
+	expect_policy_of(_metadata, fd, 2047 * PG, MPOL_INTERLEAVE, a, -1);
+	close(fd);
 }
 
 /* Policies belong to ranges: SET changes its range and nothing around it. */
@@ -1463,6 +1522,8 @@ TEST_F(two_nodes, strict)
 		     "MPOL_PREFERRED {b} strict, pages on a");
 	/* The policy is set all the same. */
 	expect_policy_of(_metadata, fd, 0, MPOL_PREFERRED, t->b, -1);
+	EXPECT_EQ(0, __set_policy(fd, 0, size, MPOL_LOCAL, MPOL_MF_STRICT, NULL, 0))
+		TH_LOG("MPOL_LOCAL strict, pages on a: %s", strerror(errno));
 	EXPECT_ERRNO(EIO, __set_policy(fd, 0, size, MPOL_BIND, MPOL_MF_STRICT, mb.w, STD_BITS),
 		     "MPOL_BIND {b} strict, pages on a");
 	expect_policy_of(_metadata, fd, 0, MPOL_BIND, t->b, -1);
