@@ -22,6 +22,7 @@
 #include <linux/falloc.h>
 #include <linux/mempolicy.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1580,13 +1581,33 @@ struct populator {
 	int fd;
 	uint64_t size;
 	int mode, node;		/* the thread's own policy */
+	int cpu_node;		/* the node whose CPUs it runs on, -1: any */
 	int r, err;
 };
+
+/* Run the calling thread on the CPUs of @node; false if it has none. */
+static bool run_on_node(int node)
+{
+	char name[64];
+	cpu_set_t set;
+	int cpus[256], n, i;
+
+	snprintf(name, sizeof(name), "node%d/cpulist", node);
+	n = node_list(name, cpus, ARRAY_SIZE(cpus));
+	if (n <= 0)
+		return false;
+	CPU_ZERO(&set);
+	for (i = 0; i < n; i++)
+		CPU_SET(cpus[i], &set);
+	return !sched_setaffinity(0, sizeof(set), &set);
+}
 
 static void *populate(void *arg)
 {
 	struct populator *p = arg;
 
+	if (p->cpu_node >= 0 && !run_on_node(p->cpu_node))
+		p->cpu_node = -1;
 	p->r = task_policy(p->mode, p->node);
 	p->err = errno;
 	if (p->r)
@@ -1596,21 +1617,26 @@ static void *populate(void *arg)
 	return NULL;
 }
 
-#define run_populator(_metadata, pfd, psize, pmode, pnode) do {	\
+#define run_populator(_metadata, pfd, psize, pmode, pnode, pcpu) do {	\
 	struct populator __p = {					\
 		.fd = (pfd), .size = (psize), .mode = (pmode), .node = (pnode), \
+		.cpu_node = (pcpu),					\
 	};								\
 	pthread_t __th;							\
 	ASSERT_EQ(0, pthread_create(&__th, NULL, populate, &__p));	\
 	ASSERT_EQ(0, pthread_join(__th, NULL));				\
 	ASSERT_EQ(0, __p.r) TH_LOG("thread bound to node %d: %s", __p.node, \
 				   strerror(__p.err));			\
+	if (__p.cpu_node < 0)						\
+		TH_LOG("node %d has no CPUs: the thread ran anywhere", (int)(pcpu)); \
 } while (0)
 
 /*
  * The file's policy wins over the allocating thread's; a file without
  * one (MPOL_DEFAULT) follows the thread's, the workers of a large
- * fallocate included: to each of the two nodes in turn.
+ * fallocate included: to each of the two nodes in turn.  The thread runs
+ * on the CPUs of the other node, so that a worker that allocated on its
+ * own CPU's node (or by its own policy) would put pages there.
  */
 TEST_F(two_nodes, thread_policy)
 {
@@ -1626,7 +1652,7 @@ TEST_F(two_nodes, thread_policy)
 		{ "file bound to b, thread bound to b", true, true, true },
 	};
 	struct two *t = &self->t;
-	int thread_node;
+	int thread_node, cpu_node;
 	struct want want;
 	unsigned int i;
 	struct snap s;
@@ -1636,13 +1662,16 @@ TEST_F(two_nodes, thread_policy)
 		if (cases[i].file_b)
 			set_policy(_metadata, t->fd[0], 0, PLACE_SIZE, MPOL_BIND, t->b, -1);
 		thread_node = t->a;
-		if (cases[i].thread_b)
+		cpu_node = t->b;
+		if (cases[i].thread_b) {
 			thread_node = t->b;
+			cpu_node = t->a;
+		}
 		want = bytes_on(PLACE_SIZE, 0);
 		if (cases[i].on_b)
 			want = bytes_on(0, PLACE_SIZE);
 		take_snap(_metadata, &t->n, t->fd[0], &s);
-		run_populator(_metadata, t->fd[0], PLACE_SIZE, MPOL_BIND, thread_node);
+		run_populator(_metadata, t->fd[0], PLACE_SIZE, MPOL_BIND, thread_node, cpu_node);
 		expect_moved(_metadata, &t->n, t->fd[0], &s, want.n, cases[i].name);
 		close(t->fd[0]);
 		t->fd[0] = -1;
