@@ -26,6 +26,8 @@ enum gmem_abi_op {
 	GMEM_ABI_SET_ATTRS,	/* ioctl(GMEM_SET_ATTRIBUTES) on a gmem fd */
 	GMEM_ABI_GET_ATTRS,	/* ioctl(GMEM_GET_ATTRIBUTES) on a gmem fd */
 	GMEM_ABI_WRITE,		/* ioctl(GMEM_WRITE) on a gmem fd */
+	GMEM_ABI_SET_MEMPOLICY,	/* ioctl(GMEM_SET_MEMPOLICY) on a gmem fd */
+	GMEM_ABI_GET_MEMPOLICY,	/* ioctl(GMEM_GET_MEMPOLICY) on a gmem fd */
 	GMEM_ABI_FALLOCATE,	/* fallocate(2) on a gmem fd */
 	GMEM_ABI_READ,		/* read, write, readv, writev, preadv2/pwritev2 at -1 */
 	GMEM_ABI_PREAD,		/* pread, pwrite, preadv, pwritev, preadv2/pwritev2 */
@@ -65,6 +67,10 @@ static const struct gmem_abi_row gmem_abi[GMEM_ABI_NR] = {
 		{ EFAULT, EINVAL, EBADF } },
 	[GMEM_ABI_WRITE] = { "GMEM_WRITE", "gmem.h: GMEM_WRITE",
 		{ EFAULT, EBADF, EINVAL, EPERM, EHWPOISON, ENOMEM, EINTR } },
+	[GMEM_ABI_SET_MEMPOLICY] = { "GMEM_SET_MEMPOLICY", "gmem.h: GMEM_SET_MEMPOLICY",
+		{ EFAULT, EBADF, EINVAL, EIO, ENOSPC, ENOMEM } },
+	[GMEM_ABI_GET_MEMPOLICY] = { "GMEM_GET_MEMPOLICY", "gmem.h: GMEM_GET_MEMPOLICY",
+		{ EFAULT, EINVAL, EBADF } },
 	[GMEM_ABI_FALLOCATE] = { "fallocate",
 		"gmem.h; README.md: the file's rules; fallocate(2): ENODEV on /dev/gmem",
 		{ EOPNOTSUPP, EINVAL, EFBIG, ENOMEM, EINTR, EBADF, ENODEV } },

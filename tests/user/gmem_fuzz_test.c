@@ -58,6 +58,7 @@
 
 #include <linux/falloc.h>
 #include <linux/kvm.h>
+#include <linux/mempolicy.h>
 
 #include "kselftest_harness.h"
 #include "gmem_util.h"
@@ -89,6 +90,13 @@
 #define SRC_PAGES	512	/* readable source of GMEM_WRITE, ending at the guard */
 #define WALK_MAX	64	/* GMEM_GET_ATTRIBUTES calls of one walk */
 #define WRITTEN_UNSET	0x5a5a5a5a5a5a5a5aULL	/* gmem_write.written before the call */
+#define SYSFS_NODE_BYTES "/sys/class/misc/gmem/node_bytes"
+#define NODE_DIR	"/sys/devices/system/node"
+#define LONG_BITS	(8 * sizeof(long))
+#define NODE_BITS	1024	/* node masks the model keeps: x86's largest MAX_NUMNODES */
+#define NODE_WORDS	(NODE_BITS / 64)
+#define MAXNODE_LIMIT	32768ULL	/* the largest @maxnode of the mempolicy ioctls */
+#define MAX_MEM_NODES	64
 
 enum fd_kind { K_FREE, K_DEV, K_GMEM, K_VM, K_OTHER };
 #define M_DEV	(1 << K_DEV)
@@ -120,12 +128,14 @@ enum exact {
 	X_WRITTEN,		/* GMEM_WRITE's written is what the source allowed */
 	X_GUEST_MEMFD,		/* KVM_CREATE_GUEST_MEMFD gave the file the model said */
 	X_TAKEOVER_COUNTS,	/* ...and moved takeover_files/_declined as it said */
+	X_POLICY_GET,		/* GET reads back the policy SET set, in the range */
+	X_POLICY_KEPT,		/* ...and the pages around it, or of a refused SET, kept theirs */
 	X_NR
 };
 
 static const char *const exact_names[] = {
 	"create-attrs", "set-get", "set-edges", "walk", "written", "guest-memfd",
-	"takeover-cnt",
+	"takeover-cnt", "policy-get", "policy-kept",
 };
 
 /* Shared by every process of the run (MAP_SHARED, set up before forks). */
@@ -180,6 +190,11 @@ struct fuzz {
 	bool armed;		/* fail-nth is set for the next call */
 	bool fired;		/* ...and made an allocation of it fail */
 	bool inherited[1024];	/* fds open before the run, not ours */
+	unsigned long mem_nodes[NODE_WORDS];	/* the nodes with memory */
+	int mem_node[MAX_MEM_NODES];	/* ...their ids */
+	int nr_mem_nodes;
+	int nr_node_ids;	/* the highest possible node id + 1 */
+	int max_nodes;		/* the kernel's MAX_NUMNODES */
 };
 
 /* ---- randomness ---- */
@@ -1330,6 +1345,496 @@ static void op_write(struct fuzz *f)
 	do_write(f, d, arg, ak);
 }
 
+/* ---- the memory policy model ---- */
+
+/*
+ * The nodes of a policy as the fuzzer sees them: NODE_BITS bits, more
+ * than the kernel's MAX_NUMNODES (a bit at or above that is EINVAL).
+ */
+static void nbit_set(unsigned long *m, uint64_t n)
+{
+	m[n / LONG_BITS] |= 1UL << (n % LONG_BITS);
+}
+
+static bool nbit_test(const unsigned long *m, uint64_t n)
+{
+	return m[n / LONG_BITS] & (1UL << (n % LONG_BITS));
+}
+
+static bool nodes_empty(const unsigned long *m)
+{
+	for (int i = 0; i < NODE_WORDS; i++)
+		if (m[i])
+			return false;
+	return true;
+}
+
+/* Bytes of a node mask of @maxnode bits: whole words. */
+static uint64_t mask_bytes(uint64_t maxnode)
+{
+	return (maxnode + LONG_BITS - 1) / LONG_BITS * sizeof(long);
+}
+
+/*
+ * What a GMEM_SET_MEMPOLICY of @p would set, as GET reads it back: the
+ * mode with its node flags, and the nodes used (those with memory; the
+ * first for MPOL_PREFERRED) or, with a node flag, the nodes as given.
+ */
+struct policy {
+	uint32_t mode;
+	unsigned long nodes[NODE_WORDS];
+};
+
+/*
+ * The model of GMEM_SET_MEMPOLICY: the errnos that @p (its struct, as
+ * @ak says) may fail with go to @x, what a successful call sets to @set.
+ * Every rule the call breaks may be the one reported.  Returns whether
+ * the call sets a policy when it does not fail with an errno of @x
+ * before (EIO: set all the same).
+ */
+static bool model_set_policy(struct fuzz *f, struct ffd *d, const struct gmem_mempolicy *p,
+			     enum arg_kind ak, struct expect *x, struct policy *set)
+{
+	const uint32_t node_flags = MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES;
+	uint32_t base = p->mode & ~(node_flags | MPOL_F_NUMA_BALANCING);
+	uint32_t nf = p->mode & node_flags;
+	unsigned long given[NODE_WORDS] = { 0 }, eff[NODE_WORDS];
+	bool bad = false, known = true, relative = nf & MPOL_F_RELATIVE_NODES;
+	uint64_t i;
+	int w;
+
+	memset(set, 0, sizeof(*set));
+	if (ak == ARG_BAD) {
+		allow(x, EFAULT);
+		return false;
+	}
+	if ((p->flags & ~MPOL_MF_STRICT) || (p->mode & MPOL_F_NUMA_BALANCING) ||
+	    reserved_set(p->reserved, 3) || !range_ok(d->size, p->offset, p->size) ||
+	    base >= MPOL_MAX || nf == node_flags || p->maxnode > MAXNODE_LIMIT)
+		bad = true;
+	if (p->maxnode && p->maxnode <= MAXNODE_LIMIT) {
+		const unsigned long *m = (const unsigned long *)(uintptr_t)p->nodemask;
+
+		/* The mask is read whole, or EFAULT. */
+		if (readable(f, (const char *)m) < mask_bytes(p->maxnode)) {
+			allow(x, EFAULT);
+			known = false;
+		} else {
+			for (i = 0; i < p->maxnode; i++) {
+				if (!nbit_test(m, i))
+					continue;
+				if (i >= (uint64_t)f->max_nodes)
+					bad = true;
+				else
+					nbit_set(given, i);
+			}
+		}
+	}
+	for (w = 0; w < NODE_WORDS; w++)
+		eff[w] = given[w] & f->mem_nodes[w];
+	/* The mode against the nodes, when nothing else is wrong with them. */
+	if (known && !bad) {
+		set->mode = base | nf;
+		switch (base) {
+		case MPOL_DEFAULT:
+			/* No policy: GET says MPOL_DEFAULT, node flags or not. */
+			bad = !nodes_empty(given);
+			set->mode = MPOL_DEFAULT;
+			break;
+		case MPOL_LOCAL:
+			bad = !nodes_empty(given) || nf;
+			break;
+		case MPOL_PREFERRED:
+			if (nodes_empty(given)) {
+				bad = nf;
+				set->mode = MPOL_LOCAL;
+				break;
+			}
+			bad = !relative && nodes_empty(eff);
+			if (nf)
+				memcpy(set->nodes, given, sizeof(given));
+			else if (!bad)
+				for (i = 0; i < NODE_BITS; i++)
+					if (nbit_test(eff, i)) {
+						nbit_set(set->nodes, i);
+						break;
+					}
+			break;
+		default:
+			bad = nodes_empty(given) || (!relative && nodes_empty(eff));
+			memcpy(set->nodes, nf ? given : eff, sizeof(given));
+			break;
+		}
+	}
+	if (bad)
+		allow(x, EINVAL);
+	if (bad || !known)
+		return false;
+	/* A policy (not MPOL_DEFAULT) takes ranges; the model does not count them. */
+	if (set->mode != MPOL_DEFAULT)
+		allow(x, ENOSPC);
+	/* Only with pages on two nodes can one sit on a node a policy does not name. */
+	if ((p->flags & MPOL_MF_STRICT) && f->nr_mem_nodes > 1 &&
+	    set->mode != MPOL_DEFAULT && set->mode != MPOL_LOCAL)
+		allow(x, EIO);
+	return true;
+}
+
+/*
+ * What a successful GMEM_GET_MEMPOLICY stored: a mode it could have set,
+ * and nodes (of @maxnode bits in @nodes, if any) below MAX_NUMNODES,
+ * with memory unless the mode keeps them as given; none for
+ * MPOL_DEFAULT and MPOL_LOCAL.
+ */
+static bool check_policy(struct fuzz *f, uint32_t mode, const unsigned long *nodes,
+			 uint64_t maxnode, const char *what)
+{
+	const uint32_t node_flags = MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES;
+	uint32_t base = mode & ~node_flags, nf = mode & node_flags;
+	bool none = base == MPOL_DEFAULT || base == MPOL_LOCAL;
+	uint64_t i;
+
+	if (base >= MPOL_MAX || nf == node_flags || (none && nf)) {
+		fail(f, "%s: mode %#x", what, mode);
+		return false;
+	}
+	for (i = 0; nodes && i < maxnode; i++) {
+		if (!nbit_test(nodes, i))
+			continue;
+		if (none || i >= (uint64_t)f->max_nodes ||
+		    (!nf && (i >= NODE_BITS || !nbit_test(f->mem_nodes, i)))) {
+			fail(f, "%s: mode %#x with node %llu", what, mode, (unsigned long long)i);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A valid GMEM_GET_MEMPOLICY of @d at @off, judged and checked, into @out. */
+static bool get_policy(struct fuzz *f, struct ffd *d, uint64_t off, struct policy *out)
+{
+	struct gmem_mempolicy p = {
+		.offset = off, .mode = 0xdeadbeef,
+		.nodemask = (uintptr_t)out->nodes, .maxnode = NODE_BITS,
+	};
+	struct expect x = { .ok = true };
+	char what[112];
+	long r;
+
+	memset(out->nodes, 0xa5, sizeof(out->nodes));
+	r = ioctl(d->fd, GMEM_GET_MEMPOLICY, &p);
+	snprintf(what, sizeof(what), "GMEM_GET_MEMPOLICY(file %llu size %#llx, offset %#llx)",
+		 (unsigned long long)d->ino, (unsigned long long)d->size,
+		 (unsigned long long)off);
+	judge(f, GMEM_ABI_GET_MEMPOLICY, &x, r, errno, what);
+	out->mode = p.mode;
+	return !r && check_policy(f, p.mode, out->nodes, NODE_BITS, what);
+}
+
+static bool same_policy(const struct policy *a, const struct policy *b)
+{
+	return a->mode == b->mode && !memcmp(a->nodes, b->nodes, sizeof(a->nodes));
+}
+
+static const char *policy_str(char *buf, size_t len, const struct policy *p)
+{
+	size_t o = snprintf(buf, len, "mode %#x nodes {", p->mode);
+	int i;
+
+	for (i = 0; i < NODE_BITS && o < len; i++)
+		if (nbit_test(p->nodes, i))
+			o += snprintf(buf + o, len - o, "%s%d", buf[o - 1] == '{' ? "" : ",", i);
+	if (o < len)
+		snprintf(buf + o, len - o, "}");
+	return buf;
+}
+
+/*
+ * GMEM_SET_MEMPOLICY on @d with @arg, its struct as @ak says.  A valid
+ * call succeeds (or runs out of memory or ranges, or, strict, finds a
+ * page elsewhere); when nobody else can change the file, GET then reads
+ * the model's policy at both ends of the range and inside it, and the
+ * pages around the range (and, after a refused call, in it) kept theirs.
+ */
+static void do_set_policy(struct fuzz *f, struct ffd *d, void *arg, enum arg_kind ak)
+{
+	struct gmem_mempolicy p = { 0 };
+	struct policy want, edge[3], got;
+	bool check, has_edge[3] = { false, false, false }, sets;
+	struct expect x = { 0 };
+	uint64_t at[3] = { 0, 0, 0 }, end = 0;
+	char what[224], b1[96], b2[96];
+	int i, err;
+	long r;
+
+	if (ak != ARG_BAD)
+		memcpy(&p, arg, sizeof(p));
+	/* Valid: success, or only ENOSPC and EIO (and what judge() allows). */
+	sets = model_set_policy(f, d, &p, ak, &x, &want);
+	x.ok = sets;
+	check = sole_holder(f, d) && ak != ARG_BAD;
+	/* The page before the range, the one after it, and its first one. */
+	at[0] = p.offset - PAGE;
+	if (!__builtin_add_overflow(p.offset, p.size, &end))
+		at[1] = end;
+	at[2] = p.offset;
+	for (i = 0; check && i < 3; i++)
+		if (!(at[i] % PAGE) && at[i] < d->size && (i != 0 || p.offset) &&
+		    (i != 1 || end > p.offset))
+			has_edge[i] = get_policy(f, d, at[i], &edge[i]);
+	r = charged_ioctl(f, d, GMEM_SET_MEMPOLICY, arg, &err);
+	snprintf(what, sizeof(what),
+		 "GMEM_SET_MEMPOLICY(file %llu size %#llx, %s{offset %#llx size %#llx mode %#x flags %#x maxnode %llu mask %s})",
+		 (unsigned long long)d->ino, (unsigned long long)d->size,
+		 ak == ARG_BAD ? "bad pointer " : ak == ARG_RO ? "read-only " : "",
+		 (unsigned long long)p.offset, (unsigned long long)p.size, p.mode, p.flags,
+		 (unsigned long long)p.maxnode, policy_str(b1, sizeof(b1), &want));
+	judge(f, GMEM_ABI_SET_MEMPOLICY, &x, r, err, what);
+	if (!check)
+		return;
+	if (r && err != EIO) {
+		/* Refused: the range's first page kept its policy. */
+		if (has_edge[2] && get_policy(f, d, at[2], &got)) {
+			if (!same_policy(&got, &edge[2]))
+				fail(f, "%s = %s: the first page had %s, now %s", what,
+				     errname(err), policy_str(b1, sizeof(b1), &edge[2]),
+				     policy_str(b2, sizeof(b2), &got));
+			else
+				count_exact(f, X_POLICY_KEPT);
+		}
+		return;
+	}
+	if (!sets)
+		return;
+	/* Set: the first, the last and the middle page of the range have it. */
+	at[2] = p.offset + p.size / PAGE / 2 * PAGE;
+	for (i = 0; i < 3; i++) {
+		uint64_t off = i == 0 ? p.offset : i == 1 ? end - PAGE : at[2];
+
+		if (!get_policy(f, d, off, &got))
+			return;
+		if (!same_policy(&got, &want)) {
+			fail(f, "%s = %ld: GET at %#llx says %s, expected %s", what, r,
+			     (unsigned long long)off, policy_str(b1, sizeof(b1), &got),
+			     policy_str(b2, sizeof(b2), &want));
+			return;
+		}
+	}
+	count_exact(f, X_POLICY_GET);
+	for (i = 0; i < 2; i++) {
+		if (!has_edge[i] || !get_policy(f, d, at[i], &got))
+			continue;
+		if (!same_policy(&got, &edge[i])) {
+			fail(f, "%s: the page %s the range had %s, now %s", what,
+			     i ? "after" : "before", policy_str(b1, sizeof(b1), &edge[i]),
+			     policy_str(b2, sizeof(b2), &got));
+			return;
+		}
+		count_exact(f, X_POLICY_KEPT);
+	}
+}
+
+/* The bytes the fuzzer puts a mask of @maxnode bits in (one word if invalid). */
+static uint64_t mask_room(uint64_t maxnode)
+{
+	return maxnode && maxnode <= MAXNODE_LIMIT ? mask_bytes(maxnode) : sizeof(long);
+}
+
+/*
+ * Where a mask of @maxnode bits goes: its last word ends at the guard
+ * page, so that reading or writing one byte more faults.
+ */
+static unsigned long *mask_at_guard(struct fuzz *f, uint64_t maxnode)
+{
+	return (unsigned long *)(f->guard - mask_room(maxnode));
+}
+
+/* A @maxnode for a node mask: mostly plenty, often at an edge. */
+static uint64_t pick_maxnode(struct fuzz *f)
+{
+	switch (below(f, 12)) {
+	case 0:
+		return 0;
+	case 1:
+		return 1 + below(f, 4);
+	case 2:
+		return f->nr_node_ids;
+	case 3:
+		return f->nr_node_ids - 1;
+	case 4:
+		return f->max_nodes;
+	case 5:
+		return f->max_nodes + 1 + below(f, LONG_BITS);
+	case 6:
+		return LONG_BITS * (1 + below(f, 4));
+	case 7:
+		return MAXNODE_LIMIT - below(f, 2);
+	case 8:
+		return chance(f, 50) ? MAXNODE_LIMIT + 1 : interesting(f, MAXNODE_LIMIT);
+	default:
+		return NODE_BITS;
+	}
+}
+
+static void fill_mask(struct fuzz *f, unsigned long *m, uint64_t maxnode)
+{
+	uint64_t bits = mask_room(maxnode) * 8, n;
+	int k = below(f, 4);
+
+	memset(m, 0, bits / 8);
+	while (k--) {
+		switch (below(f, 8)) {
+		case 0:
+			n = f->nr_node_ids;
+			break;
+		case 1:
+			n = f->max_nodes - 1;
+			break;
+		case 2:
+			n = f->max_nodes;
+			break;
+		case 3:
+			n = maxnode + below(f, LONG_BITS);
+			break;
+		case 4:
+			n = below(f, bits);
+			break;
+		default:
+			n = f->mem_node[below(f, f->nr_mem_nodes)];
+			break;
+		}
+		if (n < bits)
+			nbit_set(m, n);
+	}
+}
+
+/*
+ * A random policy on a random range.  The node mask (mostly nodes with
+ * memory, sometimes nodes without, at or above MAX_NUMNODES, or bits past
+ * @maxnode in its last word, which are no nodes) ends at the guard page.
+ */
+static void op_set_policy(struct fuzz *f)
+{
+	static const uint32_t node_flags[] = {
+		0, 0, 0, 0, MPOL_F_STATIC_NODES, MPOL_F_RELATIVE_NODES,
+		MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES, MPOL_F_NUMA_BALANCING,
+	};
+	struct ffd *d = pick_gmem(f);
+	struct gmem_mempolicy p = { 0 };
+	bool in_buf = false;
+	enum arg_kind ak;
+	void *arg;
+
+	if (!d)
+		return;
+	pick_range(f, d->size, chance(f, 70) ? 16 : 4096, 20, &p.offset, &p.size);
+	if (chance(f, 90))
+		p.mode = below(f, MPOL_MAX) | node_flags[below(f, ARRAY_SIZE(node_flags))];
+	else
+		p.mode = chance(f, 50) ? 1U << below(f, 32) : (uint32_t)rnd(f);
+	if (chance(f, 15))
+		p.flags = MPOL_MF_STRICT;
+	else if (chance(f, 5))
+		p.flags = chance(f, 50) ? MPOL_MF_MOVE << below(f, 2) : 1U << below(f, 32);
+	p.maxnode = pick_maxnode(f);
+	if (chance(f, 4))
+		p.reserved[below(f, 3)] = rnd(f) | 1;
+	if (chance(f, 6)) {
+		p.nodemask = chance(f, 30) ? 0 : (uintptr_t)bad_ptr(f, mask_room(p.maxnode));
+	} else {
+		p.nodemask = (uintptr_t)mask_at_guard(f, p.maxnode);
+		in_buf = true;
+	}
+	arg = place_arg(f, &p, sizeof(p), &ak);
+	/* After place_arg(), which fills the pages before the guard. */
+	if (in_buf)
+		fill_mask(f, mask_at_guard(f, p.maxnode), p.maxnode);
+	do_set_policy(f, d, arg, ak);
+}
+
+/* GMEM_GET_MEMPOLICY on @d with @arg, its struct as @ak says. */
+static void do_get_policy(struct fuzz *f, struct ffd *d, void *arg, enum arg_kind ak)
+{
+	struct gmem_mempolicy p = { 0 }, out;
+	struct expect x = { 0 };
+	uint64_t room = 0;
+	char what[192];
+	long r;
+	int err;
+
+	if (ak != ARG_BAD)
+		memcpy(&p, arg, sizeof(p));
+	if (p.maxnode && p.maxnode <= MAXNODE_LIMIT)
+		room = readable(f, (const char *)(uintptr_t)p.nodemask);
+	if (ak == ARG_BAD)
+		allow(&x, EFAULT);
+	else if (p.size || p.flags || reserved_set(p.reserved, 3) || p.offset % PAGE ||
+		 p.offset >= d->size ||
+		 (p.maxnode && (p.maxnode < (uint64_t)f->nr_node_ids || p.maxnode > MAXNODE_LIMIT)))
+		allow(&x, EINVAL);
+	else if (ak == ARG_RO || (p.maxnode && room < mask_bytes(p.maxnode)))
+		allow(&x, EFAULT);	/* the mode or the nodes cannot be stored */
+	x.ok = !x.n;
+	arm(f);
+	r = ioctl(d->fd, GMEM_GET_MEMPOLICY, arg);
+	err = errno;
+	disarm(f);
+	snprintf(what, sizeof(what),
+		 "GMEM_GET_MEMPOLICY(file %llu size %#llx, %s{offset %#llx size %#llx flags %#x maxnode %llu, room for %llu bytes})",
+		 (unsigned long long)d->ino, (unsigned long long)d->size,
+		 ak == ARG_BAD ? "bad pointer " : ak == ARG_RO ? "read-only " : "",
+		 (unsigned long long)p.offset, (unsigned long long)p.size, p.flags,
+		 (unsigned long long)p.maxnode, (unsigned long long)room);
+	judge(f, GMEM_ABI_GET_MEMPOLICY, &x, r, err, what);
+	if (r || ak != ARG_RW)
+		return;
+	memcpy(&out, arg, sizeof(out));
+	p.mode = out.mode;
+	if (memcmp(&p, &out, sizeof(p)))
+		fail(f, "%s: changed a field other than mode", what);
+	check_policy(f, out.mode, p.maxnode ? (const unsigned long *)(uintptr_t)p.nodemask : NULL,
+		     p.maxnode, what);
+}
+
+static void op_get_policy(struct fuzz *f)
+{
+	struct ffd *d = pick_gmem(f);
+	struct gmem_mempolicy p;
+	enum arg_kind ak;
+	void *arg;
+
+	if (!d)
+		return;
+	/* Garbage in the field that is output only: GET must ignore it. */
+	memset(&p, 0, sizeof(p));
+	p.mode = (uint32_t)rnd(f);
+	p.offset = chance(f, 85) ? below(f, d->size / PAGE) * PAGE : interesting(f, d->size);
+	if (chance(f, 4))
+		p.size = chance(f, 50) ? PAGE : rnd(f);
+	if (chance(f, 4))
+		p.flags = 1U << below(f, 32);
+	if (chance(f, 4))
+		p.reserved[below(f, 3)] = rnd(f) | 1;
+	p.maxnode = pick_maxnode(f);
+	switch (below(f, 20)) {
+	case 0:
+		p.nodemask = (uintptr_t)f->ro;	/* readable, not writable */
+		break;
+	case 1:
+		p.nodemask = (uintptr_t)bad_ptr(f, mask_room(p.maxnode));
+		break;
+	case 2:
+		/* Room for one word less than the mask. */
+		p.nodemask = (uintptr_t)mask_at_guard(f, p.maxnode) + sizeof(long);
+		break;
+	default:
+		p.nodemask = (uintptr_t)mask_at_guard(f, p.maxnode);
+		break;
+	}
+	arg = place_arg(f, &p, sizeof(p), &ak);
+	do_get_policy(f, d, arg, ak);
+}
+
 static bool vfs_ioctl_cmd(unsigned int cmd)
 {
 	unsigned int type = _IOC_TYPE(cmd);
@@ -1358,6 +1863,8 @@ static const struct known_ioctl {
 	{ K_GMEM, GMEM_SET_ATTRIBUTES,	do_set_attrs },
 	{ K_GMEM, GMEM_GET_ATTRIBUTES,	do_get_attrs },
 	{ K_GMEM, GMEM_WRITE,		do_write },
+	{ K_GMEM, GMEM_SET_MEMPOLICY,	do_set_policy },
+	{ K_GMEM, GMEM_GET_MEMPOLICY,	do_get_policy },
 };
 
 static const struct known_ioctl *known_ioctl(enum fd_kind kind, unsigned int cmd)
@@ -2604,6 +3111,8 @@ static const struct fuzz_op {
 	{ "set-attrs",	6,  op_set_attrs,	true,  true },
 	{ "get-attrs",	4,  op_get_attrs,	true,  true },
 	{ "gmem-write",	5,  op_write,		true,  true },
+	{ "set-policy",	5,  op_set_policy,	true,  true },
+	{ "get-policy",	3,  op_get_policy,	true,  true },
 	{ "fallocate",	25, op_fallocate,	true,  true },
 	{ "read-write",	6,  op_rw,		true,  true },
 	{ "mmap",	4,  op_mmap,		true,  true },
@@ -2707,6 +3216,85 @@ static void audit_fds(struct fuzz *f)
 	closedir(d);
 }
 
+/* The ids of a node list of /sys/devices/system/node ("0-1,3"); how many, or -1. */
+static int node_ids(const char *name, int *ids, int max)
+{
+	char path[96], b[512] = "", *q = b;
+	long a, z;
+	int fd, n = 0;
+
+	snprintf(path, sizeof(path), NODE_DIR "/%s", name);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	if (read(fd, b, sizeof(b) - 1) < 0)
+		b[0] = 0;
+	close(fd);
+	while (*q >= '0' && *q <= '9') {
+		a = strtol(q, &q, 10);
+		z = *q == '-' ? strtol(q + 1, &q, 10) : a;
+		for (; a <= z; a++) {
+			if (n == max)
+				return -1;
+			ids[n++] = a;
+		}
+		if (*q == ',')
+			q++;
+	}
+	return n;
+}
+
+/*
+ * What the policy model needs to know of the machine: the nodes with
+ * memory, nr_node_ids, and MAX_NUMNODES: the lowest node id that
+ * set_mempolicy(2) refuses next to a node with memory, a power of two
+ * (it reads @maxnode - 1 bits, hence k + 2 for bits 0..k).
+ */
+static void numa_setup(struct fuzz *f)
+{
+	static unsigned long m[MAXNODE_LIMIT / 64 + 1];
+	int ids[NODE_BITS], n, i;
+	long k, r;
+
+	n = node_ids("has_memory", f->mem_node, MAX_MEM_NODES);
+	if (n <= 0) {
+		f->mem_node[0] = 0;
+		n = 1;
+	}
+	f->nr_mem_nodes = n;
+	for (i = 0; i < n; i++)
+		if (f->mem_node[i] < NODE_BITS)
+			nbit_set(f->mem_nodes, f->mem_node[i]);
+	n = node_ids("possible", ids, NODE_BITS);
+	f->nr_node_ids = n > 0 ? ids[n - 1] + 1 : 1;
+	f->max_nodes = 1;
+	for (k = 1; k < (long)MAXNODE_LIMIT; k <<= 1) {
+		if (k <= f->mem_node[0])
+			continue;
+		memset(m, 0, sizeof(m));
+		nbit_set(m, f->mem_node[0]);
+		nbit_set(m, k);
+		r = syscall(SYS_set_mempolicy, MPOL_BIND, m, k + 2);
+		syscall(SYS_set_mempolicy, MPOL_DEFAULT, NULL, 0);
+		if (r && errno == EINVAL) {
+			f->max_nodes = k;
+			break;
+		}
+	}
+}
+
+/* The text of @path, without its newline, in @buf; "" if unreadable. */
+static void read_text(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, len - 1);
+
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+}
+
 static bool memcg_setup(void)
 {
 	char v[32];
@@ -2748,6 +3336,7 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	bool takeover0 = read_takeover();
 	bool nodirect0 = read_bool_param(PARAM_NO_DIRECT_MAP);
 	uint64_t unmapped0 = read_u64(SYSFS_UNMAPPED), unmapped1;
+	char nodes0[512], nodes1[512];
 	struct itimerval it = { { 0, 10000 }, { 0, 10000 } };
 	struct sigaction sa = { .sa_handler = on_signal };
 	pthread_mutexattr_t ma;
@@ -2775,6 +3364,10 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 		TH_LOG("no fail-nth (%s): allocation failures are not injected",
 		       f->nth_pct ? why : "GMEM_FUZZ_FAIL_NTH=0");
 	f->audit = env_ul("GMEM_FUZZ_AUDIT", 0);
+	numa_setup(f);
+	read_text(SYSFS_NODE_BYTES, nodes0, sizeof(nodes0));
+	TH_LOG("nodes: %d with memory, nr_node_ids %d, MAX_NUMNODES %d; node_bytes %s",
+	       f->nr_mem_nodes, f->nr_node_ids, f->max_nodes, nodes0);
 	for (i = 0; i < 1024; i++)
 		f->inherited[i] = fcntl(i, F_GETFD) >= 0;
 	seed(f, seed_v);
@@ -2865,8 +3458,9 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 		vms1 = gmem_count_vms_debugfs();
 		structs1 = gmem_count_vms_vmalloc();
 		unmapped1 = read_u64(SYSFS_UNMAPPED);
+		read_text(SYSFS_NODE_BYTES, nodes1, sizeof(nodes1));
 		if (files1 == files0 && bytes1 == bytes0 && vms1 == vms0 &&
-		    structs1 == structs0 && unmapped1 == unmapped0)
+		    structs1 == structs0 && unmapped1 == unmapped0 && !strcmp(nodes0, nodes1))
 			break;
 		usleep(100000);
 	}
@@ -2911,6 +3505,7 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 		       (unsigned long)f->sh->exact[i]);
 	TH_LOG("end state: unmapped_bytes %llu (start %llu)", (unsigned long long)unmapped1,
 	       (unsigned long long)unmapped0);
+	TH_LOG("end state: node_bytes %s (start %s)", nodes1, nodes0);
 	TH_LOG("end state: gmem files %llu (start %llu), allocated_bytes %llu (start %llu), KVM VMs %d/%d (debugfs/vmalloc; start %d/%d); %d files bound in the run (the model holds %d)",
 	       (unsigned long long)files1,
 	       (unsigned long long)files0, (unsigned long long)bytes1,
@@ -2924,6 +3519,7 @@ TEST_F_TIMEOUT(fuzz, abi, 3600)
 	EXPECT_EQ(files0, files1);
 	EXPECT_EQ(bytes0, bytes1);
 	EXPECT_EQ(unmapped0, unmapped1);
+	EXPECT_STREQ(nodes0, nodes1);
 	EXPECT_EQ(vms0, vms1);
 	EXPECT_EQ(structs0, structs1);
 }
