@@ -1652,7 +1652,7 @@ static unsigned long *mask_at_guard(struct fuzz *f, uint64_t maxnode)
 /* A @maxnode for a node mask: mostly plenty, often at an edge. */
 static uint64_t pick_maxnode(struct fuzz *f)
 {
-	switch (below(f, 12)) {
+	switch (below(f, 18)) {
 	case 0:
 		return 0;
 	case 1:
@@ -1679,11 +1679,11 @@ static uint64_t pick_maxnode(struct fuzz *f)
 static void fill_mask(struct fuzz *f, unsigned long *m, uint64_t maxnode)
 {
 	uint64_t bits = mask_room(maxnode) * 8, n;
-	int k = below(f, 4);
+	int k = chance(f, 85) ? 1 + below(f, 3) : below(f, 4);
 
 	memset(m, 0, bits / 8);
 	while (k--) {
-		switch (below(f, 8)) {
+		switch (below(f, 14)) {
 		case 0:
 			n = f->nr_node_ids;
 			break;
