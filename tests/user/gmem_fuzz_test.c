@@ -1470,9 +1470,8 @@ static bool model_set_policy(struct fuzz *f, struct ffd *d, const struct gmem_me
 		allow(x, EINVAL);
 	if (bad || !known)
 		return false;
-	/* A policy (not MPOL_DEFAULT) takes ranges; the model does not count them. */
-	if (set->mode != MPOL_DEFAULT)
-		allow(x, ENOSPC);
+	/* A policy takes a range, splitting one makes two: the model does not count them. */
+	allow(x, ENOSPC);
 	/* Only with pages on two nodes can one sit on a node a policy does not name. */
 	if ((p->flags & MPOL_MF_STRICT) && f->nr_mem_nodes > 1 &&
 	    set->mode != MPOL_DEFAULT && set->mode != MPOL_LOCAL)

@@ -828,41 +828,61 @@ TEST_F(args, strict_nothing_to_report)
 }
 
 /*
- * A file holds at most 1024 ranges with a policy: with more than 1022,
- * SET fails with ENOSPC (it might add two), even over the whole file, but
- * MPOL_DEFAULT, which only takes ranges away, never does.
+ * A file holds at most 1024 ranges with a policy.  A call that would add
+ * one (a new range) or two (and one it splits) past that fails with
+ * ENOSPC, MPOL_DEFAULT too when it splits a range; MPOL_DEFAULT over
+ * whole ranges or their ends never does, and makes room.
  */
 TEST_F(args, policy_ranges_limit)
 {
-	const uint64_t pages = 2048;
+	const uint64_t pages = 4096;
 	int fd = gmem_create(_metadata, self->dev, pages * PG, 0), a = self->n.id[0];
 	struct one_node m = nodes_of(a, -1);
 	uint64_t i;
 
-	/* 1023 ranges: every other page. */
+	/* [0, 3), then 1023 single pages 4, 6, ..., 2048: 1024 ranges. */
+	set_policy(_metadata, fd, 0, 3 * PG, MPOL_BIND, a, -1);
 	for (i = 0; i < 1023; i++)
-		ASSERT_EQ(0, __set_policy(fd, 2 * i * PG, PG, MPOL_BIND, 0, m.w, STD_BITS))
-			TH_LOG("SET of range %llu (page %llu): %s", (unsigned long long)i + 1,
-			       (unsigned long long)(2 * i), strerror(errno));
-	expect_policy_of(_metadata, fd, 2044 * PG, MPOL_BIND, a, -1);
-	expect_policy_of(_metadata, fd, 2045 * PG, MPOL_DEFAULT, -1, -1);
-	EXPECT_ERRNO(ENOSPC, __set_policy(fd, 2046 * PG, PG, MPOL_BIND, 0, m.w, STD_BITS),
-		     "SET of a 1024th range");
+		ASSERT_EQ(0, __set_policy(fd, (4 + 2 * i) * PG, PG, MPOL_BIND, 0, m.w, STD_BITS))
+			TH_LOG("SET of range %llu (page %llu): %s", (unsigned long long)i + 2,
+			       (unsigned long long)(4 + 2 * i), strerror(errno));
+	expect_policy_of(_metadata, fd, 2048 * PG, MPOL_BIND, a, -1);
+	expect_policy_of(_metadata, fd, 2047 * PG, MPOL_DEFAULT, -1, -1);
+
+	EXPECT_ERRNO(ENOSPC, __set_policy(fd, 3 * PG, PG, MPOL_BIND, 0, m.w, STD_BITS),
+		     "SET of a 1025th range");
 	EXPECT_ERRNO(ENOSPC, __set_policy(fd, 0, pages * PG, MPOL_INTERLEAVE, 0, m.w, STD_BITS),
-		     "SET of the whole file with 1023 ranges");
-	EXPECT_ERRNO(ENOSPC, __set_policy(fd, 2 * PG, PG, MPOL_PREFERRED, 0, m.w, STD_BITS),
-		     "SET over one of the 1023 ranges");
-	expect_policy_of(_metadata, fd, 2046 * PG, MPOL_DEFAULT, -1, -1);
-	expect_policy_of(_metadata, fd, 2 * PG, MPOL_BIND, a, -1);
-	/* MPOL_DEFAULT works, and makes room. */
-	set_policy(_metadata, fd, 0, 4 * PG, MPOL_DEFAULT, -1, -1);
+		     "SET of the whole file over 1024 ranges");
+	EXPECT_ERRNO(ENOSPC, __set_policy(fd, 4 * PG, PG, MPOL_PREFERRED, 0, m.w, STD_BITS),
+		     "SET over exactly one of 1024 ranges");
+	EXPECT_ERRNO(ENOSPC, __set_policy(fd, PG, PG, MPOL_DEFAULT, 0, NULL, 0),
+		     "MPOL_DEFAULT splitting one of 1024 ranges");
+	/* Refused: nothing changed. */
+	expect_policy_of(_metadata, fd, PG, MPOL_BIND, a, -1);
+	expect_policy_of(_metadata, fd, 3 * PG, MPOL_DEFAULT, -1, -1);
+	expect_policy_of(_metadata, fd, 4 * PG, MPOL_BIND, a, -1);
+	expect_policy_of(_metadata, fd, 5 * PG, MPOL_DEFAULT, -1, -1);
+
+	/* MPOL_DEFAULT over the end of a range, then over a whole one: room for one. */
+	set_policy(_metadata, fd, 0, PG, MPOL_DEFAULT, -1, -1);
 	expect_policy_of(_metadata, fd, 0, MPOL_DEFAULT, -1, -1);
-	expect_policy_of(_metadata, fd, 2 * PG, MPOL_DEFAULT, -1, -1);
-	set_policy(_metadata, fd, 2046 * PG, PG, MPOL_BIND, a, -1);
-	expect_policy_of(_metadata, fd, 2046 * PG, MPOL_BIND, a, -1);
+	expect_policy_of(_metadata, fd, PG, MPOL_BIND, a, -1);
+	EXPECT_ERRNO(ENOSPC, __set_policy(fd, 3 * PG, PG, MPOL_BIND, 0, m.w, STD_BITS),
+		     "SET of a new range, the end of another one cut");
+	set_policy(_metadata, fd, 4 * PG, PG, MPOL_DEFAULT, -1, -1);
+	expect_policy_of(_metadata, fd, 4 * PG, MPOL_DEFAULT, -1, -1);
+	set_policy(_metadata, fd, 3 * PG, PG, MPOL_PREFERRED, a, -1);
+	expect_policy_of(_metadata, fd, 3 * PG, MPOL_PREFERRED, a, -1);
+	EXPECT_ERRNO(ENOSPC, __set_policy(fd, 4 * PG, PG, MPOL_BIND, 0, m.w, STD_BITS),
+		     "SET of a 1025th range, again");
+
+	/* All of it MPOL_DEFAULT: no range left, any SET works. */
 	set_policy(_metadata, fd, 0, pages * PG, MPOL_DEFAULT, -1, -1);
+	expect_policy_of(_metadata, fd, 2048 * PG, MPOL_DEFAULT, -1, -1);
 	set_policy(_metadata, fd, 0, pages * PG, MPOL_INTERLEAVE, a, -1);
-	expect_policy_of(_metadata, fd, 2047 * PG, MPOL_INTERLEAVE, a, -1);
+	set_policy(_metadata, fd, PG, PG, MPOL_BIND, a, -1);
+	expect_policy_of(_metadata, fd, PG, MPOL_BIND, a, -1);
+	expect_policy_of(_metadata, fd, (pages - 1) * PG, MPOL_INTERLEAVE, a, -1);
 	close(fd);
 }
 
