@@ -64,21 +64,21 @@ static int gmem_nodes_from_user(nodemask_t *nodes, u64 uptr, u64 maxnode)
 	return r;
 }
 
-/* Copy @nodes out as the words of a mask of @maxnode bits at @uptr. */
+/*
+ * Copy @nodes out as the words of a mask of @maxnode bits at @uptr (at
+ * least nr_node_ids), zeroing the words past the kernel's node mask.
+ */
 static int gmem_nodes_to_user(u64 uptr, u64 maxnode, const nodemask_t *nodes)
 {
-	unsigned long *bits;
-	int r = 0;
+	char __user *mask = u64_to_user_ptr(uptr);
+	size_t copy = BITS_TO_LONGS(maxnode) * sizeof(long);
 
-	bits = bitmap_zalloc(maxnode, GFP_KERNEL);
-	if (!bits)
-		return -ENOMEM;
-	bitmap_copy(bits, nodes_addr(*nodes), min_t(u64, maxnode, MAX_NUMNODES));
-	if (copy_to_user(u64_to_user_ptr(uptr), bits,
-			 BITS_TO_LONGS(maxnode) * sizeof(long)))
-		r = -EFAULT;
-	bitmap_free(bits);
-	return r;
+	if (copy > sizeof(*nodes)) {
+		if (clear_user(mask + sizeof(*nodes), copy - sizeof(*nodes)))
+			return -EFAULT;
+		copy = sizeof(*nodes);
+	}
+	return copy_to_user(mask, nodes_addr(*nodes), copy) ? -EFAULT : 0;
 }
 
 /**

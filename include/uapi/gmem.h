@@ -379,7 +379,7 @@ struct gmem_write {
  *	MPOL_PREFERRED_MANY or MPOL_WEIGHTED_INTERLEAVE (<linux/mempolicy.h>),
  *	optionally ORed with MPOL_F_STATIC_NODES or MPOL_F_RELATIVE_NODES.
  *	GET (output only): the policy of the page at @offset, with the same
- *	mode flags as it was set with.
+ *	mode flags as it was set with (MPOL_DEFAULT: none).
  * @flags: SET: 0 or MPOL_MF_STRICT.  GET: must be zero.
  * @nodemask: address of a node bitmap: an array of (@maxnode + 63) / 64
  *	__u64 words, node n in bit n % 64 of word n / 64 (on 64-bit
@@ -434,15 +434,17 @@ struct gmem_mempolicy {
  * @flags other than MPOL_MF_STRICT, non-zero reserved field, @maxnode
  * above 32768, a bit set for a node id the kernel cannot have
  * (MAX_NUMNODES or above), no node left in @nodemask that has memory and
- * is allowed for a mode that needs one, a node given for MPOL_DEFAULT or
+ * is allowed for a mode that needs one (MPOL_F_RELATIVE_NODES maps any
+ * non-empty mask onto those nodes), a node given for MPOL_DEFAULT or
  * MPOL_LOCAL, MPOL_BIND to nodes that have only movable memory, where
  * gmem's unmovable pages cannot go), EIO (MPOL_MF_STRICT and a page of
  * the range, live or held, already on a node the new policy does not
  * name: MPOL_PREFERRED names its one node, MPOL_DEFAULT and MPOL_LOCAL
  * name none and check nothing; the policy is set all the same, as with
- * mbind(2)), ENOSPC (the file would hold more than 1024 ranges with a
- * policy: a call that adds a range, or splits one, when there are 1023
- * already; set larger ranges, or MPOL_DEFAULT over whole ranges), EINTR
+ * mbind(2)), ENOSPC (the ranges with a policy the file holds, counted
+ * before the call, and the ones it adds (its own unless MPOL_DEFAULT,
+ * and one if it splits a range in two) would be more than 1024: set
+ * MPOL_DEFAULT over whole ranges first, which never fails so), EINTR
  * (a fatal signal while waiting for guest faults or allocations of the
  * file), ENOMEM.
  */
