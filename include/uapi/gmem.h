@@ -71,7 +71,8 @@
  *
  * Any ioctl that gmem does not define for the fd it is issued on fails
  * with ENOTTY: also GMEM_CREATE on a gmem file, and GMEM_SET_ATTRIBUTES,
- * GMEM_GET_ATTRIBUTES or GMEM_WRITE on /dev/gmem.
+ * GMEM_GET_ATTRIBUTES, GMEM_WRITE, GMEM_SET_MEMPOLICY or
+ * GMEM_GET_MEMPOLICY on /dev/gmem.
  */
 #define GMEM_IOCTL_MAGIC	0xB9
 
@@ -388,8 +389,9 @@ struct gmem_write {
  *	on are ignored.  GET: all its words are written.
  * @maxnode: the number of bits in @nodemask.  Unlike mbind(2), which
  *	reads one bit less, every bit counts.  At most 32768.  GET: at
- *	least the number of node ids the kernel supports, or 0 not to read
- *	the nodes.
+ *	least nr_node_ids (the highest node id in
+ *	/sys/devices/system/node/possible, plus one), or 0 not to read the
+ *	nodes.
  * @reserved: must be zero.
  */
 struct gmem_mempolicy {
@@ -409,15 +411,19 @@ struct gmem_mempolicy {
  * policy of every page of [@offset, @offset + @size), as mbind(2) does
  * for a mapping (a gmem file has none): every later allocation of a page
  * of the range (fallocate(2), a guest fault, GMEM_WRITE) follows it,
- * whichever thread allocates, on whichever node it runs.  The policy
- * stays with the range, also across punches.  A range that has
+ * whichever thread allocates, on whichever node it runs, within that
+ * thread's cpuset as for shmem (a thread whose cpuset allows none of the
+ * policy's nodes allocates on its own ones, MPOL_BIND included).  The
+ * policy stays with the range, also across punches.  A range that has
  * MPOL_DEFAULT (every range of a new file) follows the allocating
  * thread's own policy (set_mempolicy(2)) and cpuset; fallocate(2)'s
- * helper threads follow the calling thread's.  A 2 MiB block or a 1 GiB
- * range is allocated on one node, and only where one policy covers all
- * of it (else in smaller units); MPOL_INTERLEAVE and
- * MPOL_WEIGHTED_INTERLEAVE go round the nodes by 2 MiB block where the
- * file allocates blocks, by page elsewhere, by 1 GiB range for 1 GiB
+ * helper threads follow the calling thread's, and start from its node
+ * (also for MPOL_LOCAL).  A 2 MiB block or a 1 GiB range is allocated on
+ * one node, and only where one policy covers all of it (else in smaller
+ * units); MPOL_INTERLEAVE and MPOL_WEIGHTED_INTERLEAVE go round the
+ * nodes by allocation unit: by 2 MiB block wherever a block is
+ * allocated (fallocate(2) always; guest faults and GMEM_WRITE on files
+ * with blocks), by page for single pages, by 1 GiB range for 1 GiB
  * ranges.  MPOL_BIND fails an allocation (ENOMEM) rather than use
  * another node.  Pages never move: pages allocated before, and held
  * pages taken back (see GMEM_CREATE_BLOCKS), stay where they are;
@@ -427,16 +433,20 @@ struct gmem_mempolicy {
  * @nodemask, as mbind(2) does (the policy is not rebound when the
  * cpuset changes later).  Guest faults wait while the policy changes.
  *
- * Return: 0.  Errors: EFAULT (bad pointer), EBADF (file not open for
- * writing), EINVAL (@offset or @size not page aligned, @size zero, range
- * past the end of the file, unknown @mode or mode flag, both
+ * Return: 0.  Errors: EFAULT (bad pointer), EBADF (not an open fd, or
+ * one not open for writing; gmem hands out read-write fds only), EINVAL
+ * (@offset or @size not page aligned, @size zero, range past the end of
+ * the file, unknown @mode or mode flag, both
  * MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES, MPOL_F_NUMA_BALANCING,
  * @flags other than MPOL_MF_STRICT, non-zero reserved field, @maxnode
  * above 32768, a bit set for a node id the kernel cannot have
  * (MAX_NUMNODES or above), no node left in @nodemask that has memory and
- * is allowed for a mode that needs one (MPOL_F_RELATIVE_NODES maps any
- * non-empty mask onto those nodes), a node given for MPOL_DEFAULT or
- * MPOL_LOCAL, MPOL_BIND to nodes that have only movable memory, where
+ * is allowed for a mode that needs one: MPOL_BIND, MPOL_INTERLEAVE,
+ * MPOL_WEIGHTED_INTERLEAVE, MPOL_PREFERRED_MANY, MPOL_PREFERRED given a
+ * non-empty mask or a node flag (MPOL_F_RELATIVE_NODES maps any
+ * non-empty mask onto those nodes), a node or a node flag given for
+ * MPOL_LOCAL, a node for MPOL_DEFAULT, MPOL_BIND to nodes that have only
+ * movable memory, where
  * gmem's unmovable pages cannot go), EIO (MPOL_MF_STRICT and a page of
  * the range, live or held, already on a node the new policy does not
  * name: MPOL_PREFERRED names its one node, MPOL_DEFAULT and MPOL_LOCAL
@@ -446,7 +456,7 @@ struct gmem_mempolicy {
  * and one if it splits a range in two) would be more than 1024: set
  * MPOL_DEFAULT over whole ranges first, which never fails so), EINTR
  * (a fatal signal while waiting for guest faults or allocations of the
- * file), ENOMEM.
+ * file: seen only by a tracer, the caller is being killed), ENOMEM.
  */
 #define GMEM_SET_MEMPOLICY	_IOW(GMEM_IOCTL_MAGIC, 0x13, struct gmem_mempolicy)
 
@@ -454,16 +464,17 @@ struct gmem_mempolicy {
  * define GMEM_GET_MEMPOLICY - read the memory policy of a page
  *
  * Issued on a gmem file with a &struct gmem_mempolicy.  Reads @offset,
- * @size, @flags, @maxnode and @reserved; fills @mode and, if @maxnode is
- * not 0, @nodemask with the policy of the page at @offset: MPOL_DEFAULT
- * and an empty mask when none was set, the nodes as they were given
- * when MPOL_F_STATIC_NODES or MPOL_F_RELATIVE_NODES was, else the nodes
+ * @size, @flags, @nodemask, @maxnode and @reserved; fills @mode and, if
+ * @maxnode is not 0, @nodemask with the policy of the page at @offset:
+ * MPOL_DEFAULT and an empty mask when none was set, the nodes as they
+ * were given (as far as the words of @maxnode reach) when
+ * MPOL_F_STATIC_NODES or MPOL_F_RELATIVE_NODES was, else the nodes
  * the policy uses; MPOL_LOCAL has none.
  *
  * Return: 0.  Errors: EFAULT (bad pointer), EINVAL (@offset not page
  * aligned or not below the file size, non-zero @size, @flags or
- * reserved field, @maxnode non-zero and below the number of node ids
- * the kernel supports, or above 32768).
+ * reserved field, @maxnode non-zero and below nr_node_ids or above
+ * 32768).
  */
 #define GMEM_GET_MEMPOLICY	_IOWR(GMEM_IOCTL_MAGIC, 0x14, struct gmem_mempolicy)
 
