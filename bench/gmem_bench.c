@@ -47,9 +47,19 @@
  *                   flushes) one 4 KiB page; pages/s, sizes up to
  *                   NODM_4K_MAX only, last of all (unmapping single pages
  *                   splits the direct map's 2 MiB entries for good)
+ *
+ * The "mpol" rows hold a gmem file whose whole range has a memory policy
+ * (GMEM_SET_MEMPOLICY, MPOL_BIND to every node with memory: the pages go
+ * where they would go anyway) against the same file without one, in a
+ * table of their own, ratio = with / without: what looking the policy
+ * up costs each allocation.
+ *   populate mpol   populate, as above
+ *   touch 4K mpol   touch 4K, as above without the flag: one policy
+ *                   lookup per guest fault
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/mempolicy.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,8 +91,11 @@
 #define BLOCKS_PARAM	"/sys/module/gmem/parameters/blocks"
 #define NODM_4K_MAX	(64ULL << 20)	/* touch 4K nodm: 16384 faults at most */
 
-/* GMEM_NODM: a gmem file created with GMEM_CREATE_NO_DIRECT_MAP. */
-enum backend { GMEM, GUEST_MEMFD, GMEM_NODM, NR_BACKENDS };
+/*
+ * GMEM_NODM: a gmem file created with GMEM_CREATE_NO_DIRECT_MAP; GMEM_MPOL:
+ * one with a memory policy over all of it.
+ */
+enum backend { GMEM, GUEST_MEMFD, GMEM_NODM, GMEM_MPOL, NR_BACKENDS };
 
 static const struct vm_shape protected_shape = {
 	.mode = VM_MODE_DEFAULT,
@@ -120,6 +133,35 @@ static uint64_t gmem_flags(int fd)
 	return flags;
 }
 
+/* MPOL_BIND over all of @fd to every node with memory. */
+static void set_bind_all(int fd, uint64_t size)
+{
+	char line[256], *p = line, *end;
+	uint64_t mask[16] = { 0 };
+	unsigned long a, b;
+	FILE *f = fopen("/sys/devices/system/node/has_memory", "r");
+	struct gmem_mempolicy pol = {
+		.size = size, .mode = MPOL_BIND,
+		.nodemask = (uintptr_t)mask, .maxnode = 64 * 16,
+	};
+
+	TEST_ASSERT(f && fgets(line, sizeof(line), f),
+		    "read /sys/devices/system/node/has_memory: %s", strerror(errno));
+	fclose(f);
+	/* A node list: "0", "0-1", "0,2-3". */
+	for (; *p && *p != '\n'; p = *end == ',' ? end + 1 : end) {
+		a = b = strtoul(p, &end, 10);
+		if (end == p)
+			break;
+		if (*end == '-')
+			b = strtoul(end + 1, &end, 10);
+		for (; a <= b && a < 64 * 16; a++)
+			mask[a / 64] |= 1ULL << (a % 64);
+	}
+	TEST_ASSERT(!ioctl(fd, GMEM_SET_MEMPOLICY, &pol),
+		    "GMEM_SET_MEMPOLICY MPOL_BIND to %s: %s", line, strerror(errno));
+}
+
 /* A new private memory file of @size from @b; @vm owns guest_memfds. */
 static int new_file(enum backend b, struct kvm_vm *vm, uint64_t size)
 {
@@ -139,6 +181,8 @@ static int new_file(enum backend b, struct kvm_vm *vm, uint64_t size)
 	TEST_ASSERT(!!(gmem_flags(fd) & GMEM_CREATE_NO_DIRECT_MAP) == (b == GMEM_NODM),
 		    "gmem file %s GMEM_CREATE_NO_DIRECT_MAP (module parameter no_direct_map?)",
 		    b == GMEM_NODM ? "without" : "with");
+	if (b == GMEM_MPOL)
+		set_bind_all(fd, size);
 	return fd;
 }
 
@@ -400,13 +444,16 @@ enum row {
 	POPULATE, PUNCH, TOUCH, TOUCH_EXITS, POP_TOUCH, CONVERSION, OVERHEAD,
 	POP_TOUCH_1G, MAPS_1G, POPULATE_1T, WRITE, MEMSET, MEMCPY,
 	POPULATE_NODM, PUNCH_NODM, POPULATE_1T_NODM, POP_TOUCH_NODM,
-	TOUCH_4K_NODM, NR_ROWS
+	TOUCH_4K_NODM, POPULATE_MPOL, TOUCH_4K_MPOL, NR_ROWS
 };
 
-/* .nodm: GMEM_NODM against GMEM, not GMEM against GUEST_MEMFD. */
+/*
+ * .nodm: GMEM_NODM against GMEM, .mpol: GMEM_MPOL against GMEM, not GMEM
+ * against GUEST_MEMFD.
+ */
 static const struct {
 	const char *name, *unit;
-	bool gmem_only, touch, giant, nodm;
+	bool gmem_only, touch, giant, nodm, mpol;
 } rows[] = {
 	[POPULATE]	= { "populate", "GiB/s" },
 	[PUNCH]		= { "punch", "GiB/s" },
@@ -428,6 +475,8 @@ static const struct {
 	[POPULATE_1T_NODM] = { "pop 1 thr nodm", "GiB/s", .nodm = true },
 	[POP_TOUCH_NODM] = { "pop+touch nodm", "GiB/s", .nodm = true, .touch = true },
 	[TOUCH_4K_NODM]	= { "touch 4K nodm", "pages/s", .nodm = true, .touch = true },
+	[POPULATE_MPOL]	= { "populate mpol", "GiB/s", .mpol = true },
+	[TOUCH_4K_MPOL]	= { "touch 4K mpol", "pages/s", .mpol = true, .touch = true },
 };
 
 static double results[NR_ROWS][NR_BACKENDS][MAX_RUNS];
@@ -481,10 +530,11 @@ static void run_nodm(uint64_t size, int runs, bool touch)
 }
 
 /*
- * touch 4K nodm: first touch of files made with blocks=never, which fault
- * in 4 KiB pages; with and without GMEM_CREATE_NO_DIRECT_MAP, alternating.
+ * touch 4K nodm and touch 4K mpol: first touch of files made with
+ * blocks=never, which fault in 4 KiB pages; @with (GMEM_NODM or
+ * GMEM_MPOL) and plain gmem, alternating.
  */
-static void run_nodm_4k(uint64_t size, int runs)
+static void run_4k(enum backend with, int row, uint64_t size, int runs)
 {
 	double pop, t;
 	uint64_t exits;
@@ -494,12 +544,28 @@ static void run_nodm_4k(uint64_t size, int runs)
 	read_line(BLOCKS_PARAM, blocks, sizeof(blocks));
 	for (r = 0; r < runs; r++) {
 		for (i = 0; i < 2; i++) {
-			enum backend b = (i + r) % 2 ? GMEM_NODM : GMEM;
+			enum backend b = (i + r) % 2 ? with : GMEM;
 
 			write_file(BLOCKS_PARAM, "never");
 			run_touch(b, size, false, &pop, &t, &exits);
 			write_file(BLOCKS_PARAM, blocks);
-			results[TOUCH_4K_NODM][b][r] = size / PAGE_SIZE / t;
+			results[row][b][r] = size / PAGE_SIZE / t;
+		}
+	}
+}
+
+/* populate mpol: the same file with and without a policy, alternating. */
+static void run_mpol(uint64_t size, int runs)
+{
+	double pop, punch, ovh;
+	int r, i;
+
+	for (r = 0; r < runs; r++) {
+		for (i = 0; i < 2; i++) {
+			enum backend b = (i + r) % 2 ? GMEM_MPOL : GMEM;
+
+			run_populate_punch(b, size, &pop, &punch, &ovh);
+			results[POPULATE_MPOL][b][r] = gib(size) / pop;
 		}
 	}
 }
@@ -562,15 +628,15 @@ static void report_row(FILE *csv, int row, uint64_t size, int runs)
 		return;
 	}
 	/* The side measured, and the one it is held against. */
-	x = rows[row].nodm ? GMEM_NODM : GMEM;
-	y = rows[row].nodm ? GMEM : GUEST_MEMFD;
+	x = rows[row].nodm ? GMEM_NODM : rows[row].mpol ? GMEM_MPOL : GMEM;
+	y = rows[row].nodm || rows[row].mpol ? GMEM : GUEST_MEMFD;
 	printf("%6lu MiB  %-15s %-8s %12.2f [%.2f-%.2f]  %12.2f [%.2f-%.2f]  %6.3gx\n",
 	       size >> 20, rows[row].name, rows[row].unit,
 	       med[x], min[x], max[x], med[y], min[y], max[y], med[x] / med[y]);
 	fprintf(csv, "%lu,%s,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%s\n",
 		size >> 20, rows[row].name, rows[row].unit, med[x], min[x],
 		max[x], med[y], min[y], max[y], med[x] / med[y],
-		rows[row].nodm ? "gmem" : "guest_memfd");
+		rows[row].nodm || rows[row].mpol ? "gmem" : "guest_memfd");
 }
 
 /* Print the rows of @size that run_size() measured. */
@@ -579,7 +645,7 @@ static void report(FILE *csv, uint64_t size, int runs, bool touch)
 	int row;
 
 	for (row = 0; row < NR_ROWS; row++) {
-		if (rows[row].nodm || (!touch && rows[row].touch))
+		if (rows[row].nodm || rows[row].mpol || (!touch && rows[row].touch))
 			continue;
 		if (rows[row].giant && size % SZ_1G)
 			continue;
@@ -670,11 +736,26 @@ int main(int argc, char *argv[])
 				report_row(csv, row, sizes[i] << 20, runs);
 		fflush(stdout);
 	}
+
+	printf("gmem-bench: a memory policy over the whole file, %d alternating runs per row; "
+	       "ratio = with / the same gmem file without\n", runs);
+	printf("%10s  %-15s %-8s %28s  %28s  %7s\n", "size", "row", "unit",
+	       "policy", "gmem", "ratio");
+	for (i = 0; i < nsizes; i++) {
+		run_mpol(sizes[i] << 20, runs);
+		report_row(csv, POPULATE_MPOL, sizes[i] << 20, runs);
+		if (sizes[i] <= touch_max && (sizes[i] << 20) <= NODM_4K_MAX) {
+			run_4k(GMEM_MPOL, TOUCH_4K_MPOL, sizes[i] << 20, runs);
+			report_row(csv, TOUCH_4K_MPOL, sizes[i] << 20, runs);
+		}
+		fflush(stdout);
+	}
+
 	/* Last: unmapping single pages splits the direct map's 2 MiB entries. */
 	for (i = 0; i < nsizes; i++) {
 		if (sizes[i] > touch_max || (sizes[i] << 20) > NODM_4K_MAX)
 			continue;
-		run_nodm_4k(sizes[i] << 20, runs);
+		run_4k(GMEM_NODM, TOUCH_4K_NODM, sizes[i] << 20, runs);
 		report_row(csv, TOUCH_4K_NODM, sizes[i] << 20, runs);
 		fflush(stdout);
 	}
