@@ -150,9 +150,10 @@ static void set_bind_all(int fd, uint64_t size)
 	fclose(f);
 	/* A node list: "0", "0-1", "0,2-3". */
 	for (; *p && *p != '\n'; p = *end == ',' ? end + 1 : end) {
-		a = b = strtoul(p, &end, 10);
+		a = strtoul(p, &end, 10);
 		if (end == p)
 			break;
+		b = a;
 		if (*end == '-')
 			b = strtoul(end + 1, &end, 10);
 		for (; a <= b && a < 64 * 16; a++)
