@@ -176,7 +176,7 @@ void gmem_kvm_exit(void);
 int gmem_kvm_invalidate(struct gmem_file *gf, pgoff_t start, pgoff_t end,
 			int (*change)(void *data), void *data);
 unsigned long gmem_kvm_takeover_counts(unsigned long *declined);
-const char *gmem_kvm_name(struct gmem_file *gf);
+void gmem_kvm_show_vm(struct seq_file *m, struct gmem_file *gf);
 
 VISIBLE_IF_KUNIT struct folio *gmem_store_insert_new(struct gmem_store *s,
 						     pgoff_t index);

@@ -393,7 +393,6 @@ static int gmem_release(struct inode *inode, struct file *file)
 static void gmem_show_fdinfo(struct seq_file *m, struct file *file)
 {
 	struct gmem_file *gf = file->private_data;
-	const char *vm = gmem_kvm_name(gf);
 
 	seq_printf(m, "gmem-id:\t%lu\n", file_inode(file)->i_ino);
 	seq_printf(m, "gmem-size:\t%lld\n", gf->size);
@@ -405,8 +404,7 @@ static void gmem_show_fdinfo(struct seq_file *m, struct file *file)
 	seq_printf(m, "gmem-flags:\t%#llx\n", gf->flags);
 	seq_puts(m, "gmem-nodes:\t");
 	gmem_show_nodes(m, NULL, &gf->store);
-	if (vm)
-		seq_printf(m, "gmem-vm:\t%s\n", vm);
+	gmem_kvm_show_vm(m, gf);
 }
 
 static long gmem_set_attributes(struct file *file,

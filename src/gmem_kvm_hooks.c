@@ -7,10 +7,13 @@
  * the takeover parameter, KVM_CREATE_GUEST_MEMFD returns gmem files.
  *
  * KVM keeps the bindings, in each file's struct kvm_gmem_binding, with
- * the rules of its own guest_memfd: a file binds to one VM only (the
- * first that binds it, or the one it was created for, which the file
- * then pins until it is released); the ranges of one file never overlap
- * across memslots; VM and file can go away in either order.  gmem frees
+ * the rules of its own guest_memfd, but one: the memslots of a file are
+ * all one VM's, which the file pins while it has any; once that VM's
+ * last memslot on the file is deleted, the file (with its pages) may be
+ * bound by another VM: the live update of a VMM (docs/design.md,
+ * "Handoff").  A file KVM_CREATE_GUEST_MEMFD made stays its VM's for
+ * life, as a guest_memfd.  The ranges of one file never overlap across
+ * memslots; VM and file can go away in either order.  gmem frees
  * or changes pages guests may map only inside kvm_gmem_invalidate().
  * Every bound memslot holds a reference on this module (taken by KVM),
  * so gmem cannot be unloaded while a memslot uses one of its files.
@@ -21,6 +24,7 @@
 #include <linux/kvm_host.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
+#include <linux/seq_file.h>
 
 #include "gmem.h"
 #include "gmem_trace.h"
@@ -425,14 +429,20 @@ void gmem_kvm_exit(void)
 }
 
 /**
- * gmem_kvm_name() - name of the VM a file is bound to, for fdinfo
+ * gmem_kvm_show_vm() - print the VM a file is bound to, for fdinfo
+ * @m: where to print
  * @gf: the file
  *
- * Return: KVM's stats id of the VM ("kvm-<pid>"), or NULL when unbound.
+ * Prints "gmem-vm:\t<KVM's stats id of the VM>" ("kvm-<pid>"), nothing
+ * while no VM has a memslot on the file.  Under the binding's lock: the
+ * VM may give the file up (its last memslot goes) and be freed at once.
  */
-const char *gmem_kvm_name(struct gmem_file *gf)
+void gmem_kvm_show_vm(struct seq_file *m, struct gmem_file *gf)
 {
-	struct kvm *kvm = READ_ONCE(gf->binding.gmem.kvm);
+	struct kvm *kvm;
 
-	return kvm ? kvm->stats_id : NULL;
+	guard(mutex)(&gf->binding.lock);
+	kvm = gf->binding.gmem.kvm;
+	if (kvm)
+		seq_printf(m, "gmem-vm:\t%s\n", kvm->stats_id);
 }
