@@ -47,8 +47,20 @@
  * .../allocations_1g and .../node_bytes (as gmem-nodes) count for the
  * whole module.
  *
+ * The memslots bound to a file are all one VM's: the first to bind it,
+ * which the file keeps alive (fdinfo gmem-vm: kvm-<pid>) as long as it
+ * has a memslot on the file.  Memslots of other VMs fail with EBUSY
+ * meanwhile.  Once that VM's last memslot on the file is deleted, the
+ * file is free (no gmem-vm) with all its pages, attributes and policy,
+ * and whoever holds the fd (passed with SCM_RIGHTS, or kept across
+ * execve(2)) may bind it to another VM, whose guest finds the memory as
+ * the old one left it: the live update of a VMM, without copying.  The
+ * pages stay unreadable to the host throughout, and pages a guest was
+ * given stay refused to GMEM_WRITE.
+ *
  * With the module parameter takeover on, KVM's KVM_CREATE_GUEST_MEMFD
- * returns gmem files too (bound to their VM from creation, otherwise as
+ * returns gmem files too (bound to their VM from creation and for life,
+ * as KVM's guest_memfd: other VMs fail with EINVAL; otherwise as
  * GMEM_CREATE without flags makes them): every ioctl below works on them.
  * /sys/class/misc/gmem/takeover_files counts them.
  *
