@@ -177,6 +177,7 @@ int gmem_kvm_invalidate(struct gmem_file *gf, pgoff_t start, pgoff_t end,
 			int (*change)(void *data), void *data);
 unsigned long gmem_kvm_takeover_counts(unsigned long *declined);
 void gmem_kvm_show_vm(struct seq_file *m, struct gmem_file *gf);
+long gmem_kvm_release_vm(struct gmem_file *gf, struct gmem_release_vm __user *uarg);
 
 VISIBLE_IF_KUNIT struct folio *gmem_store_insert_new(struct gmem_store *s,
 						     pgoff_t index);

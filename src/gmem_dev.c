@@ -701,6 +701,8 @@ static long gmem_file_ioctl(struct file *file, unsigned int cmd,
 		return gmem_set_mempolicy(file, uarg);
 	case GMEM_GET_MEMPOLICY:
 		return gmem_get_mempolicy(file, uarg);
+	case GMEM_RELEASE_VM:
+		return gmem_kvm_release_vm(file->private_data, uarg);
 	default:
 		return -ENOTTY;
 	}

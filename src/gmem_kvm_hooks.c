@@ -7,13 +7,15 @@
  * the takeover parameter, KVM_CREATE_GUEST_MEMFD returns gmem files.
  *
  * KVM keeps the bindings, in each file's struct kvm_gmem_binding, with
- * the rules of its own guest_memfd, but one: the memslots of a file are
- * all one VM's, which the file pins while it has any; once that VM's
- * last memslot on the file is deleted, the file (with its pages) may be
- * bound by another VM: the live update of a VMM (docs/design.md,
- * "Handoff").  A file KVM_CREATE_GUEST_MEMFD made stays its VM's for
- * life, as a guest_memfd.  The ranges of one file never overlap across
- * memslots; VM and file can go away in either order.  gmem frees
+ * the rules of its own guest_memfd but one: a file binds to one VM only
+ * (the first that binds it, or the one it was created for), which the
+ * file pins until it is released, or until the holder of both the file
+ * and the VM lets the VM go (GMEM_RELEASE_VM, once the VM has no memslot
+ * on the file): then the next VM to bind the file gets it, pages and all,
+ * the live update of a VMM (docs/design.md, "Handoff").  A file
+ * KVM_CREATE_GUEST_MEMFD made stays its VM's for life, as a guest_memfd.
+ * The ranges of one file never overlap across memslots; VM and file can
+ * go away in either order.  gmem frees
  * or changes pages guests may map only inside kvm_gmem_invalidate().
  * Every bound memslot holds a reference on this module (taken by KVM),
  * so gmem cannot be unloaded while a memslot uses one of its files.
@@ -29,8 +31,8 @@
 #include "gmem.h"
 #include "gmem_trace.h"
 
-#if KVM_GMEM_PROVIDER_API < 2
-#error "gmem needs the provider interface of kernel/patches/6.12/ (KVM_GMEM_PROVIDER_API 2)"
+#if KVM_GMEM_PROVIDER_API < 3
+#error "gmem needs the provider interface of kernel/patches/6.12/ (KVM_GMEM_PROVIDER_API 3)"
 #endif
 
 /*
@@ -429,13 +431,44 @@ void gmem_kvm_exit(void)
 }
 
 /**
+ * gmem_kvm_release_vm() - GMEM_RELEASE_VM: let the file's VM go
+ * @gf: the file, which the caller holds
+ * @uarg: the VM, as &struct gmem_release_vm
+ *
+ * KVM drops the file's reference to the VM if the VM has no memslot on
+ * the file; the VM's fd proves the caller runs the VM.
+ *
+ * Return: 0 or -errno, see GMEM_RELEASE_VM.
+ */
+long gmem_kvm_release_vm(struct gmem_file *gf, struct gmem_release_vm __user *uarg)
+{
+	struct gmem_release_vm args;
+	struct file *vm;
+	int r;
+
+	if (copy_from_user(&args, uarg, sizeof(args)))
+		return -EFAULT;
+	if (args.flags)
+		return -EINVAL;
+	if (args.vm_fd < 0)
+		return -EBADF;
+	vm = fget(args.vm_fd);
+	if (!vm)
+		return -EBADF;
+	/* Our reference to the VM's file keeps the VM alive meanwhile. */
+	r = file_is_kvm(vm) ? kvm_gmem_binding_unpin(&gf->binding, vm->private_data) : -EINVAL;
+	fput(vm);
+	return r;
+}
+
+/**
  * gmem_kvm_show_vm() - print the VM a file is bound to, for fdinfo
  * @m: where to print
  * @gf: the file
  *
  * Prints "gmem-vm:\t<KVM's stats id of the VM>" ("kvm-<pid>"), nothing
- * while no VM has a memslot on the file.  Under the binding's lock: the
- * VM may give the file up (its last memslot goes) and be freed at once.
+ * while the file has no VM.  Under the binding's lock: the VM may let
+ * the file go (GMEM_RELEASE_VM) and be freed at once.
  */
 void gmem_kvm_show_vm(struct seq_file *m, struct gmem_file *gf)
 {

@@ -48,19 +48,19 @@
  * whole module.
  *
  * The memslots bound to a file are all one VM's: the first to bind it,
- * which the file keeps alive (fdinfo gmem-vm: kvm-<pid>) as long as it
- * has a memslot on the file.  Memslots of other VMs fail with EBUSY
- * meanwhile.  Once that VM's last memslot on the file is deleted, the
- * file is free (no gmem-vm) with all its pages, attributes and policy,
- * and whoever holds the fd (passed with SCM_RIGHTS, or kept across
- * execve(2)) may bind it to another VM, whose guest finds the memory as
- * the old one left it: the live update of a VMM, without copying.  The
- * pages stay unreadable to the host throughout, and pages a guest was
- * given stay refused to GMEM_WRITE.
+ * which the file keeps alive (fdinfo gmem-vm: kvm-<pid>) until it is
+ * closed or released with GMEM_RELEASE_VM; memslots of other VMs fail
+ * with EBUSY meanwhile.  Released, the file keeps all its pages,
+ * attributes and policy, and the next VM to bind it (its fd passed with
+ * SCM_RIGHTS, or kept across execve(2)) finds the memory as the old guest
+ * left it: the live update of a VMM, without copying.  The pages stay
+ * unreadable to the host throughout, and pages a guest was given stay
+ * refused to GMEM_WRITE.
  *
  * With the module parameter takeover on, KVM's KVM_CREATE_GUEST_MEMFD
  * returns gmem files too (bound to their VM from creation and for life,
- * as KVM's guest_memfd: other VMs fail with EINVAL; otherwise as
+ * as KVM's guest_memfd: other VMs fail with EINVAL, GMEM_RELEASE_VM too;
+ * otherwise as
  * GMEM_CREATE without flags makes them): every ioctl below works on them.
  * /sys/class/misc/gmem/takeover_files counts them.
  *
@@ -83,8 +83,8 @@
  *
  * Any ioctl that gmem does not define for the fd it is issued on fails
  * with ENOTTY: also GMEM_CREATE on a gmem file, and GMEM_SET_ATTRIBUTES,
- * GMEM_GET_ATTRIBUTES, GMEM_WRITE, GMEM_SET_MEMPOLICY or
- * GMEM_GET_MEMPOLICY on /dev/gmem.
+ * GMEM_GET_ATTRIBUTES, GMEM_WRITE, GMEM_SET_MEMPOLICY, GMEM_GET_MEMPOLICY
+ * or GMEM_RELEASE_VM on /dev/gmem.
  */
 #define GMEM_IOCTL_MAGIC	0xB9
 
@@ -489,5 +489,35 @@ struct gmem_mempolicy {
  * 32768).
  */
 #define GMEM_GET_MEMPOLICY	_IOWR(GMEM_IOCTL_MAGIC, 0x14, struct gmem_mempolicy)
+
+/**
+ * struct gmem_release_vm - argument of GMEM_RELEASE_VM
+ * @vm_fd: an fd of the VM the file is bound to (KVM_CREATE_VM's)
+ * @flags: 0
+ */
+struct gmem_release_vm {
+	__s32 vm_fd;
+	__u32 flags;
+};
+
+/**
+ * define GMEM_RELEASE_VM - let another VM take the file over
+ *
+ * Issued on a gmem file with a &struct gmem_release_vm, once the VM of
+ * @vm_fd has no memslot on the file any more (each deleted with
+ * KVM_SET_USER_MEMORY_REGION2, memory_size 0, which zaps the guest's
+ * mappings of it): the file lets the VM go (fdinfo drops gmem-vm; the VM
+ * is freed once its own fds are closed), and the next VM to bind the
+ * file gets it, with every page as the old guest left it.  Only a caller
+ * holding both the file and the VM can do so: deleting memslots alone
+ * keeps the file the VM's, and a process given only the file cannot take
+ * it from the VM.  Does nothing on a file no VM has.
+ *
+ * Return: 0.  Errors: EFAULT (bad pointer), EBADF (@vm_fd is not an open
+ * fd), EINVAL (non-zero @flags; @vm_fd is not a KVM VM, or not the file's
+ * VM; the file was made by KVM_CREATE_GUEST_MEMFD, whose VM keeps it for
+ * life), EBUSY (a memslot of the VM is still bound to the file).
+ */
+#define GMEM_RELEASE_VM		_IOW(GMEM_IOCTL_MAGIC, 0x15, struct gmem_release_vm)
 
 #endif /* _UAPI_GMEM_H */
