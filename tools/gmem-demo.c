@@ -17,6 +17,14 @@
  * With --hold, a demo that passed keeps its VM and gmem file until its
  * standard input reaches end of file (for `gmemctl ps`, make demo).
  *
+ * With --handoff, a live update instead: an old VMM process runs the
+ * guest, which writes its secret into private memory; the old VMM
+ * deletes its memslot, passes the gmem fd over a unix socket
+ * (SCM_RIGHTS) to a new VMM process, forked before the file existed, and
+ * exits.  The new VMM tries to read the file (and cannot), builds a new
+ * VM on it, and that VM's guest reads the secret from private memory and
+ * sends it out on an I/O port.
+ *
  * Build: make -C tools KDIR=<kernel tree with `make headers_install` done>
  */
 #include <errno.h>
@@ -31,6 +39,8 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <linux/falloc.h>
 #include <linux/kvm.h>
@@ -63,6 +73,7 @@
 #define STACK_TOP	0x8000
 #define SECRET_KEY	0x5a	/* XOR key of the scrambled secret */
 #define DONE_PORT	0x10	/* the guest writes its status here */
+#define SAY_PORT	0x11	/* --handoff: the new guest writes the secret here */
 #define TIMEOUT		60	/* seconds the guest may take */
 
 /* Status the guest writes to DONE_PORT. */
@@ -172,10 +183,40 @@ asm("	.pushsection .rodata.gmem_demo_guest, \"a\"\n"
 "	.popsection\n"
 );
 
+/*
+ * --handoff: the new VMM's guest, real-mode code run at CODE_GPA as the
+ * other.  It sends what the private secret page holds, up to its first
+ * zero byte, out on SAY_PORT, one byte per out, and reports GUEST_OK.
+ */
+extern const unsigned char reader_code[], reader_code_end[];
+asm("	.pushsection .rodata.gmem_demo_guest, \"a\"\n"
+"	.globl	reader_code, reader_code_end\n"
+"	.code16\n"
+"reader_code:\n"
+"	cld\n"
+"	mov	$" str(SECRET_GPA) ", %si\n"
+"	mov	$256, %cx\n"
+"1:	lodsb\n"
+"	test	%al, %al\n"
+"	jz	2f\n"
+"	out	%al, $" str(SAY_PORT) "\n"
+"	loop	1b\n"
+"2:	mov	$" str(GUEST_OK) ", %al\n"
+"	out	%al, $" str(DONE_PORT) "\n"
+"	hlt\n"
+"	jmp	2b\n"
+"reader_code_end:\n"
+"	.code64\n"
+"	.popsection\n"
+);
+
 struct demo {
 	int kvm, gmem_dev, vm, vcpu, gmem;
 	unsigned char *shared;		/* the shared view of guest memory */
 	struct kvm_run *run;
+	bool quiet;			/* --handoff: fewer words on the setup */
+	char said[257];			/* --handoff: what the guest sent out */
+	size_t nsaid;
 	char failed[160];		/* the first check that failed */
 };
 
@@ -203,6 +244,18 @@ static void skip(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(4);
+}
+
+/* printf(), unless @d is quiet. */
+static void info(struct demo *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (d->quiet)
+		return;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
 }
 
 static const char *errname(int err)
@@ -269,6 +322,29 @@ static long long fdinfo_value(struct demo *d, const char *key)
 	return val;
 }
 
+/*
+ * The VM the gmem file is bound to, from the "gmem-vm:" line of its
+ * fdinfo, into @buf; "" if there is none (bound to no VM).
+ */
+static const char *fdinfo_vm(struct demo *d, char *buf, size_t len)
+{
+	char path[64], line[256], *v;
+	FILE *f;
+
+	buf[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", d->gmem);
+	f = fopen(path, "r");
+	if (!f)
+		die("%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "gmem-vm:", 8)) {
+			v = line + 8 + strspn(line + 8, " \t");
+			snprintf(buf, len, "%.*s", (int)strcspn(v, "\n"), v);
+		}
+	fclose(f);
+	return buf;
+}
+
 /* /dev/kvm, /dev/gmem and a software-protected VM. */
 static void setup_vm(struct demo *d)
 {
@@ -293,8 +369,8 @@ static void setup_vm(struct demo *d)
 	d->vm = ioctl(d->kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
 	if (d->vm < 0)
 		die("KVM_CREATE_VM(KVM_X86_SW_PROTECTED_VM): %s", strerror(errno));
-	printf("  VM: type KVM_X86_SW_PROTECTED_VM (KVM_CAP_VM_TYPES %#x)\n",
-	       types);
+	info(d, "  VM: type KVM_X86_SW_PROTECTED_VM (KVM_CAP_VM_TYPES %#x)\n",
+	     types);
 
 	r = ioctl(d->vm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES);
 	if (r < 0 || !(r & KVM_MEMORY_ATTRIBUTE_PRIVATE))
@@ -305,59 +381,75 @@ static void setup_vm(struct demo *d)
 	cap.args[0] = 1 << KVM_HC_MAP_GPA_RANGE;
 	if (ioctl(d->vm, KVM_ENABLE_CAP, &cap))
 		die("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL): %s", strerror(errno));
-	printf("  KVM_CAP_EXIT_HYPERCALL: the guest's MAP_GPA_RANGE calls exit to this VMM\n");
+	info(d, "  KVM_CAP_EXIT_HYPERCALL: the guest's MAP_GPA_RANGE calls exit to this VMM\n");
+}
+
+/*
+ * Memslot 0 over all guest memory, private pages from the gmem fd at
+ * offset 0, or none (memory_size 0: delete it) if !@size.
+ */
+static int set_memslot(struct demo *d, int vm, __u64 size)
+{
+	struct kvm_userspace_memory_region2 region = {
+		.slot = 0,
+		.flags = KVM_MEM_GUEST_MEMFD,
+		.guest_phys_addr = 0,
+		.memory_size = size,
+		.userspace_addr = (unsigned long)d->shared,
+		.guest_memfd = d->gmem,
+		.guest_memfd_offset = 0,
+	};
+
+	return ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &region);
+}
+
+/* Fresh shared memory, and memslot 0 on it and on the gmem file. */
+static void setup_memslot(struct demo *d)
+{
+	d->shared = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (d->shared == MAP_FAILED)
+		die("mmap of %d bytes of shared memory: %s", MEM_SIZE,
+		    strerror(errno));
+	info(d, "  shared memory: %d KiB, mmap(MAP_SHARED | MAP_ANONYMOUS)\n",
+	     MEM_SIZE >> 10);
+
+	if (set_memslot(d, d->vm, MEM_SIZE))
+		die("KVM_SET_USER_MEMORY_REGION2 with the gmem fd: %s%s",
+		    strerror(errno), errno != EINVAL ? "" :
+		    " (a KVM without kernel/patches/6.12 takes only its own guest_memfd)");
+	info(d, "  memslot 0: GPA [0, %#x), KVM_MEM_GUEST_MEMFD: shared pages come\n"
+	     "             from the mapping, private pages from the gmem fd\n",
+	     MEM_SIZE);
 }
 
 /* The gmem file, the shared mapping, the memslot, the guest's memory. */
 static void setup_memory(struct demo *d)
 {
 	struct gmem_create gc = { .size = MEM_SIZE };
-	struct kvm_userspace_memory_region2 region = {
-		.slot = 0,
-		.flags = KVM_MEM_GUEST_MEMFD,
-		.guest_phys_addr = 0,
-		.memory_size = MEM_SIZE,
-		.guest_memfd_offset = 0,
-	};
 	size_t len = strlen(secret);
 	unsigned int i;
 
 	d->gmem = ioctl(d->gmem_dev, GMEM_CREATE, &gc);
 	if (d->gmem < 0)
 		die("GMEM_CREATE of %d bytes: %s", MEM_SIZE, strerror(errno));
-	printf("  gmem file: fd %d, %d KiB, from GMEM_CREATE on /dev/gmem\n",
-	       d->gmem, MEM_SIZE >> 10);
+	info(d, "  gmem file: fd %d, %d KiB, from GMEM_CREATE on /dev/gmem\n",
+	     d->gmem, MEM_SIZE >> 10);
 
-	d->shared = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (d->shared == MAP_FAILED)
-		die("mmap of %d bytes of shared memory: %s", MEM_SIZE,
-		    strerror(errno));
-	printf("  shared memory: %d KiB, mmap(MAP_SHARED | MAP_ANONYMOUS)\n",
-	       MEM_SIZE >> 10);
-
-	region.guest_memfd = d->gmem;
-	region.userspace_addr = (unsigned long)d->shared;
-	if (ioctl(d->vm, KVM_SET_USER_MEMORY_REGION2, &region))
-		die("KVM_SET_USER_MEMORY_REGION2 with the gmem fd: %s%s",
-		    strerror(errno), errno != EINVAL ? "" :
-		    " (a KVM without kernel/patches/6.12 takes only its own guest_memfd)");
-	printf("  memslot 0: GPA [0, %#x), KVM_MEM_GUEST_MEMFD: shared pages come\n"
-	       "             from the mapping, private pages from the gmem fd\n",
-	       MEM_SIZE);
+	setup_memslot(d);
 
 	set_attributes(d, SECRET_GPA, 2 * PAGE_SIZE, true);
-	printf("  KVM_SET_MEMORY_ATTRIBUTES: private: GPA %#x (secret), %#x (message)\n",
-	       SECRET_GPA, MSG_GPA);
+	info(d, "  KVM_SET_MEMORY_ATTRIBUTES: private: GPA %#x (secret), %#x (message)\n",
+	     SECRET_GPA, MSG_GPA);
 
 	memcpy(d->shared + CODE_GPA, guest_code, guest_code_end - guest_code);
 	d->shared[SCRAMBLED_GPA] = len & 0xff;
 	d->shared[SCRAMBLED_GPA + 1] = len >> 8;
 	for (i = 0; i < len; i++)
 		d->shared[SCRAMBLED_GPA + 2 + i] = secret[i] ^ SECRET_KEY;
-	printf("  guest: %zu bytes of real-mode code at GPA %#x, and its secret,\n"
-	       "         XOR-scrambled, at GPA %#x (both shared)\n",
-	       (size_t)(guest_code_end - guest_code), CODE_GPA, SCRAMBLED_GPA);
+	info(d, "  guest: %zu bytes of real-mode code at GPA %#x, and its secret,\n"
+	     "         XOR-scrambled, at GPA %#x (both shared)\n",
+	     (size_t)(guest_code_end - guest_code), CODE_GPA, SCRAMBLED_GPA);
 }
 
 static void setup_vcpu(struct demo *d)
@@ -410,8 +502,8 @@ static void handle_map_gpa_range(struct demo *d)
 	__u64 size = npages * PAGE_SIZE;
 	long long before;
 
-	printf("  exit: hypercall MAP_GPA_RANGE: GPA %#llx, %llu page(s) -> %s\n",
-	       gpa, npages, to);
+	info(d, "  exit: hypercall MAP_GPA_RANGE: GPA %#llx, %llu page(s) -> %s\n",
+	     gpa, npages, to);
 	if (gpa >= MEM_SIZE || npages > (MEM_SIZE - gpa) / PAGE_SIZE) {
 		printf("        outside guest memory: -EINVAL to the guest\n");
 		d->run->hypercall.ret = -KVM_EINVAL;
@@ -419,16 +511,16 @@ static void handle_map_gpa_range(struct demo *d)
 	}
 
 	set_attributes(d, gpa, size, private);
-	printf("        KVM_SET_MEMORY_ATTRIBUTES [%#llx, %#llx) -> %s\n",
-	       gpa, gpa + size, to);
+	info(d, "        KVM_SET_MEMORY_ATTRIBUTES [%#llx, %#llx) -> %s\n",
+	     gpa, gpa + size, to);
 	if (!private) {
 		before = fdinfo_value(d, "gmem-allocated");
 		if (fallocate(d->gmem, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			      gpa, size))
 			die("fallocate(PUNCH_HOLE) on the gmem fd at %#llx: %s",
 			    gpa, strerror(errno));
-		printf("        fallocate(PUNCH_HOLE) of the gmem fd: allocated %lld -> %lld bytes\n",
-		       before, fdinfo_value(d, "gmem-allocated"));
+		info(d, "        fallocate(PUNCH_HOLE) of the gmem fd: allocated %lld -> %lld bytes\n",
+		     before, fdinfo_value(d, "gmem-allocated"));
 	}
 	d->run->hypercall.ret = 0;
 }
@@ -474,6 +566,13 @@ static int run_guest(struct demo *d)
 			handle_map_gpa_range(d);
 			break;
 		case KVM_EXIT_IO:
+			if (d->run->io.port == SAY_PORT &&
+			    d->run->io.direction == KVM_EXIT_IO_OUT &&
+			    d->run->io.size == 1 && d->nsaid < sizeof(d->said) - 1) {
+				d->said[d->nsaid++] =
+					*((char *)d->run + d->run->io.data_offset);
+				break;
+			}
 			if (d->run->io.port != DONE_PORT ||
 			    d->run->io.direction != KVM_EXIT_IO_OUT ||
 			    d->run->io.size != 1)
@@ -481,8 +580,8 @@ static int run_guest(struct demo *d)
 				    d->run->io.port);
 			status = *((unsigned char *)d->run + d->run->io.data_offset);
 			alarm(0);
-			printf("  exit: out to port %#x: status %d\n", DONE_PORT,
-			       status);
+			info(d, "  exit: out to port %#x: status %d\n", DONE_PORT,
+			     status);
 			return status;
 		default:
 			if (ioctl(d->vcpu, KVM_GET_REGS, &regs))
@@ -600,21 +699,213 @@ static void hold(void)
 	} while (n > 0 || (n < 0 && errno == EINTR));
 }
 
+/*
+ * --handoff: a live update.  The old VMM's guest leaves its secret in
+ * private memory; the file goes by SCM_RIGHTS to a new VMM, which runs a
+ * new guest on it.
+ */
+struct handoff_msg {
+	pid_t old_vmm;
+};
+
+static void send_gmem_fd(int sock, int fd)
+{
+	struct handoff_msg msg = { .old_vmm = getpid() };
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = &msg, .iov_len = sizeof(msg) };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	if (sendmsg(sock, &mh, 0) != sizeof(msg))
+		die("sendmsg(SCM_RIGHTS) of the gmem fd: %s", strerror(errno));
+}
+
+/* The fd the old VMM sent, and its pid in @old_vmm. */
+static int recv_gmem_fd(int sock, pid_t *old_vmm)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct handoff_msg msg;
+	struct iovec iov = { .iov_base = &msg, .iov_len = sizeof(msg) };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *c;
+	ssize_t n;
+	int fd;
+
+	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	if (!n)
+		exit(1);	/* the old VMM failed, and said why */
+	if (n < 0)
+		die("recvmsg: %s", strerror(errno));
+	c = CMSG_FIRSTHDR(&mh);
+	if (n != sizeof(msg) || !c || c->cmsg_type != SCM_RIGHTS)
+		die("the old VMM sent no gmem fd");
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	*old_vmm = msg.old_vmm;
+	return fd;
+}
+
+/* The old VMM: run the guest, let go of the file, send it, exit. */
+static int old_vmm(int sock)
+{
+	struct demo d = { .quiet = true, .failed = "" };
+	char vm[64];
+	int other, r, err;
+
+	printf("\n[2] The old VMM (pid %d) runs the guest\n", getpid());
+	setup_vm(&d);
+	setup_memory(&d);
+	setup_vcpu(&d);
+	printf("  gmem file: fd %d, %d KiB; memslot 0 binds it to this VM (fdinfo gmem-vm: %s)\n",
+	       d.gmem, MEM_SIZE >> 10, fdinfo_vm(&d, vm, sizeof(vm)));
+	check(&d, run_guest(&d) == GUEST_OK,
+	      "the guest wrote its secret into private page %#x and read it back", SECRET_GPA);
+
+	printf("\n[3] The old VMM lets go of the file\n");
+	other = ioctl(d.kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+	if (other < 0)
+		die("KVM_CREATE_VM: %s", strerror(errno));
+	r = set_memslot(&d, other, MEM_SIZE);
+	err = errno;
+	check(&d, r && err == EBUSY,
+	      "while memslot 0 is there, another VM cannot bind the file: %s",
+	      r ? errname(err) : "no, it could!");
+	close(other);
+	if (set_memslot(&d, d.vm, 0))
+		die("KVM_SET_USER_MEMORY_REGION2 deleting memslot 0: %s", strerror(errno));
+	check(&d, !fdinfo_vm(&d, vm, sizeof(vm))[0],
+	      "memslot 0 deleted (memory_size 0): no gmem-vm in fdinfo, bound to no VM");
+	if (d.failed[0])
+		die("%s", d.failed);
+	printf("  sendmsg(SCM_RIGHTS): the gmem fd goes to the new VMM; the old VMM exits\n");
+	send_gmem_fd(sock, d.gmem);
+	return 0;
+}
+
+/* The new VMM: receive the file, fail to read it, run a new guest on it. */
+static int new_vmm(int sock)
+{
+	struct demo d = { .quiet = true, .failed = "" };
+	char vm[64], buf[64], mine[64];
+	pid_t old;
+	ssize_t n;
+	void *p;
+
+	d.gmem = recv_gmem_fd(sock, &old);
+	printf("\n[4] The new VMM (pid %d) has the file, and no VM on it yet\n", getpid());
+	n = read(sock, buf, sizeof(buf));
+	printf("  recvmsg: gmem fd %d, %lld bytes allocated; the old VMM (pid %d) %s\n",
+	       d.gmem, fdinfo_value(&d, "gmem-allocated"), old,
+	       n ? "is still there" : "has exited");
+	n = read(d.gmem, buf, sizeof(buf));
+	check(&d, n < 0, "read() of the gmem fd fails: %s", n < 0 ? errname(errno) : "no, it worked!");
+	n = pread(d.gmem, buf, sizeof(buf), SECRET_GPA);
+	check(&d, n < 0, "pread() at the secret's offset fails: %s",
+	      n < 0 ? errname(errno) : "no, it worked!");
+	p = mmap(NULL, PAGE_SIZE, PROT_READ, MAP_SHARED, d.gmem, SECRET_GPA);
+	check(&d, p == MAP_FAILED, "mmap() of the gmem fd fails: %s",
+	      p == MAP_FAILED ? errname(errno) : "no, it worked!");
+
+	printf("\n[5] The new VMM builds a new VM on the file\n");
+	setup_vm(&d);
+	setup_memslot(&d);
+	snprintf(mine, sizeof(mine), "kvm-%d", getpid());
+	check(&d, !strcmp(fdinfo_vm(&d, vm, sizeof(vm)), mine),
+	      "memslot 0 binds the file to the new VM: fdinfo gmem-vm: %s", vm);
+	set_attributes(&d, SECRET_GPA, PAGE_SIZE, true);
+	memcpy(d.shared + CODE_GPA, reader_code, reader_code_end - reader_code);
+	printf("  fresh shared memory with %zu bytes of new guest code; page %#x private\n",
+	       (size_t)(reader_code_end - reader_code), SECRET_GPA);
+	setup_vcpu(&d);
+	printf("  The new guest sends what private page %#x holds out on port %#x.\n",
+	       SECRET_GPA, SAY_PORT);
+	check(&d, run_guest(&d) == GUEST_OK && !strcmp(d.said, secret),
+	      "the new guest read the old guest's secret from the gmem file:\n"
+	      "       \"%s\"", d.said);
+	check(&d, !memmem(d.shared, MEM_SIZE, secret, strlen(secret)),
+	      "the new VMM's shared memory holds no copy of it");
+	if (d.failed[0])
+		die("%s", d.failed);
+	return 0;
+}
+
+static int live_update(void)
+{
+	int sv[2], st_old, st_new;
+	pid_t old, new;
+
+	printf("gmem-demo --handoff: a guest's secret in gmem survives the replacement of its VMM\n");
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		die("socketpair: %s", strerror(errno));
+	printf("\n[1] Two VMM processes, before any gmem file exists, and a unix socket\n");
+	new = fork();
+	if (new < 0)
+		die("fork: %s", strerror(errno));
+	if (!new) {
+		close(sv[0]);
+		exit(new_vmm(sv[1]));
+	}
+	printf("  new VMM: pid %d, waits for the guest's memory on the socket;\n"
+	       "  the old VMM starts next\n", new);
+	old = fork();
+	if (old < 0)
+		die("fork: %s", strerror(errno));
+	if (!old) {
+		close(sv[1]);
+		exit(old_vmm(sv[0]));
+	}
+	close(sv[0]);
+	close(sv[1]);
+	if (waitpid(old, &st_old, 0) != old || waitpid(new, &st_new, 0) != new)
+		die("waitpid: %s", strerror(errno));
+	/* A VMM that failed or skipped said why. */
+	if (WIFEXITED(st_old) && WEXITSTATUS(st_old))
+		return WEXITSTATUS(st_old);
+	if (WIFEXITED(st_new) && WEXITSTATUS(st_new))
+		return WEXITSTATUS(st_new);
+	if (!WIFEXITED(st_old) || !WIFEXITED(st_new)) {
+		fprintf(stderr, "gmem-demo: FAILED: old VMM status %#x, new VMM status %#x\n",
+			st_old, st_new);
+		return 1;
+	}
+	printf("\ngmem-demo: PASS: the secret went from one VMM's guest to the next in private\n"
+	       "memory; the host could not read it on the way\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct demo d = { .failed = "" };
-	bool hold_at_end = false;
+	bool hold_at_end = false, handoff = false;
 	int i;
 
 	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--hold")) {
-			fprintf(stderr, "gmem-demo: unknown argument '%s' (usage: %s [--hold])\n",
+		if (!strcmp(argv[i], "--hold")) {
+			hold_at_end = true;
+		} else if (!strcmp(argv[i], "--handoff")) {
+			handoff = true;
+		} else {
+			fprintf(stderr, "gmem-demo: unknown argument '%s' (usage: %s [--hold | --handoff])\n",
 				argv[i], argv[0]);
 			return 1;
 		}
-		hold_at_end = true;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (handoff && hold_at_end) {
+		fprintf(stderr, "gmem-demo: --hold and --handoff do not go together\n");
+		return 1;
+	}
+	if (handoff)
+		return live_update();
 	printf("gmem-demo: a KVM guest keeps a secret in private memory from /dev/gmem\n");
 
 	printf("\n[1] A VM whose private memory comes from /dev/gmem\n");
