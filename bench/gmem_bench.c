@@ -56,6 +56,31 @@
  *   populate mpol   populate, as above
  *   touch 4K mpol   touch 4K, as above without the flag: one policy
  *                   lookup per guest fault
+ *
+ * The "handoff" rows, last of all, in a table of their own: a VMM
+ * handoff (live update) of a gmem file that a guest filled, every page
+ * written, from the VM of this process to the VM of another process,
+ * which that process created before the handoff.  Latency in
+ * microseconds, median of -n runs (alternating sizes), per -H size:
+ *   handoff         all of it: the old VMM deletes the memslot, sends the
+ *                   fd over a unix socket (SCM_RIGHTS), the new VMM
+ *                   receives it, binds it with a memslot of its VM and
+ *                   runs its vCPU until the guest has read a private page
+ *                   (the file's last) and reported it with a ucall
+ *   ho: delete      KVM_SET_USER_MEMORY_REGION2 deleting the memslot
+ *   ho: pass fd     sendmsg() to the return of recvmsg() in the other
+ *                   process (which sleeps in it until then)
+ *   ho: bind        KVM_SET_USER_MEMORY_REGION2 creating the new memslot
+ *   ho: first read  KVM_RUN until the guest's ucall with what it read
+ * and a ratio row: the handoff of the largest size / of the smallest.
+ * The new VM's memory attributes say private before the bind (KVM keeps
+ * one per 4 KiB page, so setting them costs O(size) whenever it is done):
+ * the bind then reads them all for KVM's 2M mappings.  With -P, as a
+ * diagnostic, the new VM binds the file while its memory is still shared
+ * and only the page read is made private, after the bind (in "ho: bind").
+ * There is no guest_memfd column: a file of KVM_CREATE_GUEST_MEMFD stays
+ * the VM's it was made for until closed; another VM cannot bind it
+ * (EINVAL).
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -66,7 +91,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,6 +117,8 @@
 #define MAX_1G_PARAM	"/sys/module/gmem/parameters/max_1g"
 #define BLOCKS_PARAM	"/sys/module/gmem/parameters/blocks"
 #define NODM_4K_MAX	(64ULL << 20)	/* touch 4K nodm: 16384 faults at most */
+#define MAX_HO_RUNS	31
+#define MAX_HO_SIZES	4
 
 /*
  * GMEM_NODM: a gmem file created with GMEM_CREATE_NO_DIRECT_MAP; GMEM_MPOL:
@@ -491,7 +520,7 @@ static int cmp_double(const void *a, const void *b)
 
 static void stats(double *v, int n, double *med, double *min, double *max)
 {
-	double s[MAX_RUNS];
+	double s[MAX_HO_RUNS];	/* runs of the handoff rows too, >= MAX_RUNS */
 
 	memcpy(s, v, n * sizeof(*v));
 	qsort(s, n, sizeof(*s), cmp_double);
@@ -610,6 +639,265 @@ static void run_size(uint64_t size, int runs, bool touch)
 	}
 }
 
+/*
+ * The handoff rows: a gmem file passes from the VM of one process (the
+ * old VMM, this one) to the VM of another (the new VMM, forked before
+ * the file exists), as in a VMM live update.
+ */
+enum handoff_part { HO_TOTAL, HO_DELETE, HO_PASS, HO_BIND, HO_READ, NR_HO_PARTS };
+
+static const char * const ho_names[NR_HO_PARTS] = {
+	[HO_TOTAL] = "handoff",
+	[HO_DELETE] = "ho: delete",
+	[HO_PASS] = "ho: pass fd",
+	[HO_BIND] = "ho: bind",
+	[HO_READ] = "ho: first read",
+};
+
+static double ho_results[MAX_HO_SIZES][NR_HO_PARTS][MAX_HO_RUNS];
+static bool ho_shared_bind;	/* -P */
+
+/* Old VMM to new VMM, with the fd; and the new VMM's answer. */
+struct ho_msg {
+	double deleting, deleted;	/* around the memslot's deletion */
+	uint64_t key;			/* what the guest wrote: offset ^ key */
+};
+
+struct ho_done {
+	double received, bound, read;	/* after recvmsg, the bind, KVM_RUN */
+	uint64_t value;			/* what the new guest read */
+};
+
+/* The old guest: write offset ^ @key into the first word of every page. */
+static void guest_fill(uint64_t base, uint64_t size, uint64_t key)
+{
+	uint64_t off;
+
+	for (off = 0; off < size; off += PAGE_SIZE)
+		*(volatile uint64_t *)(base + off) = off ^ key;
+	GUEST_DONE();
+}
+
+/* The new guest: wait for the file, then read one word of it. */
+static void guest_read(uint64_t gva)
+{
+	GUEST_SYNC1(0);
+	GUEST_SYNC1(*(volatile uint64_t *)gva);
+}
+
+static void xwrite(int fd, const void *buf, size_t len)
+{
+	TEST_ASSERT(write(fd, buf, len) == (ssize_t)len, "write to the socket: %s",
+		    strerror(errno));
+}
+
+static void xread(int fd, void *buf, size_t len, const char *what)
+{
+	ssize_t n = read(fd, buf, len);
+
+	TEST_ASSERT(n == (ssize_t)len, "%s: %s", what,
+		    n < 0 ? strerror(errno) : "the other process is gone");
+}
+
+static void send_fd(int sock, int fd, const struct ho_msg *msg)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = (void *)msg, .iov_len = sizeof(*msg) };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	TEST_ASSERT(sendmsg(sock, &mh, 0) == sizeof(*msg), "sendmsg(SCM_RIGHTS): %s",
+		    strerror(errno));
+}
+
+static int recv_fd(int sock, struct ho_msg *msg)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = msg, .iov_len = sizeof(*msg) };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *c;
+	int fd;
+
+	TEST_ASSERT(recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) == sizeof(*msg),
+		    "recvmsg: %s", strerror(errno));
+	c = CMSG_FIRSTHDR(&mh);
+	TEST_ASSERT(c && c->cmsg_type == SCM_RIGHTS, "recvmsg: no fd");
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+/* A VM of @size bytes of private memory at DATA_GPA, not bound yet. */
+static struct kvm_vm *ho_vm(uint64_t size, void *guest, struct kvm_vcpu **vcpu,
+			    void **hva, bool private)
+{
+	struct kvm_vm *vm;
+
+	vm = __vm_create_shape_with_one_vcpu(protected_shape, vcpu,
+					     size / SZ_2M + 64, guest);
+	*hva = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	TEST_ASSERT(*hva != MAP_FAILED, "mmap: %s", strerror(errno));
+	virt_map_level(vm, DATA_GPA, DATA_GPA, size, PG_LEVEL_2M);
+	if (private)
+		vm_mem_set_private(vm, DATA_GPA, size);
+	return vm;
+}
+
+static uint64_t run_to_sync(struct kvm_vcpu *vcpu)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	TEST_ASSERT(get_ucall(vcpu, &uc) == UCALL_SYNC,
+		    "new guest: exit %u, ucall %lu", vcpu->run->exit_reason, uc.cmd);
+	return uc.args[0];
+}
+
+/*
+ * The new VMM, in a process of its own: a VM whose memory attributes say
+ * private already, a vCPU that ran up to where it waits for the file.
+ * Then it waits for the fd on @sock, binds it, lets the guest read the
+ * file's last page and answers with the times and what the guest read.
+ */
+static void __noreturn new_vmm(int sock, uint64_t size)
+{
+	struct kvm_vcpu *vcpu;
+	struct ho_done done;
+	struct ho_msg msg;
+	struct kvm_vm *vm;
+	void *hva;
+	int fd;
+
+	vm = ho_vm(size, guest_read, &vcpu, &hva, !ho_shared_bind);
+	vcpu_args_set(vcpu, 1, DATA_GPA + size - PAGE_SIZE);
+	run_to_sync(vcpu);
+	xwrite(sock, "r", 1);
+
+	fd = recv_fd(sock, &msg);
+	done.received = now();
+	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+				   size, hva, fd, 0);
+	if (ho_shared_bind)
+		vm_mem_set_private(vm, DATA_GPA + size - PAGE_SIZE, PAGE_SIZE);
+	done.bound = now();
+	done.value = run_to_sync(vcpu);
+	done.read = now();
+	xwrite(sock, &done, sizeof(done));
+	kvm_vm_free(vm);
+	close(fd);
+	_exit(0);
+}
+
+/* One handoff of a file of @size; its parts into @t (seconds). */
+static void run_handoff(uint64_t size, uint64_t key, double t[NR_HO_PARTS])
+{
+	struct kvm_vcpu *vcpu;
+	struct ho_done done;
+	struct ho_msg msg = { .key = key };
+	struct kvm_vm *vm;
+	struct ucall uc;
+	uint64_t expect;
+	struct stat st;
+	int sv[2], fd, status;
+	pid_t pid;
+	void *hva;
+	char c;
+
+	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+		    "socketpair: %s", strerror(errno));
+	fflush(stdout);
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork: %s", strerror(errno));
+	if (!pid) {
+		close(sv[0]);
+		new_vmm(sv[1], size);
+	}
+	close(sv[1]);
+
+	/* The old VMM: its guest writes every page of a new file. */
+	vm = ho_vm(size, guest_fill, &vcpu, &hva, true);
+	fd = new_file(GMEM, vm, size);
+	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+				   size, hva, fd, 0);
+	vcpu_args_set(vcpu, 3, DATA_GPA, size, key);
+	vcpu_run(vcpu);
+	TEST_ASSERT(get_ucall(vcpu, &uc) == UCALL_DONE,
+		    "old guest: exit %u, ucall %lu", vcpu->run->exit_reason, uc.cmd);
+	TEST_ASSERT(!fstat(fd, &st) && (uint64_t)st.st_blocks * 512 == size,
+		    "the guest populated %lu of %lu bytes", st.st_blocks * 512, size);
+	xread(sv[0], &c, 1, "new VMM not ready");
+
+	msg.deleting = now();
+	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+				   0, hva, fd, 0);
+	msg.deleted = now();
+	send_fd(sv[0], fd, &msg);
+	xread(sv[0], &done, sizeof(done), "new VMM failed");
+	TEST_ASSERT(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+		    !WEXITSTATUS(status), "new VMM: status %#x", status);
+	expect = (size - PAGE_SIZE) ^ key;
+	TEST_ASSERT(done.value == expect, "the new guest read %#lx, the old one wrote %#lx",
+		    done.value, expect);
+	t[HO_TOTAL] = done.read - msg.deleting;
+	t[HO_DELETE] = msg.deleted - msg.deleting;
+	t[HO_PASS] = done.received - msg.deleted;
+	t[HO_BIND] = done.bound - done.received;
+	t[HO_READ] = done.read - done.bound;
+	close(sv[0]);
+	close(fd);
+	kvm_vm_free(vm);
+	munmap(hva, size);
+}
+
+/* @runs handoffs of every size, alternating which size goes first. */
+static void handoff_table(FILE *csv, const uint64_t *sizes, int nsizes, int runs)
+{
+	double t[NR_HO_PARTS], med[MAX_HO_SIZES], min, max;
+	int r, i, j, p;
+
+	printf("gmem-bench: VMM handoff of a gmem file that a guest wrote all of, %d runs alternating sizes, median [min-max]; no guest_memfd column: KVM's own guest_memfd cannot be handed to another VM\n",
+	       runs);
+	if (ho_shared_bind)
+		printf("gmem-bench: -P: the new VM binds the file with its memory shared, the page it reads made private after\n");
+	printf("%10s  %-15s %-8s %28s\n", "size", "row", "unit", "gmem");
+	for (r = 0; r < runs; r++) {
+		for (j = 0; j < nsizes; j++) {
+			i = (j + r) % nsizes;
+			run_handoff(sizes[i] << 20, 0x5eed0000ULL + r, t);
+			for (p = 0; p < NR_HO_PARTS; p++)
+				ho_results[i][p][r] = t[p] * 1e6;
+		}
+	}
+	for (i = 0; i < nsizes; i++) {
+		for (p = 0; p < NR_HO_PARTS; p++) {
+			stats(ho_results[i][p], runs, &med[i], &min, &max);
+			printf("%6lu MiB  %-15s %-8s %12.1f [%.1f-%.1f]\n", sizes[i],
+			       ho_names[p], "us", med[i], min, max);
+			fprintf(csv, "%lu,%s,us,%.4f,%.4f,%.4f,,,,,\n", sizes[i],
+				ho_names[p], med[i], min, max);
+		}
+		stats(ho_results[i][HO_TOTAL], runs, &med[i], &min, &max);
+	}
+	if (nsizes < 2)
+		return;
+	/* The largest against the smallest: the same if O(1) in the size. */
+	printf("%6lu MiB  %-15s %-8s %12.3g   (median handoff %lu MiB / %lu MiB)\n",
+	       sizes[nsizes - 1], "handoff ratio", "x", med[nsizes - 1] / med[0],
+	       sizes[nsizes - 1], sizes[0]);
+	fprintf(csv, "%lu,handoff ratio,x,,,,,,,%.4f,handoff %lu MiB\n",
+		sizes[nsizes - 1], med[nsizes - 1] / med[0], sizes[0]);
+}
+
 /* Print @row of @size to stdout and @csv. */
 static void report_row(FILE *csv, int row, uint64_t size, int runs)
 {
@@ -658,11 +946,15 @@ static const char help[] =
 	"  -s  sizes to measure (default 64,256,1024,2048)\n"
 	"  -t  largest size with guest touch rows (default 1024)\n"
 	"  -r  alternating runs per row, median reported (default 3)\n"
-	"  -o  write the CSV there too (it is always printed at the end)\n";
+	"  -o  write the CSV there too (it is always printed at the end)\n"
+	"  -H  sizes of the handoff rows, smallest first (default 256,4096; 0: none)\n"
+	"  -n  handoffs per size, median reported (default 15)\n"
+	"  -P  handoff rows with the new VM's memory shared when it binds the file,\n"
+	"      the page read made private after (a diagnostic)\n";
 
 static void print_usage(const char *prog)
 {
-	fprintf(stderr, "%s [-s MiB[,MiB...]] [-t MiB] [-r runs] [-o file.csv]\n%s",
+	fprintf(stderr, "%s [-s MiB[,MiB...]] [-t MiB] [-r runs] [-o file.csv] [-H MiB[,MiB...]] [-n runs] [-P]\n%s",
 		prog, help);
 	exit(2);
 }
@@ -670,12 +962,13 @@ static void print_usage(const char *prog)
 int main(int argc, char *argv[])
 {
 	uint64_t sizes[MAX_SIZES] = { 64, 256, 1024, 2048 }, touch_max = 1024;
-	int nsizes = 4, runs = 3, opt, i, row;
+	uint64_t ho_sizes[MAX_HO_SIZES] = { 256, 4096 };
+	int nsizes = 4, runs = 3, opt, i, row, ho_nsizes = 2, ho_runs = 15;
 	const char *out = NULL;
 	char *tok, *save;
 	FILE *csv;
 
-	while ((opt = getopt(argc, argv, "s:t:r:o:h")) != -1) {
+	while ((opt = getopt(argc, argv, "s:t:r:o:H:n:Ph")) != -1) {
 		switch (opt) {
 		case 's':
 			nsizes = 0;
@@ -693,6 +986,21 @@ int main(int argc, char *argv[])
 			break;
 		case 'o':
 			out = optarg;
+			break;
+		case 'H':
+			ho_nsizes = 0;
+			for (tok = strtok_r(optarg, ",", &save); tok && ho_nsizes < MAX_HO_SIZES;
+			     tok = strtok_r(NULL, ",", &save))
+				if (strtoull(tok, NULL, 0))
+					ho_sizes[ho_nsizes++] = strtoull(tok, NULL, 0);
+			break;
+		case 'P':
+			ho_shared_bind = true;
+			break;
+		case 'n':
+			ho_runs = atoi(optarg);
+			if (ho_runs < 1 || ho_runs > MAX_HO_RUNS)
+				print_usage(argv[0]);
 			break;
 		default:
 			print_usage(argv[0]);
@@ -760,6 +1068,10 @@ int main(int argc, char *argv[])
 		report_row(csv, TOUCH_4K_NODM, sizes[i] << 20, runs);
 		fflush(stdout);
 	}
+
+	/* After all the others, which run as they did before it existed. */
+	if (ho_nsizes)
+		handoff_table(csv, ho_sizes, ho_nsizes, ho_runs);
 
 	printf("--- csv ---\n");
 	rewind(csv);
