@@ -62,12 +62,14 @@
  * written, from the VM of this process to the VM of another process,
  * which that process created before the handoff.  Latency in
  * microseconds, median of -n runs (alternating sizes), per -H size:
- *   handoff         all of it: the old VMM deletes the memslot, sends the
+ *   handoff         all of it: the old VMM deletes the memslot, releases
+ *                   the file from its VM (GMEM_RELEASE_VM), sends the
  *                   fd over a unix socket (SCM_RIGHTS), the new VMM
  *                   receives it, binds it with a memslot of its VM and
  *                   runs its vCPU until the guest has read a private page
  *                   (the file's last) and reported it with a ucall
  *   ho: delete      KVM_SET_USER_MEMORY_REGION2 deleting the memslot
+ *   ho: release     GMEM_RELEASE_VM with the old VM's fd
  *   ho: pass fd     sendmsg() to the return of recvmsg() in the other
  *                   process (which sleeps in it until then)
  *   ho: bind        KVM_SET_USER_MEMORY_REGION2 creating the new memslot
@@ -644,11 +646,12 @@ static void run_size(uint64_t size, int runs, bool touch)
  * old VMM, this one) to the VM of another (the new VMM, forked before
  * the file exists), as in a VMM live update.
  */
-enum handoff_part { HO_TOTAL, HO_DELETE, HO_PASS, HO_BIND, HO_READ, NR_HO_PARTS };
+enum handoff_part { HO_TOTAL, HO_DELETE, HO_RELEASE, HO_PASS, HO_BIND, HO_READ, NR_HO_PARTS };
 
 static const char * const ho_names[NR_HO_PARTS] = {
 	[HO_TOTAL] = "handoff",
 	[HO_DELETE] = "ho: delete",
+	[HO_RELEASE] = "ho: release",
 	[HO_PASS] = "ho: pass fd",
 	[HO_BIND] = "ho: bind",
 	[HO_READ] = "ho: first read",
@@ -660,6 +663,7 @@ static bool ho_shared_bind;	/* -P */
 /* Old VMM to new VMM, with the fd; and the new VMM's answer. */
 struct ho_msg {
 	double deleting, deleted;	/* around the memslot's deletion */
+	double released;		/* after GMEM_RELEASE_VM */
 	uint64_t key;			/* what the guest wrote: offset ^ key */
 };
 
@@ -804,6 +808,7 @@ static void run_handoff(uint64_t size, uint64_t key, double t[NR_HO_PARTS])
 	struct kvm_vcpu *vcpu;
 	struct ho_done done;
 	struct ho_msg msg = { .key = key };
+	struct gmem_release_vm rel = {};
 	struct kvm_vm *vm;
 	struct ucall uc;
 	uint64_t expect;
@@ -837,10 +842,13 @@ static void run_handoff(uint64_t size, uint64_t key, double t[NR_HO_PARTS])
 		    "the guest populated %lu of %lu bytes", st.st_blocks * 512, size);
 	xread(sv[0], &c, 1, "new VMM not ready");
 
+	rel.vm_fd = vm->fd;
 	msg.deleting = now();
 	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
 				   0, hva, fd, 0);
 	msg.deleted = now();
+	TEST_ASSERT(!ioctl(fd, GMEM_RELEASE_VM, &rel), "GMEM_RELEASE_VM: %s", strerror(errno));
+	msg.released = now();
 	send_fd(sv[0], fd, &msg);
 	xread(sv[0], &done, sizeof(done), "new VMM failed");
 	TEST_ASSERT(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
@@ -850,7 +858,8 @@ static void run_handoff(uint64_t size, uint64_t key, double t[NR_HO_PARTS])
 		    done.value, expect);
 	t[HO_TOTAL] = done.read - msg.deleting;
 	t[HO_DELETE] = msg.deleted - msg.deleting;
-	t[HO_PASS] = done.received - msg.deleted;
+	t[HO_RELEASE] = msg.released - msg.deleted;
+	t[HO_PASS] = done.received - msg.released;
 	t[HO_BIND] = done.bound - done.received;
 	t[HO_READ] = done.read - done.bound;
 	close(sv[0]);

@@ -19,7 +19,8 @@
  *
  * With --handoff, a live update instead: an old VMM process runs the
  * guest, which writes its secret into private memory; the old VMM
- * deletes its memslot, passes the gmem fd over a unix socket
+ * deletes its memslot, releases the file from its VM (GMEM_RELEASE_VM),
+ * passes the gmem fd over a unix socket
  * (SCM_RIGHTS) to a new VMM process, forked before the file existed, and
  * exits.  The new VMM tries to read the file (and cannot), builds a new
  * VM on it, and that VM's guest reads the secret from private memory and
@@ -758,6 +759,7 @@ static int recv_gmem_fd(int sock, pid_t *old_vmm)
 static int old_vmm(int sock)
 {
 	struct demo d = { .quiet = true, .failed = "" };
+	struct gmem_release_vm rel = {};
 	char vm[64];
 	int other, r, err;
 
@@ -782,8 +784,21 @@ static int old_vmm(int sock)
 	close(other);
 	if (set_memslot(&d, d.vm, 0))
 		die("KVM_SET_USER_MEMORY_REGION2 deleting memslot 0: %s", strerror(errno));
-	check(&d, !fdinfo_vm(&d, vm, sizeof(vm))[0],
-	      "memslot 0 deleted (memory_size 0): no gmem-vm in fdinfo, bound to no VM");
+	printf("  memslot 0 deleted (memory_size 0): the guest cannot reach the file any more\n");
+	other = ioctl(d.kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+	if (other < 0)
+		die("KVM_CREATE_VM: %s", strerror(errno));
+	r = set_memslot(&d, other, MEM_SIZE);
+	err = errno;
+	check(&d, r && err == EBUSY,
+	      "the file is still this VM's (fdinfo gmem-vm: %s): another VM gets %s",
+	      fdinfo_vm(&d, vm, sizeof(vm)), r ? errname(err) : "it, it should not!");
+	close(other);
+	rel.vm_fd = d.vm;
+	r = ioctl(d.gmem, GMEM_RELEASE_VM, &rel);
+	check(&d, !r && !fdinfo_vm(&d, vm, sizeof(vm))[0],
+	      "GMEM_RELEASE_VM with this VM's fd: %s, no gmem-vm in fdinfo, the file has no VM",
+	      r ? errname(errno) : "done");
 	if (d.failed[0])
 		die("%s", d.failed);
 	printf("  sendmsg(SCM_RIGHTS): the gmem fd goes to the new VMM; the old VMM exits\n");
