@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Handoff: a gmem file made with GMEM_CREATE is tied to a VM only while
- * that VM has memslots on it (kernel/patches/6.12/0005).  Once the VM's
- * last memslot on the file is deleted, another VM, of another process
- * that got the fd over a unix socket, may bind it: a VMM live update.
+ * Handoff: a gmem file made with GMEM_CREATE stays the VM's that first
+ * bound it until the file is closed or the VMM, holding the VM's fd,
+ * releases it with GMEM_RELEASE_VM once the VM has no memslot on it
+ * (kernel/patches/6.12/0005).  Then another VM, of another process that
+ * got the fd over a unix socket, may bind it: a VMM live update.
  *
  * Process A is a child forked by the test before A creates its VM and the
  * file; the test's own process is B, which gets the fd with SCM_RIGHTS
@@ -11,28 +12,31 @@
  *
  *  - guest_data_survives: A's guest writes a pattern, derived from a seed
  *    in the guest, into 4 blocks of 2 MiB spread over a 4 GiB file (8 MiB
- *    touched, mapped 2M: KVM's pages_2m); A deletes its memslots, sends
- *    the fd and exits.  fdinfo shows no gmem-vm until B binds the file,
- *    then B's VM.  B's guest reads every word back, through 2M mappings
+ *    touched, mapped 2M: KVM's pages_2m); A deletes its memslots (the
+ *    release fails with EBUSY before), releases the file, sends the fd
+ *    and exits.  fdinfo names A's VM until the release, none until B
+ *    binds the file, then B's VM.  B's guest reads every word back, through 2M mappings
  *    again.  Before and after the bind the host can neither read the
  *    pages (read(): EINVAL) nor write them (GMEM_WRITE: EPERM).
  *  - guest_data_new_layout: the same, B mapping the file with one memslot
  *    per block, at other GPAs, with non-zero guest_memfd_offset.
- *  - busy_until_last_memslot: B's bind fails with EBUSY while A has two
- *    memslots on the file, and with one; it succeeds once A deleted both.
- *    Then A's bind is EBUSY, until B deletes its memslot; a VMM that
- *    exits without deleting its memslots leaves the file busy.
+ *  - busy_until_released: B's bind fails with EBUSY while A has two
+ *    memslots on the file, one, and none; so does A's release until
+ *    its memslots are gone, and B cannot release A's VM with its own VM's
+ *    fd (EINVAL).  Once A released the file, B binds it; then A's bind is
+ *    EBUSY, until B deletes its memslot and releases.  A VMM that exits
+ *    without releasing leaves the file busy and its VM alive.
  *  - first_vm_freed: A's VM is freed when A closes its VM fd after the
  *    handoff (VMs counted in /proc/vmallocinfo and KVM's debugfs); before
  *    0005 the file kept it until the file was closed.
  *  - takeover_file_not_handed_off: a file from KVM_CREATE_GUEST_MEMFD
  *    with takeover on stays its VM's: another VM's bind fails with EINVAL
- *    while the VM has memslots on it and after it deleted them, and the
- *    file keeps the VM alive; a GMEM_CREATE file in the same sequence is
- *    EBUSY, then handed off.
- *  - failed_bind_pins_nothing: a memslot that KVM refuses after binding
- *    the file (a GPA above what the MMU maps) leaves the file unbound and
- *    the VM free to go.
+ *    while the VM has memslots on it and after it deleted them, as does
+ *    GMEM_RELEASE_VM, and the file keeps the VM alive; a GMEM_CREATE file
+ *    in the same sequence is EBUSY, then released and handed off.
+ *  - failed_bind_released: a memslot that KVM refuses after binding the
+ *    file (a GPA above what the MMU maps) leaves the file the VM's, as it
+ *    is documented; GMEM_RELEASE_VM lets the VM go and another VM bind.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -192,13 +196,16 @@ struct a_report {
 	pid_t pid;
 	int named_while_bound;	/* fdinfo: gmem-vm: kvm-<A's pid> */
 	int named_after_delete;	/* still a gmem-vm line after the deletions */
+	int named_after_release;	/* and after GMEM_RELEASE_VM */
 	int delete_err[2];	/* errno of deleting each memslot, or 0 */
+	int release_bound;	/* errno of GMEM_RELEASE_VM with memslots bound */
+	int release_err;	/* errno of GMEM_RELEASE_VM after the deletions */
 	long long flags;	/* fdinfo gmem-flags */
 	long long allocated;	/* fdinfo gmem-allocated after the guest ran */
 	uint64_t new_2m;	/* pages_2m of A's VM: new 2M mappings */
 };
 
-enum { CMD_DELETE, CMD_BIND, CMD_FREE_VM, CMD_QUIT };
+enum { CMD_DELETE, CMD_BIND, CMD_RELEASE, CMD_FREE_VM, CMD_QUIT };
 
 struct a_cmd {
 	int op;
@@ -221,6 +228,14 @@ static int bind_half(struct kvm_vm *vm, int half, int fd, char *hva)
 	return __vm_set_user_memory_region2(vm, SLOT_A + half, KVM_MEM_GUEST_MEMFD,
 					    A_GPA + half * HALF, HALF, hva + half * HALF,
 					    fd, half * HALF) ? errno : 0;
+}
+
+/* GMEM_RELEASE_VM of @fd from the VM of @vm_fd; 0 or errno. */
+static int release(int fd, int vm_fd)
+{
+	struct gmem_release_vm rel = { .vm_fd = vm_fd };
+
+	return ioctl(fd, GMEM_RELEASE_VM, &rel) ? errno : 0;
 }
 
 /* Delete memslot @slot of @vm; 0 or errno. */
@@ -276,9 +291,12 @@ static void __attribute__((noreturn)) process_a(int sock, bool guest, uint64_t s
 		run_to_sync(vcpu, 0);
 		rep.new_2m = vm_get_stat(vm, "pages_2m") - rep.new_2m;
 		rep.allocated = fdinfo_value(fd, "gmem-allocated");
+		rep.release_bound = release(fd, vm->fd);
 		rep.delete_err[0] = delete_slot(vm, SLOT_A);
 		rep.delete_err[1] = delete_slot(vm, SLOT_A + 1);
-		rep.named_after_delete = fdinfo_has(fd, "gmem-vm");
+		rep.named_after_delete = fdinfo_names_vm(fd, getpid());
+		rep.release_err = release(fd, vm->fd);
+		rep.named_after_release = fdinfo_has(fd, "gmem-vm");
 	}
 	TEST_ASSERT(!send_msg(sock, fd, &rep, sizeof(rep)), "A: sendmsg: %s",
 		    strerror(errno));
@@ -292,6 +310,9 @@ static void __attribute__((noreturn)) process_a(int sock, bool guest, uint64_t s
 			break;
 		case CMD_BIND:
 			r = bind_half(vm, cmd.slot - SLOT_A, fd, hva);
+			break;
+		case CMD_RELEASE:
+			r = release(fd, vm->fd);
 			break;
 		case CMD_FREE_VM:
 			kvm_vm_free(vm);
@@ -438,12 +459,16 @@ static void handoff_guest_data(struct __test_metadata *_metadata, bool relayout)
 		TH_LOG("A: gmem-allocated %lld", rep.allocated);
 	EXPECT_EQ(NCHUNKS, rep.new_2m) TH_LOG("A's guest: %lu new 2M mappings",
 					      rep.new_2m);
+	EXPECT_EQ(EBUSY, rep.release_bound)
+		TH_LOG("A: GMEM_RELEASE_VM with both memslots bound: expected EBUSY");
 	EXPECT_EQ(0, rep.delete_err[0]);
 	EXPECT_EQ(0, rep.delete_err[1]);
-	EXPECT_FALSE(rep.named_after_delete)
-		TH_LOG("A: gmem-vm still in fdinfo after its last memslot was deleted");
+	EXPECT_TRUE(rep.named_after_delete)
+		TH_LOG("A: the deletions alone let go of the VM (fdinfo)");
+	EXPECT_EQ(0, rep.release_err) TH_LOG("A: GMEM_RELEASE_VM after the deletions");
+	EXPECT_FALSE(rep.named_after_release) TH_LOG("A: gmem-vm in fdinfo after the release");
 
-	/* A is gone, its memslots first: the file is nobody's, and still locked. */
+	/* A is gone, having released it: the file is nobody's, and still locked. */
 	EXPECT_FALSE(fdinfo_has(fd, "gmem-vm")) TH_LOG("gmem-vm in fdinfo before B's bind");
 	EXPECT_EQ(FILE_SIZE, fdinfo_value(fd, "gmem-size"));
 	host_locked_out(_metadata, fd, "unbound");
@@ -486,7 +511,7 @@ static void handoff_guest_data(struct __test_metadata *_metadata, bool relayout)
 
 	for (c = 0; c < (relayout ? NCHUNKS : 2); c++)
 		EXPECT_EQ(0, delete_slot(vm, (relayout ? B_SLOT : SLOT_A) + c));
-	EXPECT_FALSE(fdinfo_has(fd, "gmem-vm"));
+	EXPECT_TRUE(fdinfo_names_vm(fd, getpid())) TH_LOG("B's deletions let go of B's VM");
 	kvm_vm_free(vm);
 	close(fd);
 }
@@ -508,7 +533,7 @@ static int bind_whole(struct kvm_vm *vm, int fd, char *hva)
 					    FILE_SIZE, hva, fd, 0) ? errno : 0;
 }
 
-TEST_F_TIMEOUT(handoff, busy_until_last_memslot, KVM_TEST_TIMEOUT)
+TEST_F_TIMEOUT(handoff, busy_until_released, KVM_TEST_TIMEOUT)
 {
 	struct kvm_vm *vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	char *hva = shared_view(FILE_SIZE);
@@ -520,21 +545,34 @@ TEST_F_TIMEOUT(handoff, busy_until_last_memslot, KVM_TEST_TIMEOUT)
 	ASSERT_LE(0, fd);
 	EXPECT_TRUE(fdinfo_names_vm(fd, a)) TH_LOG("fdinfo does not name A's VM");
 
-	/* Two memslots of A's VM on the file, then one: not yet. */
+	/* Two memslots of A's VM on the file, one, none: still A's. */
 	EXPECT_EQ(EBUSY, bind_whole(vm, fd, hva)) TH_LOG("A has 2 memslots: expected EBUSY");
+	EXPECT_EQ(EBUSY, ask_a(sock, CMD_RELEASE, 0)) TH_LOG("A's release, 2 memslots: EBUSY");
 	EXPECT_EQ(0, ask_a(sock, CMD_DELETE, SLOT_A));
-	EXPECT_TRUE(fdinfo_names_vm(fd, a)) TH_LOG("A has a memslot left");
 	EXPECT_EQ(EBUSY, bind_whole(vm, fd, hva)) TH_LOG("A has 1 memslot: expected EBUSY");
-	/* None: B's. */
+	EXPECT_EQ(EBUSY, ask_a(sock, CMD_RELEASE, 0)) TH_LOG("A's release, 1 memslot: EBUSY");
 	EXPECT_EQ(0, ask_a(sock, CMD_DELETE, SLOT_A + 1));
-	EXPECT_FALSE(fdinfo_has(fd, "gmem-vm")) TH_LOG("gmem-vm with no memslot on the file");
-	EXPECT_EQ(0, bind_whole(vm, fd, hva)) TH_LOG("A has no memslot left");
+	EXPECT_TRUE(fdinfo_names_vm(fd, a)) TH_LOG("deleting A's memslots let go of A's VM");
+	EXPECT_EQ(EBUSY, bind_whole(vm, fd, hva))
+		TH_LOG("A has no memslot but did not release: expected EBUSY");
+	/* B holds the file but not A's VM: it cannot take the file. */
+	EXPECT_EQ(EINVAL, release(fd, vm->fd)) TH_LOG("B releasing A's file with its own VM");
+	EXPECT_EQ(EBUSY, bind_whole(vm, fd, hva));
+
+	/* A releases it: B's. */
+	EXPECT_EQ(0, ask_a(sock, CMD_RELEASE, 0));
+	EXPECT_FALSE(fdinfo_has(fd, "gmem-vm")) TH_LOG("gmem-vm after the release");
+	EXPECT_EQ(0, ask_a(sock, CMD_RELEASE, 0)) TH_LOG("a second release: nothing to do");
+	EXPECT_EQ(0, bind_whole(vm, fd, hva)) TH_LOG("B's bind after A's release");
 	EXPECT_TRUE(fdinfo_names_vm(fd, getpid())) TH_LOG("fdinfo does not name B's VM");
 
-	/* The other way round: A waits for B's memslot to go, then takes it back. */
+	/* The other way round: A waits for B to delete and release. */
 	EXPECT_EQ(EBUSY, ask_a(sock, CMD_BIND, SLOT_A)) TH_LOG("B has it: expected EBUSY");
+	EXPECT_EQ(EINVAL, ask_a(sock, CMD_RELEASE, 0)) TH_LOG("A releasing B's file: EINVAL");
 	EXPECT_EQ(0, delete_slot(vm, B_SLOT));
-	EXPECT_EQ(0, ask_a(sock, CMD_BIND, SLOT_A)) TH_LOG("A's bind once B's memslot is gone");
+	EXPECT_EQ(EBUSY, ask_a(sock, CMD_BIND, SLOT_A)) TH_LOG("B deleted but kept it: EBUSY");
+	EXPECT_EQ(0, release(fd, vm->fd));
+	EXPECT_EQ(0, ask_a(sock, CMD_BIND, SLOT_A)) TH_LOG("A's bind once B released it");
 	EXPECT_TRUE(fdinfo_names_vm(fd, a));
 	EXPECT_EQ(EBUSY, bind_whole(vm, fd, hva)) TH_LOG("A has it again: expected EBUSY");
 
@@ -546,7 +584,7 @@ TEST_F_TIMEOUT(handoff, busy_until_last_memslot, KVM_TEST_TIMEOUT)
 	EXPECT_TRUE(wait_a(sock, a)) TH_LOG("process A failed");
 	EXPECT_EQ(vms, gmem_count_vms_vmalloc()) TH_LOG("A's VM went with its memslot bound");
 	EXPECT_EQ(EBUSY, bind_whole(vm, fd, hva))
-		TH_LOG("A exited without deleting its memslot: expected EBUSY");
+		TH_LOG("A exited without releasing: expected EBUSY");
 	EXPECT_TRUE(fdinfo_names_vm(fd, a));
 	close(fd);
 	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc()) TH_LOG("closing the file freed no VM");
@@ -574,6 +612,7 @@ TEST_F_TIMEOUT(handoff, first_vm_freed, KVM_TEST_TIMEOUT)
 
 	EXPECT_EQ(0, ask_a(sock, CMD_DELETE, SLOT_A));
 	EXPECT_EQ(0, ask_a(sock, CMD_DELETE, SLOT_A + 1));
+	EXPECT_EQ(0, ask_a(sock, CMD_RELEASE, 0));
 	EXPECT_EQ(0, bind_whole(vm, fd, hva));
 	/* A's VM fd is still open: its VM is still there. */
 	EXPECT_EQ(vms + 2, gmem_count_vms_vmalloc());
@@ -624,15 +663,17 @@ TEST_F(handoff, takeover_file_not_handed_off)
 	EXPECT_EQ(EBUSY, bind_2m(b, SLOT_A + 1, A_GPA + SZ_2M, plain))
 		TH_LOG("GMEM_CREATE file, bound");
 
-	/* Once they are gone: still EINVAL; the other file moves. */
+	/* Once they are gone: still EINVAL, also to release; the other file moves. */
 	EXPECT_EQ(0, delete_slot(a, SLOT_A));
 	EXPECT_EQ(0, delete_slot(a, SLOT_A + 1));
+	EXPECT_EQ(EINVAL, release(fd, a->fd)) TH_LOG("GMEM_RELEASE_VM of a takeover file");
+	EXPECT_EQ(0, release(plain, a->fd)) TH_LOG("GMEM_RELEASE_VM of a GMEM_CREATE file");
 	EXPECT_TRUE(fdinfo_names_vm(fd, getpid())) TH_LOG("takeover file let go of its VM");
 	EXPECT_FALSE(fdinfo_has(plain, "gmem-vm"));
 	EXPECT_EQ(EINVAL, bind_2m(b, SLOT_A, A_GPA, fd))
 		TH_LOG("takeover file after its VM's memslots were deleted: expected EINVAL");
 	EXPECT_EQ(0, bind_2m(b, SLOT_A + 1, A_GPA + SZ_2M, plain))
-		TH_LOG("GMEM_CREATE file after the memslots were deleted");
+		TH_LOG("GMEM_CREATE file after the memslots were deleted and the release");
 	/* Its own VM may bind it again. */
 	EXPECT_EQ(0, bind_2m(a, SLOT_A, A_GPA, fd));
 	EXPECT_EQ(0, delete_slot(a, SLOT_A));
@@ -648,7 +689,7 @@ TEST_F(handoff, takeover_file_not_handed_off)
 	close(plain);
 }
 
-TEST_F(handoff, failed_bind_pins_nothing)
+TEST_F(handoff, failed_bind_released)
 {
 	struct kvm_vm *a, *b, *c;
 	int busy, fd, vms;
@@ -667,19 +708,24 @@ TEST_F(handoff, failed_bind_pins_nothing)
 	EXPECT_EQ(EBUSY, bind_2m(a, SLOT_A, FAR_GPA, busy))
 		TH_LOG("the GPA is refused before the bind: the test proves nothing");
 
-	/* Bound, then refused: EINVAL, and the file is nobody's. */
+	/* Bound, then refused: EINVAL, and the file is A's VM's, no memslot on it. */
 	EXPECT_EQ(EINVAL, bind_2m(a, SLOT_A, FAR_GPA, fd)) TH_LOG("memslot at %#llx", FAR_GPA);
-	EXPECT_FALSE(fdinfo_has(fd, "gmem-vm")) TH_LOG("the failed bind left the file bound");
+	EXPECT_TRUE(fdinfo_names_vm(fd, getpid())) TH_LOG("the failed bind left no VM");
+	EXPECT_EQ(EBUSY, bind_2m(b, SLOT_A, A_GPA, fd)) TH_LOG("another VM before the release");
 
-	/* A's VM goes with its fd, the file still open. */
+	/* Released, A's VM goes with its fd, the file still open. */
+	EXPECT_EQ(0, release(fd, a->fd));
+	EXPECT_FALSE(fdinfo_has(fd, "gmem-vm"));
 	vms = gmem_count_vms_vmalloc();
 	kvm_vm_free(a);
-	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc()) TH_LOG("the failed bind pinned the VM");
-	EXPECT_EQ(0, bind_2m(b, SLOT_A, A_GPA, fd)) TH_LOG("another VM after the failed bind");
+	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc()) TH_LOG("the released VM is still there");
+	EXPECT_EQ(0, bind_2m(b, SLOT_A, A_GPA, fd)) TH_LOG("another VM after the release");
 	EXPECT_TRUE(fdinfo_names_vm(fd, getpid()));
 
 	EXPECT_EQ(0, delete_slot(b, SLOT_A));
+	EXPECT_EQ(0, release(fd, b->fd));
 	EXPECT_EQ(0, delete_slot(c, SLOT_A));
+	EXPECT_EQ(0, release(busy, c->fd));
 	kvm_vm_free(b);
 	kvm_vm_free(c);
 	EXPECT_EQ(vms - 3, gmem_count_vms_vmalloc());
