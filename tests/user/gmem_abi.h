@@ -28,6 +28,7 @@ enum gmem_abi_op {
 	GMEM_ABI_WRITE,		/* ioctl(GMEM_WRITE) on a gmem fd */
 	GMEM_ABI_SET_MEMPOLICY,	/* ioctl(GMEM_SET_MEMPOLICY) on a gmem fd */
 	GMEM_ABI_GET_MEMPOLICY,	/* ioctl(GMEM_GET_MEMPOLICY) on a gmem fd */
+	GMEM_ABI_RELEASE_VM,	/* ioctl(GMEM_RELEASE_VM) on a gmem fd */
 	GMEM_ABI_FALLOCATE,	/* fallocate(2) on a gmem fd */
 	GMEM_ABI_READ,		/* read, write, readv, writev, preadv2/pwritev2 at -1 */
 	GMEM_ABI_PREAD,		/* pread, pwrite, preadv, pwritev, preadv2/pwritev2 */
@@ -71,6 +72,8 @@ static const struct gmem_abi_row gmem_abi[GMEM_ABI_NR] = {
 		{ EFAULT, EBADF, EINVAL, EIO, ENOSPC, EINTR, ENOMEM } },
 	[GMEM_ABI_GET_MEMPOLICY] = { "GMEM_GET_MEMPOLICY", "gmem.h: GMEM_GET_MEMPOLICY",
 		{ EFAULT, EINVAL, EBADF } },
+	[GMEM_ABI_RELEASE_VM] = { "GMEM_RELEASE_VM", "gmem.h: GMEM_RELEASE_VM",
+		{ EFAULT, EBADF, EINVAL, EBUSY } },
 	[GMEM_ABI_FALLOCATE] = { "fallocate",
 		"gmem.h; README.md: the file's rules; fallocate(2): ENODEV on /dev/gmem",
 		{ EOPNOTSUPP, EINVAL, EFBIG, ENOMEM, EINTR, EBADF, ENODEV } },
@@ -86,8 +89,8 @@ static const struct gmem_abi_row gmem_abi[GMEM_ABI_NR] = {
 	[GMEM_ABI_FSTAT] = { "fstat", "fstat(2)", { EBADF, EFAULT } },
 	[GMEM_ABI_REOPEN] = { "reopen via /proc", "gmem.h", { ENXIO } },
 	[GMEM_ABI_BIND] = { "KVM_SET_USER_MEMORY_REGION2",
-		"README.md: the file's rules; KVM's api.rst (EIO: VM ioctls from a process other than the VM's creator)",
-		{ EINVAL, EEXIST, EBADF, EFAULT, ENOMEM, ENODEV, EIO, EOPNOTSUPP } },
+		"README.md: the file's rules; KVM's api.rst (EIO: VM ioctls from a process other than the VM's creator); docs/abi.md: Binding to KVM (EBUSY: another VM has the file)",
+		{ EINVAL, EEXIST, EBADF, EFAULT, ENOMEM, ENODEV, EIO, EOPNOTSUPP, EBUSY } },
 	[GMEM_ABI_PARAM] = { "max_file_size", "README.md", { EINVAL } },
 	[GMEM_ABI_PARAM_BLOCKS] = { "blocks", "docs/abi.md: Module parameters", { EINVAL } },
 	[GMEM_ABI_PARAM_TAKEOVER] = { "takeover", "docs/abi.md: Module parameters", { EINVAL } },
