@@ -755,13 +755,25 @@ static int recv_gmem_fd(int sock, pid_t *old_vmm)
 	return fd;
 }
 
+/* A new VM of @d->kvm tries to bind @d's file; 0 or errno. */
+static int other_vm_bind(struct demo *d)
+{
+	int other = ioctl(d->kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM), err;
+
+	if (other < 0)
+		die("KVM_CREATE_VM: %s", strerror(errno));
+	err = set_memslot(d, other, MEM_SIZE) ? errno : 0;
+	close(other);
+	return err;
+}
+
 /* The old VMM: run the guest, let go of the file, send it, exit. */
 static int old_vmm(int sock)
 {
 	struct demo d = { .quiet = true, .failed = "" };
 	struct gmem_release_vm rel = {};
 	char vm[64];
-	int other, r, err;
+	int r, err;
 
 	printf("\n[2] The old VMM (pid %d) runs the guest\n", getpid());
 	setup_vm(&d);
@@ -773,27 +785,15 @@ static int old_vmm(int sock)
 	      "the guest wrote its secret into private page %#x and read it back", SECRET_GPA);
 
 	printf("\n[3] The old VMM lets go of the file\n");
-	other = ioctl(d.kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
-	if (other < 0)
-		die("KVM_CREATE_VM: %s", strerror(errno));
-	r = set_memslot(&d, other, MEM_SIZE);
-	err = errno;
-	check(&d, r && err == EBUSY,
-	      "while memslot 0 is there, another VM cannot bind the file: %s",
-	      r ? errname(err) : "no, it could!");
-	close(other);
+	err = other_vm_bind(&d);
+	check(&d, err == EBUSY, "while memslot 0 is there, another VM cannot bind the file: %s",
+	      err ? errname(err) : "no, it could!");
 	if (set_memslot(&d, d.vm, 0))
 		die("KVM_SET_USER_MEMORY_REGION2 deleting memslot 0: %s", strerror(errno));
 	printf("  memslot 0 deleted (memory_size 0): the guest cannot reach the file any more\n");
-	other = ioctl(d.kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
-	if (other < 0)
-		die("KVM_CREATE_VM: %s", strerror(errno));
-	r = set_memslot(&d, other, MEM_SIZE);
-	err = errno;
-	check(&d, r && err == EBUSY,
-	      "the file is still this VM's (fdinfo gmem-vm: %s): another VM gets %s",
-	      fdinfo_vm(&d, vm, sizeof(vm)), r ? errname(err) : "it, it should not!");
-	close(other);
+	err = other_vm_bind(&d);
+	check(&d, err == EBUSY, "the file is still this VM's (fdinfo gmem-vm: %s): another VM gets %s",
+	      fdinfo_vm(&d, vm, sizeof(vm)), err ? errname(err) : "it, it should not!");
 	rel.vm_fd = d.vm;
 	r = ioctl(d.gmem, GMEM_RELEASE_VM, &rel);
 	check(&d, !r && !fdinfo_vm(&d, vm, sizeof(vm))[0],

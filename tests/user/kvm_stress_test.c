@@ -568,6 +568,26 @@ static int own_bind(struct world *w, struct kvm_vm *vm, int i, int fd, const cha
 	return err;
 }
 
+/*
+ * own_bind() until it gets past EBUSY (another VM has the released file
+ * for a while), at most 100 tries; true if memslot @i is there.
+ */
+static bool own_rebind(struct world *w, struct kvm_vm *vm, int i, int fd, const char *what)
+{
+	int tries, err;
+
+	for (tries = 0; tries < 100; tries++) {
+		err = own_bind(w, vm, i, fd, what);
+		if (err != EBUSY)
+			break;
+		atomic_fetch_add(&sh->count[C_OWN_BUSY], 1);
+		usleep(200);
+	}
+	if (err && err != EBUSY)
+		check_errno(GMEM_ABI_BIND, err, what, NULL);
+	return !err;
+}
+
 static int own_unbind(struct world *w, struct kvm_vm *vm, int i, const char *what)
 {
 	return unbind_as(w, B_OWN, vm, i ? SLOT_B : SLOT_A, what);
@@ -791,7 +811,7 @@ static void op_memslot(struct world *w, struct chaos *c)
 {
 	unsigned int mask = 1 + below(&c->rng, 3), locked = 0;
 	struct kvm_vm *vm = get_vm(w);
-	int i, err, tries;
+	int i;
 
 	if (!vm)
 		return;
@@ -812,17 +832,8 @@ static void op_memslot(struct world *w, struct chaos *c)
 			continue;
 		}
 		/* EBUSY: released, and another VM has the file for a while. */
-		for (tries = 0; tries < 100; tries++) {
-			err = own_bind(w, vm, i, c->fd, "re-creating a memslot");
-			if (err != EBUSY)
-				break;
-			atomic_fetch_add(&sh->count[C_OWN_BUSY], 1);
-			usleep(200);
-		}
-		if (!err)
+		if (own_rebind(w, vm, i, c->fd, "re-creating a memslot"))
 			w->slot_present[i] = true;
-		else if (err != EBUSY)
-			check_errno(GMEM_ABI_BIND, err, "re-creating a memslot", NULL);
 		pthread_mutex_unlock(&w->slot_lock[i]);
 	}
 	put_vm(w);
@@ -922,7 +933,7 @@ static void op_release(struct world *w, struct chaos *c)
 	unsigned int how = below(&c->rng, 8), locked = 0;
 	struct gmem_release_vm rel = { .vm_fd = -1 };
 	struct kvm_vm *vm;
-	int i, err, tries;
+	int i;
 
 	if (on_guest_memfd())
 		return;		/* no such ioctl on KVM's guest_memfd */
@@ -962,19 +973,9 @@ static void op_release(struct world *w, struct chaos *c)
 		own_release(w, vm, c->fd, "re-layout: release");
 	usleep(below(&c->rng, 2000));	/* the file is any VM's now */
 	for (i = 0; i < 2; i++) {
-		if (w->slot_present[i])
-			continue;
-		for (tries = 0; tries < 100; tries++) {
-			err = own_bind(w, vm, i, c->fd, "re-layout: re-creating a memslot");
-			if (err != EBUSY)
-				break;
-			atomic_fetch_add(&sh->count[C_OWN_BUSY], 1);
-			usleep(200);
-		}
-		if (!err)
+		if (!w->slot_present[i] &&
+		    own_rebind(w, vm, i, c->fd, "re-layout: re-creating a memslot"))
 			w->slot_present[i] = true;
-		else if (err != EBUSY)
-			check_errno(GMEM_ABI_BIND, err, "re-layout: re-creating a memslot", NULL);
 	}
 out:
 	for (i = 0; i < 2; i++)
