@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@
 
 #include "kselftest_harness.h"
 #include "gmem_kvm_util.h"
+#include "gmem_leak.h"
 #include <gmem.h>
 
 #define DATA_SLOT	10
@@ -280,7 +282,12 @@ static void test_conversions(int nr_vcpus, int nr_slots)
 		    "fdinfo of a bound gmem file names no VM");
 	kvm_vm_free(vm);
 
-	/* The file pins the VM: punching and allocating still work. */
+	/*
+	 * The VM deleted its memslots as it went: the file is nobody's now,
+	 * and punching and allocating still work.
+	 */
+	TEST_ASSERT(on_guest_memfd() || !fdinfo_has(fd, "gmem-vm:"),
+		    "fdinfo names a VM after its memslots were deleted");
 	TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, total),
 		    "punch after VM close: %s", strerror(errno));
 	TEST_ASSERT(on_guest_memfd() || fdinfo_value(fd, "gmem-allocated") == 0,
@@ -429,7 +436,7 @@ TEST_F_TIMEOUT(kvm, memslot_errors, KVM_TEST_TIMEOUT)
 {
 	const uint32_t gm = KVM_MEM_GUEST_MEMFD;
 	struct kvm_vm *vm, *vm2;
-	int fd, fd2, memfd, i;
+	int fd, fd2, memfd, i, vms;
 
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	fd = gmem_file(4 * MR_SIZE, 0);
@@ -470,27 +477,56 @@ TEST_F_TIMEOUT(kvm, memslot_errors, KVM_TEST_TIMEOUT)
 	/* guest_memfd memslots are immutable. */
 	EXPECT_REGION_ERRNO(EINVAL, vm, MR_SLOT, gm, 8 * MR_GPA, 2 * MR_SIZE, fd, 0);
 
-	/* Another VM cannot bind a file that is bound already... */
+	/*
+	 * Another VM cannot bind a file while the first VM has memslots on
+	 * it: EBUSY, not yet, even for a range the first VM does not use.
+	 */
 	vm2 = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
-	EXPECT_REGION_ERRNO(EINVAL, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0);
-	/* ...not even after the first VM dropped every memslot. */
+	EXPECT_REGION_ERRNO(EBUSY, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0);
 	EXPECT_EQ(0, set_region(vm, MR_SLOT, 0, MR_GPA, 0, -1, 0));
+	EXPECT_REGION_ERRNO(EBUSY, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0);
+	EXPECT_TRUE(fdinfo_has(fd, "gmem-vm:\tkvm-"));
+	/* Once the first VM dropped every memslot, the file is nobody's... */
 	EXPECT_EQ(0, set_region(vm, MR_SLOT + 1, 0, 4 * MR_GPA, 0, -1, 0));
-	EXPECT_REGION_ERRNO(EINVAL, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0);
+	EXPECT_FALSE(fdinfo_has(fd, "gmem-vm:"));
+	/* ...the second VM binds it, and now the first VM must wait. */
+	EXPECT_EQ(0, set_region(vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0));
+	EXPECT_TRUE(fdinfo_has(fd, "gmem-vm:\tkvm-"));
+	EXPECT_REGION_ERRNO(EBUSY, vm, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 2 * MR_SIZE);
+	/* The second VM has the first one's rules: no overlap, adjacent fine. */
+	EXPECT_REGION_ERRNO(EINVAL, vm2, MR_SLOT + 1, gm, 4 * MR_GPA, MR_SIZE, fd, 0);
+	EXPECT_EQ(0, set_region(vm2, MR_SLOT + 1, gm, 4 * MR_GPA, MR_SIZE, fd, MR_SIZE));
 	/* A fresh file binds to the second VM, and then not to the first. */
 	fd2 = gmem_file(MR_SIZE, 0);
-	EXPECT_EQ(0, set_region(vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd2, 0));
-	EXPECT_REGION_ERRNO(EINVAL, vm, MR_SLOT, gm, MR_GPA, MR_SIZE, fd2, 0);
+	EXPECT_EQ(0, set_region(vm2, MR_SLOT + 2, gm, 8 * MR_GPA, MR_SIZE, fd2, 0));
+	EXPECT_REGION_ERRNO(EBUSY, vm, MR_SLOT + 2, gm, 8 * MR_GPA, MR_SIZE, fd2, 0);
+
+	/*
+	 * The file let the first VM go with its last memslot: closing the
+	 * VM's fd frees it, with the file still open.
+	 */
+	vms = gmem_count_vms_vmalloc();
+	kvm_vm_free(vm);
+	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc());
+	/*
+	 * The second VM's fd closes with its memslots still there (the
+	 * library does not know them): both files pin it, until the last
+	 * of them is closed.
+	 */
+	kvm_vm_free(vm2);
+	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc());
+	close(fd2);
+	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc());
+	EXPECT_TRUE(fdinfo_has(fd, "gmem-vm:\tkvm-"));
+	close(fd);
+	EXPECT_EQ(vms - 2, gmem_count_vms_vmalloc());
 
 	/* Only VMs with private memory take guest_memfd memslots at all. */
-	kvm_vm_free(vm2);
 	vm2 = vm_create_barebones();
+	fd2 = gmem_file(MR_SIZE, 0);
 	EXPECT_REGION_ERRNO(EINVAL, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd2, 0);
-
 	kvm_vm_free(vm2);
-	kvm_vm_free(vm);
 	close(fd2);
-	close(fd);
 }
 
 /*
@@ -709,20 +745,33 @@ TEST_F_TIMEOUT(kvm, block_mapped_4k_stays_writable, KVM_TEST_TIMEOUT)
 	}
 }
 
-/* Closing the VM first: the file keeps it alive until the file goes. */
+/*
+ * Closing the VM first, with its memslot still there: the file keeps the
+ * VM alive until the file goes.  (memslot_errors shows the other case: a
+ * VM whose memslots went first goes with its fd.)
+ */
 TEST_F_TIMEOUT(kvm, vm_closed_before_file, KVM_TEST_TIMEOUT)
 {
-	struct kvm_vcpu *vcpu;
+	void *hva = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct kvm_vm *vm;
-	int fd;
+	int fd, vms;
 
-	vm = exit_vm(&vcpu, &fd);
-	vm_mem_set_shared(vm, EXIT_GPA, PAGE_SIZE);
+	ASSERT_NE(MAP_FAILED, hva);
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	fd = gmem_file(PAGE_SIZE, 0);
+	/* Behind the library's back, so that kvm_vm_free() leaves it. */
+	ASSERT_EQ(0, __vm_set_user_memory_region2(vm, EXIT_SLOT, KVM_MEM_GUEST_MEMFD,
+						  EXIT_GPA, PAGE_SIZE, hva, fd, 0));
+	vms = gmem_count_vms_vmalloc();
 	kvm_vm_free(vm);
+	EXPECT_EQ(vms, gmem_count_vms_vmalloc());
 	EXPECT_TRUE(fdinfo_has(fd, "gmem-vm:\tkvm-"));
 	EXPECT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, PAGE_SIZE));
 	EXPECT_EQ(PAGE_SIZE, fdinfo_value(fd, "gmem-allocated"));
 	EXPECT_EQ(0, close(fd));
+	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc());
+	munmap(hva, PAGE_SIZE);
 }
 
 static long delete_module(const char *name, unsigned int flags)
