@@ -14,9 +14,16 @@
  *    data intact afterwards.
  *  - punched_page_reads_zero: pages punched out of the file under a
  *    running guest read as zeros when the guest touches them again.
- *  - scm_rights_no_second_vm: an fd passed to another process with
- *    SCM_RIGHTS cannot bind the file to that process's VM, and the
- *    first VM to bind a file wins, whichever process it belongs to.
+ *  - scm_rights_one_vm_at_a_time: a file's memory goes to another VM
+ *    only when whoever holds it hands it over.  Another process that got
+ *    the fd with SCM_RIGHTS cannot bind it to its VM while ours has a
+ *    memslot on it (EBUSY), not even once our VM's fd is closed with the
+ *    memslot still there; only after our VM deleted its memslots can its
+ *    VM bind the file, which then is out of our reach until that VM
+ *    deletes its own.  A fresh file that goes to the other process first
+ *    is its VM's.  Ownership shows in fdinfo's gmem-vm (the VM's
+ *    creator's pid), absent while the file is nobody's.  What the next
+ *    VM finds in the file's pages is kvm_handoff_test's business.
  *  - other_vm_reads_zero: pages one VM filled and gave back (punched,
  *    or freed with its file) read as zeros in the next VM that gets
  *    memory from gmem, by fault or by fallocate.
@@ -473,93 +480,126 @@ TEST_F_TIMEOUT(iso, punched_page_reads_zero, KVM_TEST_TIMEOUT)
 	close(fd);
 }
 
-/* ---- scm_rights_no_second_vm ---- */
+/* ---- scm_rights_one_vm_at_a_time ---- */
 
-static int send_fd(int sock, int fd)
+/* A command byte for the child, with @fd passed along unless it is -1. */
+static int send_cmd(int sock, char cmd, int fd)
 {
 	char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
-	char byte = 0;
-	struct iovec iov = { &byte, 1 };
+	struct iovec iov = { &cmd, 1 };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
 			      .msg_controllen = sizeof(ctl) };
 	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
 
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	if (fd < 0) {
+		msg.msg_control = NULL;
+		msg.msg_controllen = 0;
+	} else {
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
 	return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
 }
 
-static int recv_fd(int sock)
+/* The next command byte, or 0 at end of file; *@fd the fd with it, or -1. */
+static char recv_cmd(int sock, int *fd)
 {
-	char ctl[CMSG_SPACE(sizeof(int))], byte;
-	struct iovec iov = { &byte, 1 };
+	char ctl[CMSG_SPACE(sizeof(int))], cmd = 0;
+	struct iovec iov = { &cmd, 1 };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
 			      .msg_controllen = sizeof(ctl) };
 	struct cmsghdr *c;
-	int fd = -1;
 
+	*fd = -1;
 	if (recvmsg(sock, &msg, 0) != 1)
-		return -1;
+		return 0;
 	c = CMSG_FIRSTHDR(&msg);
 	if (c && c->cmsg_type == SCM_RIGHTS)
-		memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	return fd;
+		memcpy(fd, CMSG_DATA(c), sizeof(int));
+	return cmd;
 }
 
-static int bind_file(struct kvm_vm *vm, int fd, void *hva)
+static int bind_file(struct kvm_vm *vm, int slot, int fd, void *hva)
 {
-	return __vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
-					    SZ_2M, hva, fd, 0);
+	return __vm_set_user_memory_region2(vm, DATA_SLOT + slot, KVM_MEM_GUEST_MEMFD,
+					    DATA_GPA + slot * SZ_2M, SZ_2M,
+					    (char *)hva + slot * SZ_2M, fd, 0);
+}
+
+static int unbind_file(struct kvm_vm *vm, int slot)
+{
+	return __vm_set_user_memory_region2(vm, DATA_SLOT + slot, 0, DATA_GPA + slot * SZ_2M,
+					    0, NULL, -1, 0);
 }
 
 /*
- * The child: a process that never had the file until it came over the
- * socket.  Each message: try to bind it to our own VM, report errno.
+ * The child: a process that never had a gmem file but what comes over the
+ * socket, with a VM of its own.  Commands, each answered with an errno (0:
+ * done): 'b' with an fd: bind it to our VM (keeping the fd while bound);
+ * 'u': delete that memslot.  End of file: exit.
  */
 static void scm_child(int sock)
 {
 	struct kvm_vm *vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	void *hva = mmap(NULL, SZ_2M, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	int fd, res, slot_used = 0;
+	int fd, bound = -1, res;
+	char cmd;
 
-	while ((fd = recv_fd(sock)) >= 0) {
-		/* Same file, other fd: fallocate and fstat still work here. */
-		res = bind_file(vm, fd, hva) ? errno : 0;
-		if (!res)
-			slot_used = 1;
-		if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, PAGE_SIZE))
-			res = 1000 + errno;
+	while ((cmd = recv_cmd(sock, &fd))) {
+		if (cmd == 'b') {
+			res = bind_file(vm, 0, fd, hva) ? errno : 0;
+			/* Same file, other fd: fallocate works here either way. */
+			if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, PAGE_SIZE))
+				res = 1000 + errno;
+			if (!res) {
+				close(bound);
+				bound = fd;
+			} else {
+				close(fd);
+			}
+		} else {
+			res = unbind_file(vm, 0) ? errno : 0;
+			close(bound);
+			bound = -1;
+		}
 		if (write(sock, &res, sizeof(res)) != sizeof(res))
 			_exit(1);
-		close(fd);
-		if (slot_used)
-			break;	/* keep it bound until we exit */
 	}
-	if (read(sock, &res, sizeof(res)) < 0)
-		_exit(1);
+	close(bound);
 	kvm_vm_free(vm);
 	_exit(0);
 }
 
-static int ask_child(int sock, int fd)
+static int ask_child(int sock, char cmd, int fd)
 {
 	int res = -1;
 
-	TEST_ASSERT(!send_fd(sock, fd), "sendmsg: %s", strerror(errno));
+	TEST_ASSERT(!send_cmd(sock, cmd, fd), "sendmsg: %s", strerror(errno));
 	TEST_ASSERT(read(sock, &res, sizeof(res)) == sizeof(res), "child's answer");
 	return res;
 }
 
-TEST_F_TIMEOUT(iso, scm_rights_no_second_vm, KVM_TEST_TIMEOUT)
+/* fdinfo of @fd names the VM of process @pid, or (@pid 0) none. */
+static bool owned_by(int fd, pid_t pid)
 {
-	void *hva = mmap(NULL, SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-			 -1, 0);
+	char want[64];
+
+	if (!pid)
+		return !fdinfo_has(fd, "gmem-vm:");
+	snprintf(want, sizeof(want), "gmem-vm:\tkvm-%d\n", pid);
+	return fdinfo_has(fd, want);
+}
+
+TEST_F_TIMEOUT(iso, scm_rights_one_vm_at_a_time, KVM_TEST_TIMEOUT)
+{
+	void *hva = mmap(NULL, 2 * SZ_2M, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct kvm_vm *vm;
-	int sv[2], fd, fd2, st, res;
-	pid_t child;
+	int sv[2], fd, fd2, fd3, st, res;
+	pid_t child, me = getpid();
 
 	ASSERT_NE(MAP_FAILED, hva);
 	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
@@ -574,37 +614,60 @@ TEST_F_TIMEOUT(iso, scm_rights_no_second_vm, KVM_TEST_TIMEOUT)
 
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	fd = gmem_file(SZ_2M, 0);
-	ASSERT_EQ(0, bind_file(vm, fd, hva));
+	ASSERT_EQ(0, bind_file(vm, 0, fd, hva));
+	EXPECT_TRUE(owned_by(fd, me));
 
-	/* Bound here: the other process's VM cannot have it. */
-	res = ask_child(sv[0], fd);
-	EXPECT_EQ(EINVAL, res) TH_LOG("binding a passed fd to a second VM: %d", res);
-	/* Not even once our memslot is gone, nor once our VM fd is closed. */
-	ASSERT_EQ(0, __vm_set_user_memory_region2(vm, DATA_SLOT, 0, DATA_GPA, 0, NULL, -1, 0));
-	res = ask_child(sv[0], fd);
-	EXPECT_EQ(EINVAL, res) TH_LOG("after the memslot was deleted: %d", res);
-	kvm_vm_free(vm);
-	res = ask_child(sv[0], fd);
-	EXPECT_EQ(EINVAL, res) TH_LOG("after the first VM's fd was closed: %d", res);
+	/* Our VM has a memslot on it: the other process's VM must wait. */
+	res = ask_child(sv[0], 'b', fd);
+	EXPECT_EQ(EBUSY, res) TH_LOG("binding a passed fd in use by our VM: %d", res);
+	EXPECT_TRUE(owned_by(fd, me));
 
-	/* A fresh file goes to the other process first: its VM wins. */
-	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
-	fd2 = gmem_file(SZ_2M, 0);
-	res = ask_child(sv[0], fd2);
-	EXPECT_EQ(0, res) TH_LOG("the first VM to bind a passed fd: %d", res);
+	/* We give it up: the fd holder's VM may have it now, and only then. */
+	ASSERT_EQ(0, unbind_file(vm, 0));
+	EXPECT_TRUE(owned_by(fd, 0));
+	res = ask_child(sv[0], 'b', fd);
+	EXPECT_EQ(0, res) TH_LOG("binding a passed fd our VM let go: %d", res);
+	EXPECT_TRUE(owned_by(fd, child));
+	/* Now ours waits, as long as the other VM keeps its memslot. */
 	errno = 0;
-	EXPECT_EQ(-1, bind_file(vm, fd2, hva));
-	EXPECT_EQ(EINVAL, errno) TH_LOG("binding after another process's VM did: %s",
-					strerror(errno));
+	EXPECT_EQ(-1, bind_file(vm, 0, fd, hva));
+	EXPECT_EQ(EBUSY, errno) TH_LOG("binding a file the other process's VM uses: %s",
+				       strerror(errno));
+	EXPECT_EQ(0, ask_child(sv[0], 'u', -1));
+	EXPECT_TRUE(owned_by(fd, 0));
+	EXPECT_EQ(0, bind_file(vm, 0, fd, hva))
+		TH_LOG("binding the file back after the other VM let go: %s", strerror(errno));
+	EXPECT_TRUE(owned_by(fd, me));
 
-	res = 0;
-	EXPECT_EQ(sizeof(res), write(sv[0], &res, sizeof(res)));
+	/* A fresh file goes to the other process first: its VM's it is. */
+	fd2 = gmem_file(SZ_2M, 0);
+	res = ask_child(sv[0], 'b', fd2);
+	EXPECT_EQ(0, res) TH_LOG("the first VM to bind a passed fd: %d", res);
+	EXPECT_TRUE(owned_by(fd2, child));
+	errno = 0;
+	EXPECT_EQ(-1, bind_file(vm, 1, fd2, hva));
+	EXPECT_EQ(EBUSY, errno) TH_LOG("binding after another process's VM did: %s",
+				       strerror(errno));
+	EXPECT_EQ(0, ask_child(sv[0], 'u', -1));
+
+	/*
+	 * Closing our VM's fd with its memslot still there hands nothing
+	 * over: the file keeps the VM, and its memslot, alive.
+	 */
+	fd3 = dup(fd);
+	ASSERT_LE(0, fd3);
+	kvm_vm_free(vm);
+	EXPECT_TRUE(owned_by(fd, me));
+	res = ask_child(sv[0], 'b', fd3);
+	EXPECT_EQ(EBUSY, res) TH_LOG("after our VM's fd was closed, its memslot kept: %d",
+				     res);
+	close(fd3);
+
+	close(sv[0]);
 	waitpid(child, &st, 0);
 	EXPECT_TRUE(WIFEXITED(st) && !WEXITSTATUS(st)) TH_LOG("child: status %#x", st);
-	kvm_vm_free(vm);
 	close(fd);
 	close(fd2);
-	close(sv[0]);
 }
 
 /* ---- other_vm_reads_zero ---- */
