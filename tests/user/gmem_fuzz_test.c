@@ -7,26 +7,30 @@
  * documents for that operation, and it must agree with a model of the
  * documented rules (a valid GMEM_CREATE, fallocate, attribute ioctl or
  * GMEM_WRITE succeeds; an invalid one fails with an errno of a rule it
- * broke; nothing that reads or maps the contents ever succeeds; a file
- * binds to one VM only, across fork and SCM_RIGHTS; KVM_CREATE_GUEST_MEMFD
- * gives a gmem file, bound to its VM from creation, exactly when the
- * takeover parameter, the VM type and max_file_size say so, and KVM's own
- * guest_memfd otherwise).  Where the rules say more than the errno, the
- * result is checked too: GET reads back what SET set and nothing around it
- * changed, runs are maximal, GMEM_WRITE reports as written exactly the
- * pages its source could give (no guest runs here, so no page is ever
- * refused with EPERM).  Every ioctl number goes through the model of its fd
- * kind; ours on the other kind of fd fail with ENOTTY.  Around the single
- * calls: fds closed by another thread while in use, forked children and
- * processes that receive fds over a unix socket working on the same files,
- * files charged to a small memory cgroup (ENOMEM and its rollback), a
- * timer signal that interrupts long allocations (EINTR).  At the end every
- * fd is closed and gmem's counters and KVM's VMs must be back where they
- * started, and takeover_files and takeover_declined must have moved as the
- * model said.
+ * broke; nothing that reads or maps the contents ever succeeds; the
+ * memslots of a file are one VM's at a time, across fork and SCM_RIGHTS:
+ * another VM's bind fails with EBUSY while they last and, well formed,
+ * succeeds once that VM deleted them all (a handoff), fdinfo's gmem-vm
+ * naming the VM meanwhile and nothing in between; KVM_CREATE_GUEST_MEMFD
+ * gives a gmem file, bound to its VM from creation and for life (EINVAL
+ * for other VMs), exactly when the takeover parameter, the VM type and
+ * max_file_size say so, and KVM's own guest_memfd otherwise).  Where the
+ * rules say more than the errno, the result is checked too: GET reads
+ * back what SET set and nothing around it changed, runs are maximal,
+ * GMEM_WRITE reports as written exactly the pages its source could give
+ * (no guest runs here, so no page is ever refused with EPERM).  Every
+ * ioctl number goes through the model of its fd kind; ours on the other
+ * kind of fd fail with ENOTTY.  Around the single calls: fds closed by
+ * another thread while in use, forked children and processes that
+ * receive fds over a unix socket working on the same files, files charged
+ * to a small memory cgroup (ENOMEM and its rollback), a timer signal that
+ * interrupts long allocations (EINTR).  At the end every fd is closed and
+ * gmem's counters and KVM's VMs must be back where they started, and
+ * takeover_files and takeover_declined must have moved as the model said.
  *
  * The operation sequence of each process follows from the seed; the
- * interleaving of processes and threads does not.
+ * interleaving of processes and threads does not (nor, therefore, which
+ * memslots a handoff or a deletion finds: whose binds worked).
  *   GMEM_FUZZ_SEED=S     seed (default 1)
  *   GMEM_FUZZ_OPS=N      operations of the main process (default 20000);
  *                        children add theirs, reported separately
@@ -69,6 +73,9 @@
 #define PAGE		4096ULL
 #define MAX_FDS		48
 #define MAX_VMS		3
+#define MAX_VM_MODELS	8	/* VMs of one process whose memslots the model follows */
+#define MAX_VM_SLOTS	32	/* memslots of one VM it follows */
+#define KVM_GPA_SANE	(1ULL << 32)	/* memslots below: no KVM limit applies */
 #define MAX_CHILDREN	3
 #define OWNER_BITS	16
 #define MAX_OWNERS	(1 << OWNER_BITS)	/* slots of the owner table */
@@ -130,12 +137,16 @@ enum exact {
 	X_TAKEOVER_COUNTS,	/* ...and moved takeover_files/_declined as it said */
 	X_POLICY_GET,		/* GET reads back the policy SET set, in the range */
 	X_POLICY_KEPT,		/* ...and the pages around it, or of a refused SET, kept theirs */
+	X_BIND_BUSY,		/* a file another VM had memslots on: EBUSY */
+	X_BIND_MOVED,		/* a file another VM had given up: bound */
+	X_VM_LINE,		/* fdinfo's gmem-vm named the VM with memslots, or none */
 	X_NR
 };
 
 static const char *const exact_names[] = {
 	"create-attrs", "set-get", "set-edges", "walk", "written", "guest-memfd",
-	"takeover-cnt", "policy-get", "policy-kept",
+	"takeover-cnt", "policy-get", "policy-kept", "bind-busy", "bind-moved",
+	"gmem-vm",
 };
 
 /* Shared by every process of the run (MAP_SHARED, set up before forks). */
@@ -152,8 +163,25 @@ struct shared {
 	 * before gmem saw them).
 	 */
 	atomic_ulong taken_over, declined, declined_maybe;
-	/* Under lock: open addressing on ino, 0 a free slot (key ino + 1). */
-	struct { uint64_t key; int vm_id; } owners[MAX_OWNERS];
+	/*
+	 * Under lock: open addressing on ino, 0 a free slot (key ino + 1).
+	 * The VM whose memslots the file has (-1: none), set and cleared
+	 * by the process that created that VM, the only one whose memslot
+	 * calls on it work.  Calls that bind or delete a memslot of the
+	 * file count themselves in @inflight and @ops: one that met no
+	 * other is judged exactly (see struct bind_win).
+	 */
+	struct owner {
+		uint64_t key;
+		int vm_id;		/* -1: no VM has memslots on the file */
+		pid_t vm_pid;		/* its creator: fdinfo's kvm-<pid> */
+		int nslots;		/* its memslots on the file */
+		int last_vm;		/* the VM that had it before, -1: none */
+		bool for_life;		/* from KVM_CREATE_GUEST_MEMFD: @vm_id's for good */
+		bool unsure;		/* the model lost track: judge nothing exactly */
+		int inflight;
+		unsigned int ops;
+	} owners[MAX_OWNERS];
 	int nr_owners;
 	atomic_int next_vm_id;
 	atomic_ulong child_ops, children, failures, fail_logs;
@@ -163,6 +191,20 @@ struct shared {
 };
 
 #define ABI_KVM_CREATE_VM	GMEM_ABI_NR	/* KVM's, counted alongside */
+
+/* The memslots of a VM this process created, as its calls left them. */
+struct vm_model {
+	pid_t pid;		/* 0: a free entry */
+	int vm_id;
+	bool lost;		/* a memslot the model could not follow */
+	int n;
+	struct mslot {
+		uint32_t id;
+		uint64_t gpa, size;
+		bool gm;	/* on a gmem file: */
+		uint64_t ino, off;
+	} s[MAX_VM_SLOTS];
+};
 
 struct fuzz {
 	uint64_t rng;
@@ -195,6 +237,7 @@ struct fuzz {
 	int nr_mem_nodes;
 	int nr_node_ids;	/* the highest possible node id + 1 */
 	int max_nodes;		/* the kernel's MAX_NUMNODES */
+	struct vm_model vms[MAX_VM_MODELS];
 };
 
 /* ---- randomness ---- */
@@ -583,6 +626,7 @@ static unsigned int owner_slot(struct shared *sh, uint64_t ino)
 	return i;
 }
 
+/* The VM with memslots on @ino (or that has it for life), -1 for none. */
 static int owner_of(struct fuzz *f, uint64_t ino)
 {
 	unsigned int i;
@@ -596,25 +640,202 @@ static int owner_of(struct fuzz *f, uint64_t ino)
 	return vm;
 }
 
-/* Record that @ino is bound to @vm; a different owner is a failure. */
-static void set_owner(struct fuzz *f, uint64_t ino, int vm, const char *what)
+/* A file from KVM_CREATE_GUEST_MEMFD: VM @vm's, of process @pid, for life. */
+static void set_for_life(struct fuzz *f, uint64_t ino, int vm, pid_t pid, const char *what)
 {
-	unsigned int i;
-	int old = -1;
+	struct owner *o;
+	bool known = false;
 
 	pthread_mutex_lock(&f->sh->lock);
-	i = owner_slot(f->sh, ino);
-	if (f->sh->owners[i].key) {
-		old = f->sh->owners[i].vm_id;
+	o = &f->sh->owners[owner_slot(f->sh, ino)];
+	if (o->key) {
+		known = true;
 	} else if (f->sh->nr_owners < OWNERS_FULL) {
-		f->sh->owners[i].key = ino + 1;
-		f->sh->owners[i].vm_id = vm;
+		o->key = ino + 1;
+		o->vm_id = vm;
+		o->vm_pid = pid;
+		o->last_vm = -1;
+		o->for_life = true;
 		f->sh->nr_owners++;
 	}
 	pthread_mutex_unlock(&f->sh->lock);
-	if (old >= 0 && old != vm)
-		fail(f, "%s: gmem file %" PRIu64 " bound to VM %d, but it was bound to VM %d",
-		     what, ino, vm, old);
+	if (known)
+		fail(f, "%s: a new file, but gmem file %" PRIu64 " was known already", what, ino);
+}
+
+/*
+ * A call that may bind or delete a memslot of a file, seen from the
+ * owner table: what the table said when it began, and whether it met
+ * another such call on the file (begun before it ended, or not ended
+ * before it began).  A call that met none is the only one that changed
+ * the file's memslots meanwhile, so the table at its start says exactly
+ * what it should do.
+ */
+struct bind_win {
+	bool on;		/* the file is in the table */
+	unsigned int i, ops;
+	bool others;		/* another call was under way when this one began */
+	int owner, last_vm;	/* at the start: see struct owner */
+	bool for_life, unsure;
+};
+
+static void win_begin(struct fuzz *f, uint64_t ino, struct bind_win *w)
+{
+	struct owner *o;
+
+	memset(w, 0, sizeof(*w));
+	w->owner = -1;
+	w->last_vm = -1;
+	pthread_mutex_lock(&f->sh->lock);
+	w->i = owner_slot(f->sh, ino);
+	o = &f->sh->owners[w->i];
+	if (!o->key && f->sh->nr_owners < OWNERS_FULL) {
+		o->key = ino + 1;
+		o->vm_id = -1;
+		o->last_vm = -1;
+		f->sh->nr_owners++;
+	}
+	if (o->key) {
+		w->on = true;
+		w->owner = o->vm_id;
+		w->last_vm = o->last_vm;
+		w->for_life = o->for_life;
+		w->unsure = o->unsure;
+		w->others = o->inflight > 0;
+		o->inflight++;
+		w->ops = ++o->ops;
+	}
+	pthread_mutex_unlock(&f->sh->lock);
+}
+
+/*
+ * End the call's window: @delta +1 if VM @vm (of process @pid) bound a
+ * memslot to the file, -1 if it deleted one, 0 if nothing changed; with
+ * @unsure, the model lost track of the file.  Sets *@owner_pid to the
+ * creator of the VM the file is now with, 0 for none.
+ *
+ * Return: whether the call met no other (see struct bind_win).
+ */
+static bool win_end(struct fuzz *f, struct bind_win *w, int vm, pid_t pid, int delta,
+		    bool unsure, pid_t *owner_pid)
+{
+	struct owner *o;
+	bool alone;
+
+	*owner_pid = 0;
+	if (!w->on)
+		return false;
+	pthread_mutex_lock(&f->sh->lock);
+	o = &f->sh->owners[w->i];
+	alone = !w->others && o->ops == w->ops;
+	o->inflight--;
+	o->unsure |= unsure;
+	if (delta > 0 && o->vm_id != vm && !o->for_life) {
+		o->last_vm = o->vm_id >= 0 ? o->vm_id : o->last_vm;
+		o->vm_id = vm;
+		o->vm_pid = pid;
+		o->nslots = 0;
+	}
+	if (delta && o->vm_id == vm) {
+		o->nslots += delta;
+		if (o->nslots <= 0 && !o->for_life) {
+			o->last_vm = vm;
+			o->vm_id = -1;
+			o->nslots = 0;
+		}
+	}
+	if (o->vm_id >= 0)
+		*owner_pid = o->vm_pid;
+	pthread_mutex_unlock(&f->sh->lock);
+	return alone;
+}
+
+/* ---- the memslot model, per VM, in the VM's creator ---- */
+
+static struct vm_model *vm_model_get(struct fuzz *f, int vm_id)
+{
+	int i;
+
+	for (i = 0; i < MAX_VM_MODELS; i++)
+		if (f->vms[i].pid == getpid() && f->vms[i].vm_id == vm_id)
+			return &f->vms[i];
+	return NULL;
+}
+
+/* Does this process still hold an fd of VM @vm_id? */
+static bool vm_open(struct fuzz *f, int vm_id)
+{
+	int i;
+
+	for (i = 0; i < MAX_FDS; i++)
+		if (f->fds[i].kind == K_VM && f->fds[i].vm_id == vm_id)
+			return true;
+	return false;
+}
+
+/*
+ * Follow the memslots of new VM @vm_id.  An entry is free when its VM is
+ * another process's (inherited with fork) or closed here: nobody can
+ * change its memslots any more.
+ */
+static void vm_model_new(struct fuzz *f, int vm_id)
+{
+	int i;
+
+	for (i = 0; i < MAX_VM_MODELS; i++) {
+		if (f->vms[i].pid == getpid() && vm_open(f, f->vms[i].vm_id))
+			continue;
+		memset(&f->vms[i], 0, sizeof(f->vms[i]));
+		f->vms[i].pid = getpid();
+		f->vms[i].vm_id = vm_id;
+		return;
+	}
+	fail(f, "no room to model VM %d (at most %d VMs of ours are open)", vm_id,
+	     MAX_VM_MODELS);
+}
+
+static struct mslot *mslot_find(struct vm_model *mv, uint32_t id)
+{
+	int i;
+
+	for (i = 0; mv && i < mv->n; i++)
+		if (mv->s[i].id == id)
+			return &mv->s[i];
+	return NULL;
+}
+
+/*
+ * Would memslot @m of gmem file @ino overlap another of the VM, in guest
+ * physical addresses (EEXIST) or in the file (EINVAL)?
+ */
+static bool mslot_overlap(struct vm_model *mv, const struct kvm_userspace_memory_region2 *m,
+			  uint64_t ino)
+{
+	uint64_t end = m->guest_phys_addr + m->memory_size;
+	uint64_t off_end = m->guest_memfd_offset + m->memory_size;
+	int i;
+
+	for (i = 0; i < mv->n; i++) {
+		const struct mslot *s = &mv->s[i];
+
+		if (s->gpa < end && m->guest_phys_addr < s->gpa + s->size)
+			return true;
+		if (s->gm && s->ino == ino && s->off < off_end &&
+		    m->guest_memfd_offset < s->off + s->size)
+			return true;
+	}
+	return false;
+}
+
+/* One of our fds of gmem file @ino (none while racing). */
+static struct ffd *gmem_ffd_of(struct fuzz *f, uint64_t ino)
+{
+	int i;
+
+	for (i = 0; i < MAX_FDS && !f->racing; i++)
+		if (f->fds[i].kind == K_GMEM && f->fds[i].ino == ino)
+			return &f->fds[i];
+	return NULL;
 }
 
 /* ---- the attribute model ---- */
@@ -944,9 +1165,9 @@ static void op_create(struct fuzz *f)
 }
 
 /*
- * A gmem fd; half the time one bound to a VM, if one of four candidates
- * is.  Always four draws: which files other processes bound must not
- * change what this process draws next.
+ * A gmem fd; half the time one a VM has memslots on (or is bound to for
+ * life), if one of four candidates is.  Always four draws: which files
+ * other processes bound must not change what this process draws next.
  */
 static struct ffd *pick_gmem(struct fuzz *f)
 {
@@ -2403,6 +2624,7 @@ static void op_vm_create(struct fuzz *f)
 	d->vm_pid = getpid();
 	d->vm_type = type;
 	d->vm_private = type == KVM_X86_SW_PROTECTED_VM;
+	vm_model_new(f, d->vm_id);
 }
 
 static void op_vm_close(struct fuzz *f)
@@ -2413,15 +2635,167 @@ static void op_vm_close(struct fuzz *f)
 		drop(d);
 }
 
+static bool fdinfo_get(int fd, const char *key, char *val, size_t len);
+
+/*
+ * KVM_SET_USER_MEMORY_REGION2 @m on @vm, @g the fd its guest_memfd is
+ * (NULL: a number that may be nothing), judged, then remembered: in the
+ * VM's memslots (this process created it) and the file's owner entry.
+ * Well formed (the model knows every rule it could break), a call that
+ * met no other on the file is judged exactly: a bind works unless another
+ * VM has memslots on the file (EBUSY) or has it for life (EINVAL), a
+ * deletion works if the memslot is there; fdinfo's gmem-vm names the VM
+ * the file is then with, or none.
+ */
+static void memslot_call(struct fuzz *f, struct ffd *vm, struct ffd *g,
+			 struct kvm_userspace_memory_region2 *m, bool bad)
+{
+	struct vm_model *mv = vm->vm_pid == getpid() ? vm_model_get(f, vm->vm_id) : NULL;
+	struct mslot *old = mslot_find(mv, m->slot);
+	bool gm = m->flags & KVM_MEM_GUEST_MEMFD;
+	bool bind_gm = gm && g && g->kind == K_GMEM && m->memory_size;
+	bool strict = mv && !mv->lost && !bad && !f->racing;
+	bool wf, other, alone, vm_line = false, lost = false;
+	struct expect x = { .ok = true };
+	char what[256], line[32] = "", want[32] = "";
+	struct bind_win w = { .owner = -1 };
+	struct ffd *v = NULL;
+	uint64_t ino = 0;
+	pid_t owner_pid;
+	int r, err, delta = 0;
+
+	if (bind_gm)
+		ino = g->ino;
+	else if (!m->memory_size && old && old->gm)
+		ino = old->ino;
+	if (mv && ino)
+		win_begin(f, ino, &w);
+	strict &= !w.unsure;
+	if (m->memory_size)
+		wf = strict && bind_gm && m->flags == KVM_MEM_GUEST_MEMFD && vm->vm_private &&
+		     m->slot < 8 && !old && !(m->memory_size % PAGE) &&
+		     m->memory_size <= (2 << 20) && !(m->guest_phys_addr % PAGE) &&
+		     m->guest_phys_addr <= KVM_GPA_SANE - m->memory_size &&
+		     m->userspace_addr == (uint64_t)f->slot_mem &&
+		     !(m->guest_memfd_offset % PAGE) && m->guest_memfd_offset <= g->size &&
+		     m->memory_size <= g->size - m->guest_memfd_offset &&
+		     !mslot_overlap(mv, m, ino);
+	else
+		wf = strict && m->slot < 8 && !(m->guest_phys_addr % PAGE) &&
+		     m->userspace_addr == (uint64_t)f->slot_mem &&
+		     (!m->flags || (m->flags == KVM_MEM_GUEST_MEMFD && vm->vm_private &&
+				    !(m->guest_memfd_offset % PAGE)));
+
+	/*
+	 * Not armed with fail-nth: KVM's own vmalloc()s of the memslot's
+	 * metadata warn with a stack trace when they fail.
+	 */
+	r = ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, bad ? bad_ptr(f, sizeof(*m)) : (void *)m);
+	err = errno;
+	if (w.on && !r && !bad)
+		delta = m->memory_size ? 1 : -1;
+	if (w.on)
+		v = gmem_ffd_of(f, ino);
+	if (v)
+		vm_line = fdinfo_get(v->fd, "gmem-vm", line, sizeof(line));
+	if (mv && !r && !bad && m->memory_size && !old && mv->n == MAX_VM_SLOTS)
+		lost = true;	/* a memslot the model cannot follow */
+	alone = win_end(f, &w, vm->vm_id, vm->vm_pid, delta, lost, &owner_pid);
+
+	other = w.owner >= 0 && w.owner != vm->vm_id;
+	if (gm && !vm->vm_private)
+		x.ok = false, allow(&x, EINVAL);
+	if (gm && m->memory_size && g && g->kind != K_GMEM)
+		x.ok = false, allow(&x, EINVAL);	/* not a guest_memfd */
+	if (bind_gm && other && w.for_life) {
+		x.ok = false;
+		allow(&x, EINVAL);	/* another VM's for life */
+	} else if (bind_gm && other) {
+		/* Another VM's memslots: not yet, unless they went meanwhile. */
+		x.ok = !alone;
+		allow(&x, EBUSY);
+	} else if (bind_gm && !alone) {
+		allow(&x, EBUSY);	/* another VM may have bound it meanwhile */
+	}
+	if (!wf) {
+		allow(&x, EINVAL);
+		allow(&x, EEXIST);
+		allow(&x, EBADF);
+	} else if (!m->memory_size && !old) {
+		x.ok = false;
+		allow(&x, EINVAL);	/* no such memslot */
+	}
+	if (bad) {
+		x.ok = false;
+		allow(&x, EFAULT);
+	}
+	if (vm->vm_pid != getpid()) {
+		/* Only the VM's creator may issue its ioctls: nothing else counts. */
+		memset(&x, 0, sizeof(x));
+		allow(&x, EIO);
+	}
+	snprintf(what, sizeof(what),
+		 "KVM_SET_USER_MEMORY_REGION2(VM %d, slot %#x, flags %#x, gpa %#llx, size %#llx, %s %llu, offset %#llx)%s",
+		 vm->vm_id, m->slot, m->flags,
+		 (unsigned long long)m->guest_phys_addr, (unsigned long long)m->memory_size,
+		 g && g->kind == K_GMEM ? "gmem" : "fd", g && g->kind == K_GMEM ?
+		 (unsigned long long)g->ino : (unsigned long long)m->guest_memfd,
+		 (unsigned long long)m->guest_memfd_offset, bad ? " bad pointer" : "");
+	if (w.on)
+		snprintf(what + strlen(what), sizeof(what) - strlen(what),
+			 " on gmem %llu, %s VM %d%s", (unsigned long long)ino,
+			 w.owner >= 0 ? "with" : "free, last with",
+			 w.owner >= 0 ? w.owner : w.last_vm,
+			 w.for_life ? " for life" : "");
+	judge(f, GMEM_ABI_BIND, &x, r, err, what);
+
+	if (alone && wf && bind_gm && other && !w.for_life && r < 0 && err == EBUSY)
+		count_exact(f, X_BIND_BUSY);
+	if (alone && wf && bind_gm && w.owner < 0 && !r && w.last_vm >= 0 &&
+	    w.last_vm != vm->vm_id)
+		count_exact(f, X_BIND_MOVED);
+	if (alone && v && !w.unsure && !lost) {
+		if (owner_pid)
+			snprintf(want, sizeof(want), "kvm-%d", owner_pid);
+		if (vm_line != !!owner_pid || strcmp(line, want))
+			fail(f, "%s = %d: fdinfo gmem-vm \"%s\"%s; expected %s%s", what, r, line,
+			     vm_line ? "" : " (absent)", owner_pid ? want : "none",
+			     owner_pid ? "" : ": no VM has memslots on the file");
+		else
+			count_exact(f, X_VM_LINE);
+	}
+
+	/* The VM's memslots as the call left them. */
+	if (!mv || r || bad)
+		return;
+	if (!m->memory_size) {
+		if (old)
+			*old = mv->s[--mv->n];
+		else
+			mv->lost = true;	/* deleted a memslot it did not know */
+	} else if (old) {
+		old->gpa = m->guest_phys_addr;	/* moved, or its flags changed */
+	} else if (lost) {
+		mv->lost = true;
+	} else {
+		old = &mv->s[mv->n++];
+		old->id = m->slot;
+		old->gpa = m->guest_phys_addr;
+		old->size = m->memory_size;
+		old->gm = bind_gm;
+		old->ino = ino;
+		old->off = m->guest_memfd_offset;
+	}
+}
+
 /* KVM_SET_USER_MEMORY_REGION2 with a gmem fd, random everything else. */
 static void op_bind(struct fuzz *f)
 {
 	struct ffd *vm = pick(f, M_VM), *g;
 	struct kvm_userspace_memory_region2 m = { 0 };
-	struct expect x = { .ok = true };
-	bool gm, bad = false;
-	int owner = -1, r, err;
-	char what[192];
+	struct vm_model *mv;
+	bool bad = false, known;
+	uint64_t which;
 
 	if (!vm)
 		return;
@@ -2445,46 +2819,74 @@ static void op_bind(struct fuzz *f)
 		m.memory_size = 0;	/* delete */
 	m.userspace_addr = chance(f, 95) ? (uint64_t)f->slot_mem : interesting(f, 0);
 	m.guest_memfd = g ? g->fd : (int)below(f, 1024);
-
-	gm = m.flags & KVM_MEM_GUEST_MEMFD;
-	if (gm && g && g->kind == K_GMEM && m.memory_size) {
-		owner = owner_of(f, g->ino);
-		if (owner >= 0 && owner != vm->vm_id)
-			x.ok = false, allow(&x, EINVAL);	/* bound to another VM */
-	}
-	if (gm && !vm->vm_private)
-		x.ok = false, allow(&x, EINVAL);
-	if (gm && m.memory_size && g && g->kind != K_GMEM)
-		x.ok = false, allow(&x, EINVAL);	/* not a guest_memfd */
-	allow(&x, EINVAL);
-	allow(&x, EEXIST);
-	allow(&x, EBADF);
-	if (chance(f, 3)) {
+	if (chance(f, 3))
 		bad = true;
-		x.ok = false;
-		allow(&x, EFAULT);
+	/* Half the deletions aim at a memslot the VM has (same draws either way). */
+	known = chance(f, 50);
+	which = rnd(f);
+	mv = vm->vm_pid == getpid() ? vm_model_get(f, vm->vm_id) : NULL;
+	if (!m.memory_size && known && mv && mv->n)
+		m.slot = mv->s[which % mv->n].id;
+	memslot_call(f, vm, g, &m, bad);
+}
+
+/*
+ * A handoff, as in a VMM's live update: one of our VMs deletes all its
+ * memslots on one of its files, then one of our VMs (maybe the same)
+ * binds the file: well formed, at a free slot and address, which works
+ * unless another process's VM took the file meanwhile, or the file is
+ * the first VM's for life (KVM_CREATE_GUEST_MEMFD).
+ */
+static void op_handoff(struct fuzz *f)
+{
+	struct ffd *a = pick(f, M_VM), *b = pick(f, M_VM), *g;
+	struct kvm_userspace_memory_region2 m;
+	struct vm_model *ma, *mb;
+	uint64_t r = rnd(f), ino = 0;
+	int i, n;
+
+	if (!a || !b || f->racing)
+		return;
+	ma = a->vm_pid == getpid() ? vm_model_get(f, a->vm_id) : NULL;
+	for (i = 0, n = ma ? ma->n : 0; i < n && !ino; i++)
+		if (ma->s[(r + i) % n].gm)
+			ino = ma->s[(r + i) % n].ino;
+	g = ino ? gmem_ffd_of(f, ino) : NULL;
+	if (!g)
+		return;
+	for (;;) {
+		for (i = 0; i < ma->n && !(ma->s[i].gm && ma->s[i].ino == ino); i++)
+			;
+		if (i == ma->n)
+			break;
+		memset(&m, 0, sizeof(m));
+		m.slot = ma->s[i].id;
+		m.guest_phys_addr = ma->s[i].gpa;
+		m.userspace_addr = (uint64_t)f->slot_mem;
+		n = ma->n;
+		memslot_call(f, a, NULL, &m, false);
+		if (ma->n == n)
+			return;		/* judged already */
 	}
-	if (vm->vm_pid != getpid()) {
-		/* Only the VM's creator may issue its ioctls: nothing else counts. */
-		memset(&x, 0, sizeof(x));
-		allow(&x, EIO);
+
+	mb = b->vm_pid == getpid() ? vm_model_get(f, b->vm_id) : NULL;
+	if (!mb || mb->lost)
+		return;
+	memset(&m, 0, sizeof(m));
+	m.flags = KVM_MEM_GUEST_MEMFD;
+	m.memory_size = g->size < (2 << 20) ? g->size : 2 << 20;
+	m.userspace_addr = (uint64_t)f->slot_mem;
+	m.guest_memfd = g->fd;
+	for (m.slot = 0; m.slot < 8 && mslot_find(mb, m.slot); m.slot++)
+		;
+	/* A free address: one of 256 4 MiB steps, from a random one on. */
+	for (i = 0; i < 256; i++) {
+		m.guest_phys_addr = ((r >> 8) + i) % 256 * (4 << 20);
+		if (!mslot_overlap(mb, &m, ~0ULL))
+			break;
 	}
-	/*
-	 * Not armed with fail-nth: KVM's own vmalloc()s of the memslot's
-	 * metadata warn with a stack trace when they fail.
-	 */
-	r = ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, bad ? bad_ptr(f, sizeof(m)) : (void *)&m);
-	err = errno;
-	snprintf(what, sizeof(what),
-		 "KVM_SET_USER_MEMORY_REGION2(VM %d, slot %#x, flags %#x, gpa %#llx, size %#llx, %s %llu, offset %#llx)%s",
-		 vm->vm_id, m.slot, m.flags,
-		 (unsigned long long)m.guest_phys_addr, (unsigned long long)m.memory_size,
-		 g && g->kind == K_GMEM ? "gmem" : "fd", g && g->kind == K_GMEM ?
-		 (unsigned long long)g->ino : (unsigned long long)m.guest_memfd,
-		 (unsigned long long)m.guest_memfd_offset, bad ? " bad pointer" : "");
-	judge(f, GMEM_ABI_BIND, &x, r, err, what);
-	if (!r && !bad && gm && g && g->kind == K_GMEM && m.memory_size)
-		set_owner(f, g->ino, vm->vm_id, what);
+	if (m.slot < 8 && i < 256)
+		memslot_call(f, b, g, &m, false);
 }
 
 /*
@@ -2729,8 +3131,8 @@ static void check_guest_memfd(struct fuzz *f, int fd, bool taken, uint64_t size,
 		     vm, (unsigned long)st.st_ino, want);
 	else if (ok)
 		count_exact(f, X_GUEST_MEMFD);
-	/* Bound from creation: memslots of other VMs must not bind it. */
-	set_owner(f, st.st_ino, vm_id, what);
+	/* Bound from creation, for life: memslots of other VMs must not bind it. */
+	set_for_life(f, st.st_ino, vm_id, vm_pid, what);
 	d = add_gmem(f, fd, size, 0, false);
 	if (d)
 		check_new_file(f, d, 0);
@@ -3123,6 +3525,7 @@ static const struct fuzz_op {
 	{ "close",	6,  op_close,		false, true },
 	{ "vm-create",	2,  op_vm_create,	false, true },
 	{ "bind",	10, op_bind,		true,  true },
+	{ "handoff",	3,  op_handoff,		false, true },
 	{ "vm-close",	1,  op_vm_close,	false, true },
 	{ "param",	1,  op_param,		false, false },
 	{ "takeover",	1,  op_param_takeover,	false, false },
