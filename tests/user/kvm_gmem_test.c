@@ -283,11 +283,12 @@ static void test_conversions(int nr_vcpus, int nr_slots)
 	kvm_vm_free(vm);
 
 	/*
-	 * The VM deleted its memslots as it went: the file is nobody's now,
-	 * and punching and allocating still work.
+	 * The file pins the VM, although kvm_vm_free() deleted its memslots
+	 * (only GMEM_RELEASE_VM lets it go): punching and allocating still
+	 * work.
 	 */
-	TEST_ASSERT(on_guest_memfd() || !fdinfo_has(fd, "gmem-vm:"),
-		    "fdinfo names a VM after its memslots were deleted");
+	TEST_ASSERT(on_guest_memfd() || fdinfo_has(fd, "gmem-vm:\tkvm-"),
+		    "fdinfo names no VM after the VM's memslots were deleted");
 	TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, total),
 		    "punch after VM close: %s", strerror(errno));
 	TEST_ASSERT(on_guest_memfd() || fdinfo_value(fd, "gmem-allocated") == 0,
@@ -431,6 +432,21 @@ static int set_region(struct kvm_vm *vm, int slot, uint32_t flags, uint64_t gpa,
 				     strerror(errno), #err);			\
 } while (0)
 
+static int release_vm(int fd, int vm_fd, uint32_t flags)
+{
+	struct gmem_release_vm rel = { .vm_fd = vm_fd, .flags = flags };
+
+	return ioctl(fd, GMEM_RELEASE_VM, &rel);
+}
+
+#define EXPECT_RELEASE_ERRNO(err, fd, vm_fd, flags) do {			\
+	errno = 0;								\
+	EXPECT_EQ(-1, release_vm(fd, vm_fd, flags));				\
+	EXPECT_EQ(err, errno) TH_LOG("GMEM_RELEASE_VM(vm_fd %d, flags %#x): "	\
+				     "errno %d (%s), expected %s", (int)(vm_fd),	\
+				     (unsigned int)(flags), errno, strerror(errno), #err); \
+} while (0)
+
 /* The memslot rules of KVM's guest_memfd, on gmem files. */
 TEST_F_TIMEOUT(kvm, memslot_errors, KVM_TEST_TIMEOUT)
 {
@@ -478,21 +494,38 @@ TEST_F_TIMEOUT(kvm, memslot_errors, KVM_TEST_TIMEOUT)
 	EXPECT_REGION_ERRNO(EINVAL, vm, MR_SLOT, gm, 8 * MR_GPA, 2 * MR_SIZE, fd, 0);
 
 	/*
-	 * Another VM cannot bind a file while the first VM has memslots on
-	 * it: EBUSY, not yet, even for a range the first VM does not use.
+	 * A file binds to one VM: another VM gets EBUSY while the first VM
+	 * has memslots on it, even for a range the first VM does not use...
 	 */
 	vm2 = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	EXPECT_REGION_ERRNO(EBUSY, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0);
 	EXPECT_EQ(0, set_region(vm, MR_SLOT, 0, MR_GPA, 0, -1, 0));
 	EXPECT_REGION_ERRNO(EBUSY, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0);
-	EXPECT_TRUE(fdinfo_has(fd, "gmem-vm:\tkvm-"));
-	/* Once the first VM dropped every memslot, the file is nobody's... */
+	/* ...and the first VM cannot let it go while one memslot is left. */
+	EXPECT_RELEASE_ERRNO(EBUSY, fd, vm->fd, 0);
+	/*
+	 * Deleting every memslot releases nothing (a VMM lays its memory out
+	 * anew that way): the file stays the first VM's, the second waits.
+	 */
 	EXPECT_EQ(0, set_region(vm, MR_SLOT + 1, 0, 4 * MR_GPA, 0, -1, 0));
+	EXPECT_TRUE(fdinfo_has(fd, "gmem-vm:\tkvm-"));
+	EXPECT_REGION_ERRNO(EBUSY, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0);
+	/* The first VM can still bind it again, and delete that again. */
+	EXPECT_EQ(0, set_region(vm, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0));
+	EXPECT_RELEASE_ERRNO(EBUSY, fd, vm->fd, 0);
+	EXPECT_EQ(0, set_region(vm, MR_SLOT, 0, MR_GPA, 0, -1, 0));
+	/* The second VM's fd does not release it: not the file's VM. */
+	EXPECT_RELEASE_ERRNO(EINVAL, fd, vm2->fd, 0);
+	EXPECT_REGION_ERRNO(EBUSY, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0);
+	/* The first VM lets the file go: fdinfo names no VM any more... */
+	EXPECT_EQ(0, release_vm(fd, vm->fd, 0)) TH_LOG("release: %s", strerror(errno));
 	EXPECT_FALSE(fdinfo_has(fd, "gmem-vm:"));
-	/* ...the second VM binds it, and now the first VM must wait. */
+	/* ...the second VM binds it, and now the first VM gets EBUSY. */
 	EXPECT_EQ(0, set_region(vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0));
 	EXPECT_TRUE(fdinfo_has(fd, "gmem-vm:\tkvm-"));
 	EXPECT_REGION_ERRNO(EBUSY, vm, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 2 * MR_SIZE);
+	/* Nor can the first VM take it back by releasing: not its VM now. */
+	EXPECT_RELEASE_ERRNO(EINVAL, fd, vm->fd, 0);
 	/* The second VM has the first one's rules: no overlap, adjacent fine. */
 	EXPECT_REGION_ERRNO(EINVAL, vm2, MR_SLOT + 1, gm, 4 * MR_GPA, MR_SIZE, fd, 0);
 	EXPECT_EQ(0, set_region(vm2, MR_SLOT + 1, gm, 4 * MR_GPA, MR_SIZE, fd, MR_SIZE));
@@ -502,16 +535,16 @@ TEST_F_TIMEOUT(kvm, memslot_errors, KVM_TEST_TIMEOUT)
 	EXPECT_REGION_ERRNO(EBUSY, vm, MR_SLOT + 2, gm, 8 * MR_GPA, MR_SIZE, fd2, 0);
 
 	/*
-	 * The file let the first VM go with its last memslot: closing the
-	 * VM's fd frees it, with the file still open.
+	 * The file let the first VM go: closing the VM's fd frees it, with
+	 * the file still open.
 	 */
 	vms = gmem_count_vms_vmalloc();
 	kvm_vm_free(vm);
 	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc());
 	/*
 	 * The second VM's fd closes with its memslots still there (the
-	 * library does not know them): both files pin it, until the last
-	 * of them is closed.
+	 * library does not know them), unreleased: both files pin it, until
+	 * the last of them is closed.
 	 */
 	kvm_vm_free(vm2);
 	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc());
@@ -527,6 +560,122 @@ TEST_F_TIMEOUT(kvm, memslot_errors, KVM_TEST_TIMEOUT)
 	EXPECT_REGION_ERRNO(EINVAL, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd2, 0);
 	kvm_vm_free(vm2);
 	close(fd2);
+}
+
+/*
+ * Every errno of GMEM_RELEASE_VM, each on a file whose VM has no memslot
+ * on it any more (so that a release that skipped a check would show: the
+ * file would lose its VM), then the release itself, and no-ops.
+ */
+TEST_F_TIMEOUT(kvm, release_vm_errors, KVM_TEST_TIMEOUT)
+{
+	const uint32_t gm = KVM_MEM_GUEST_MEMFD;
+	struct kvm_vm *vm, *vm2;
+	int fd, dev, kvm_fd, closed, takeover, tfd, vms;
+	void *none;
+
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	vm2 = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	fd = gmem_file(MR_SIZE, 0);
+
+	/* A file no VM has: nothing to do, with any VM's fd, twice. */
+	EXPECT_EQ(0, release_vm(fd, vm->fd, 0)) TH_LOG("unbound: %s", strerror(errno));
+	EXPECT_EQ(0, release_vm(fd, vm2->fd, 0)) TH_LOG("unbound: %s", strerror(errno));
+	EXPECT_FALSE(fdinfo_has(fd, "gmem-vm:"));
+
+	ASSERT_EQ(0, set_region(vm, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0));
+	/* EBUSY: a memslot of the VM is still bound to the file. */
+	EXPECT_RELEASE_ERRNO(EBUSY, fd, vm->fd, 0);
+	EXPECT_TRUE(fdinfo_has(fd, "gmem-vm:\tkvm-"));
+	ASSERT_EQ(0, set_region(vm, MR_SLOT, 0, MR_GPA, 0, -1, 0));
+
+	/*
+	 * EFAULT: no argument, one in an inaccessible page, one that ends
+	 * in it (its vm_fd readable: the file's VM).
+	 */
+	none = mmap(NULL, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, none);
+	ASSERT_EQ(0, mprotect((char *)none + PAGE_SIZE, PAGE_SIZE, PROT_NONE));
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(fd, GMEM_RELEASE_VM, NULL));
+	EXPECT_EQ(EFAULT, errno) TH_LOG("NULL argument: %s", strerror(errno));
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(fd, GMEM_RELEASE_VM, (char *)none + PAGE_SIZE));
+	EXPECT_EQ(EFAULT, errno) TH_LOG("inaccessible argument: %s", strerror(errno));
+	*(int32_t *)((char *)none + PAGE_SIZE - sizeof(int32_t)) = vm->fd;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(fd, GMEM_RELEASE_VM, (char *)none + PAGE_SIZE - sizeof(int32_t)));
+	EXPECT_EQ(EFAULT, errno) TH_LOG("argument across the end: %s", strerror(errno));
+	munmap(none, 2 * PAGE_SIZE);
+
+	/* EINVAL: flags. */
+	EXPECT_RELEASE_ERRNO(EINVAL, fd, vm->fd, 1);
+	EXPECT_RELEASE_ERRNO(EINVAL, fd, vm->fd, 1U << 31);
+	/* EINVAL: an fd that is no KVM VM: the gmem file itself, /dev/kvm. */
+	EXPECT_RELEASE_ERRNO(EINVAL, fd, fd, 0);
+	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, kvm_fd);
+	EXPECT_RELEASE_ERRNO(EINVAL, fd, kvm_fd, 0);
+	close(kvm_fd);
+	/* EINVAL: another VM, not the file's. */
+	EXPECT_RELEASE_ERRNO(EINVAL, fd, vm2->fd, 0);
+	/* EBADF: negative, or not open. */
+	EXPECT_RELEASE_ERRNO(EBADF, fd, -1, 0);
+	EXPECT_RELEASE_ERRNO(EBADF, fd, INT32_MIN, 0);
+	closed = dup(fd);
+	ASSERT_LE(0, closed);
+	close(closed);
+	EXPECT_RELEASE_ERRNO(EBADF, fd, closed, 0);
+	/* ENOTTY: on /dev/gmem, which has no VM. */
+	dev = open("/dev/gmem", O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, dev);
+	EXPECT_RELEASE_ERRNO(ENOTTY, dev, vm->fd, 0);
+	close(dev);
+
+	/* None of those let the VM go: the second VM still waits. */
+	EXPECT_TRUE(fdinfo_has(fd, "gmem-vm:\tkvm-"));
+	EXPECT_REGION_ERRNO(EBUSY, vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0);
+
+	/* The release, then again: the file has no VM, a no-op. */
+	EXPECT_EQ(0, release_vm(fd, vm->fd, 0)) TH_LOG("release: %s", strerror(errno));
+	EXPECT_FALSE(fdinfo_has(fd, "gmem-vm:"));
+	EXPECT_EQ(0, release_vm(fd, vm->fd, 0)) TH_LOG("again: %s", strerror(errno));
+	EXPECT_EQ(0, release_vm(fd, vm2->fd, 0)) TH_LOG("another VM's: %s", strerror(errno));
+	EXPECT_EQ(0, set_region(vm2, MR_SLOT, gm, MR_GPA, MR_SIZE, fd, 0));
+	/* The first VM's fd now is another VM's: EINVAL, the file stays. */
+	EXPECT_RELEASE_ERRNO(EINVAL, fd, vm->fd, 0);
+	EXPECT_RELEASE_ERRNO(EBUSY, fd, vm2->fd, 0);
+	EXPECT_EQ(0, set_region(vm2, MR_SLOT, 0, MR_GPA, 0, -1, 0));
+
+	/* The released VM is freed with its fd; the file's VM is not. */
+	vms = gmem_count_vms_vmalloc();
+	kvm_vm_free(vm);
+	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc());
+	kvm_vm_free(vm2);
+	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc());
+	EXPECT_TRUE(fdinfo_has(fd, "gmem-vm:\tkvm-"));
+	close(fd);
+	EXPECT_EQ(vms - 2, gmem_count_vms_vmalloc());
+
+	/*
+	 * EINVAL: a file KVM_CREATE_GUEST_MEMFD made (takeover on) is its
+	 * VM's for life, memslots or not.
+	 */
+	takeover = gmem_takeover_param_get();
+	if (takeover < 0) {
+		ksft_print_msg("no takeover parameter: takeover file case skipped\n");
+		return;
+	}
+	gmem_takeover_param_set(true);
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	tfd = vm_create_guest_memfd(vm, MR_SIZE, 0);
+	gmem_takeover_param_set(takeover);
+	ASSERT_LE(0, fdinfo_value(tfd, "gmem-id")) TH_LOG("not a gmem file");
+	EXPECT_RELEASE_ERRNO(EINVAL, tfd, vm->fd, 0);
+	EXPECT_TRUE(fdinfo_has(tfd, "gmem-vm:\tkvm-"));
+	close(tfd);
+	kvm_vm_free(vm);
 }
 
 /*
@@ -746,23 +895,19 @@ TEST_F_TIMEOUT(kvm, block_mapped_4k_stays_writable, KVM_TEST_TIMEOUT)
 }
 
 /*
- * Closing the VM first, with its memslot still there: the file keeps the
- * VM alive until the file goes.  (memslot_errors shows the other case: a
- * VM whose memslots went first goes with its fd.)
+ * Closing the VM first: the file keeps it alive until the file goes.
+ * kvm_vm_free() deletes the VM's memslots before it closes the VM's fd,
+ * which does not release the file (only GMEM_RELEASE_VM does, see
+ * release_vm_errors).
  */
 TEST_F_TIMEOUT(kvm, vm_closed_before_file, KVM_TEST_TIMEOUT)
 {
-	void *hva = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	int fd, vms;
 
-	ASSERT_NE(MAP_FAILED, hva);
-	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
-	fd = gmem_file(PAGE_SIZE, 0);
-	/* Behind the library's back, so that kvm_vm_free() leaves it. */
-	ASSERT_EQ(0, __vm_set_user_memory_region2(vm, EXIT_SLOT, KVM_MEM_GUEST_MEMFD,
-						  EXIT_GPA, PAGE_SIZE, hva, fd, 0));
+	vm = exit_vm(&vcpu, &fd);
+	vm_mem_set_shared(vm, EXIT_GPA, PAGE_SIZE);
 	vms = gmem_count_vms_vmalloc();
 	kvm_vm_free(vm);
 	EXPECT_EQ(vms, gmem_count_vms_vmalloc());
@@ -771,7 +916,6 @@ TEST_F_TIMEOUT(kvm, vm_closed_before_file, KVM_TEST_TIMEOUT)
 	EXPECT_EQ(PAGE_SIZE, fdinfo_value(fd, "gmem-allocated"));
 	EXPECT_EQ(0, close(fd));
 	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc());
-	munmap(hva, PAGE_SIZE);
 }
 
 static long delete_module(const char *name, unsigned int flags)

@@ -8,8 +8,8 @@
  * - Invalid flags and sizes fail with KVM's EINVAL, on or off.
  * - The file is bound to its VM from creation and for life: another VM's
  *   memslot cannot bind it (EINVAL, never a GMEM_CREATE file's EBUSY),
- *   not even once its VM deleted its memslots, and it pins the VM until
- *   it is closed.
+ *   not even once its VM deleted its memslots, GMEM_RELEASE_VM fails
+ *   with EINVAL whichever VM asks, and it pins the VM until it is closed.
  * - A guest runs on it, and gmem's own ioctls work on the fd.
  * - What gmem leaves to KVM (a size above max_file_size) is KVM's own
  *   guest_memfd, counted in takeover_declined.
@@ -166,12 +166,20 @@ static int bind_slot(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, int fd,
 					    size, NULL, fd, offset);
 }
 
+static int release_vm(int fd, struct kvm_vm *vm)
+{
+	struct gmem_release_vm rel = { .vm_fd = vm->fd };
+
+	return ioctl(fd, GMEM_RELEASE_VM, &rel);
+}
+
 /*
- * The file belongs to the VM it was created for: another VM cannot bind
- * it, before its own VM has nor after its own VM deleted its memslots
- * (EINVAL, as for KVM's own files: such a file does not move to another
- * VM as a GMEM_CREATE file does), and the file keeps its VM alive after
- * the VMM closed the VM's fd.
+ * The file belongs to the VM it was created for, for life: another VM
+ * cannot bind it, before its own VM has nor after its own VM deleted its
+ * memslots (EINVAL, as for KVM's own files, never a GMEM_CREATE file's
+ * EBUSY), GMEM_RELEASE_VM cannot let it go (EINVAL, with the memslots or
+ * without), and the file keeps its VM alive after the VMM closed the VM's
+ * fd.
  */
 TEST_F(takeover, bound_to_its_vm)
 {
@@ -194,12 +202,26 @@ TEST_F(takeover, bound_to_its_vm)
 	/* Past the end of the file: EINVAL. */
 	EXPECT_EQ(-1, bind_slot(a, SLOT + 1, GPA + SZ_2M, fd, SZ_2M, SIZE));
 	EXPECT_EQ(EINVAL, errno);
-	/* Its VM's memslots gone, the file is still that VM's. */
+	/* Its VM cannot release it: EINVAL (not EBUSY), memslot or not. */
+	EXPECT_EQ(-1, release_vm(fd, a));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("GMEM_RELEASE_VM with a memslot: %s",
+					strerror(errno));
+	/* Its VM's memslots gone, the file is still that VM's... */
 	EXPECT_EQ(0, __vm_set_user_memory_region2(a, SLOT, 0, GPA, 0, NULL, -1, 0));
 	snprintf(vm_name, sizeof(vm_name), "gmem-vm:\tkvm-%d\n", getpid());
 	EXPECT_TRUE(fdinfo_has(fd, vm_name));
 	EXPECT_EQ(-1, bind_slot(b, SLOT, GPA, fd, 0, SIZE));
-	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(EINVAL, errno) TH_LOG("another VM's bind: %s", strerror(errno));
+	/* ...for life: neither its VM nor another can release it. */
+	EXPECT_EQ(-1, release_vm(fd, a));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("GMEM_RELEASE_VM by its VM: %s", strerror(errno));
+	EXPECT_EQ(-1, release_vm(fd, b));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("GMEM_RELEASE_VM by another VM: %s",
+					strerror(errno));
+	EXPECT_TRUE(fdinfo_has(fd, vm_name));
+	EXPECT_EQ(-1, bind_slot(b, SLOT, GPA, fd, 0, SIZE));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("another VM's bind after the release attempts: %s",
+					strerror(errno));
 	EXPECT_EQ(0, bind_slot(a, SLOT, GPA, fd, 0, SZ_2M));
 	kvm_vm_free(b);
 
