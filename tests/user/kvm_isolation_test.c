@@ -15,15 +15,17 @@
  *  - punched_page_reads_zero: pages punched out of the file under a
  *    running guest read as zeros when the guest touches them again.
  *  - scm_rights_one_vm_at_a_time: a file's memory goes to another VM
- *    only when whoever holds it hands it over.  Another process that got
- *    the fd with SCM_RIGHTS cannot bind it to its VM while ours has a
- *    memslot on it (EBUSY), not even once our VM's fd is closed with the
- *    memslot still there; only after our VM deleted its memslots can its
- *    VM bind the file, which then is out of our reach until that VM
- *    deletes its own.  A fresh file that goes to the other process first
- *    is its VM's.  Ownership shows in fdinfo's gmem-vm (the VM's
- *    creator's pid), absent while the file is nobody's.  What the next
- *    VM finds in the file's pages is kvm_handoff_test's business.
+ *    only when whoever holds both the file and its VM lets it go.
+ *    Another process that got the fd with SCM_RIGHTS cannot bind it to
+ *    its VM (EBUSY) while ours has a memslot on it, nor once our VM
+ *    deleted them all, nor once our VM's fd is closed; it cannot release
+ *    the file with its own VM's fd (EINVAL).  After our GMEM_RELEASE_VM
+ *    its VM binds the file, which then is out of our reach (EBUSY, and
+ *    our release EINVAL) until that process releases it in turn.  A
+ *    fresh file that goes to the other process first is its VM's.
+ *    Ownership shows in fdinfo's gmem-vm (the VM's creator's pid),
+ *    absent while the file has no VM.  What the next VM finds in the
+ *    file's pages is kvm_handoff_test's business.
  *  - other_vm_reads_zero: pages one VM filled and gave back (punched,
  *    or freed with its file) read as zeros in the next VM that gets
  *    memory from gmem, by fault or by fallocate.
@@ -534,41 +536,45 @@ static int unbind_file(struct kvm_vm *vm, int slot)
 					    0, NULL, -1, 0);
 }
 
+static int release_file(int fd, struct kvm_vm *vm)
+{
+	struct gmem_release_vm rel = { .vm_fd = vm->fd };
+
+	return ioctl(fd, GMEM_RELEASE_VM, &rel);
+}
+
 /*
  * The child: a process that never had a gmem file but what comes over the
  * socket, with a VM of its own.  Commands, each answered with an errno (0:
- * done): 'b' with an fd: bind it to our VM (keeping the fd while bound);
- * 'u': delete that memslot.  End of file: exit.
+ * done): 'b' with an fd: keep it (instead of the one before) and bind it
+ * to our VM; 'u': delete that memslot; 'r': GMEM_RELEASE_VM on the fd
+ * kept, with our VM's fd.  End of file: exit.
  */
 static void scm_child(int sock)
 {
 	struct kvm_vm *vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	void *hva = mmap(NULL, SZ_2M, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	int fd, bound = -1, res;
+	int fd, cur = -1, res;
 	char cmd;
 
 	while ((cmd = recv_cmd(sock, &fd))) {
 		if (cmd == 'b') {
+			close(cur);
+			cur = fd;
 			res = bind_file(vm, 0, fd, hva) ? errno : 0;
 			/* Same file, other fd: fallocate works here either way. */
 			if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, PAGE_SIZE))
 				res = 1000 + errno;
-			if (!res) {
-				close(bound);
-				bound = fd;
-			} else {
-				close(fd);
-			}
-		} else {
+		} else if (cmd == 'u') {
 			res = unbind_file(vm, 0) ? errno : 0;
-			close(bound);
-			bound = -1;
+		} else {
+			res = release_file(cur, vm) ? errno : 0;
 		}
 		if (write(sock, &res, sizeof(res)) != sizeof(res))
 			_exit(1);
 	}
-	close(bound);
+	close(cur);
 	kvm_vm_free(vm);
 	_exit(0);
 }
@@ -593,12 +599,26 @@ static bool owned_by(int fd, pid_t pid)
 	return fdinfo_has(fd, want);
 }
 
+#define EXPECT_CHILD(err, cmd, fd, what) do {					\
+	int __res = ask_child(sv[0], cmd, fd);					\
+										\
+	EXPECT_EQ(err, __res) TH_LOG("%s: child's '%c': %d (%s), expected %s",	\
+				     what, cmd, __res, strerror(__res), #err);	\
+} while (0)
+
+#define EXPECT_OURS(err, call, what) do {					\
+	errno = 0;								\
+	EXPECT_EQ(-1, call);							\
+	EXPECT_EQ(err, errno) TH_LOG("%s: %s, expected %s", what,		\
+				     strerror(errno), #err);			\
+} while (0)
+
 TEST_F_TIMEOUT(iso, scm_rights_one_vm_at_a_time, KVM_TEST_TIMEOUT)
 {
 	void *hva = mmap(NULL, 2 * SZ_2M, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct kvm_vm *vm;
-	int sv[2], fd, fd2, fd3, st, res;
+	int sv[2], fd, fd2, fd3, st;
 	pid_t child, me = getpid();
 
 	ASSERT_NE(MAP_FAILED, hva);
@@ -618,22 +638,35 @@ TEST_F_TIMEOUT(iso, scm_rights_one_vm_at_a_time, KVM_TEST_TIMEOUT)
 	EXPECT_TRUE(owned_by(fd, me));
 
 	/* Our VM has a memslot on it: the other process's VM must wait. */
-	res = ask_child(sv[0], 'b', fd);
-	EXPECT_EQ(EBUSY, res) TH_LOG("binding a passed fd in use by our VM: %d", res);
+	EXPECT_CHILD(EBUSY, 'b', fd, "binding a passed fd in use by our VM");
 	EXPECT_TRUE(owned_by(fd, me));
 
-	/* We give it up: the fd holder's VM may have it now, and only then. */
+	/*
+	 * Our VM deletes its memslot: that alone lets nothing go (a VMM does
+	 * it to lay its memory out anew), the other VM still gets EBUSY.
+	 */
 	ASSERT_EQ(0, unbind_file(vm, 0));
+	EXPECT_TRUE(owned_by(fd, me));
+	EXPECT_CHILD(EBUSY, 'b', fd, "binding a passed fd after our memslot went");
+	/* Holding only the file, the other process cannot release it. */
+	EXPECT_CHILD(EINVAL, 'r', -1, "releasing our file with the child's VM");
+	EXPECT_TRUE(owned_by(fd, me));
+	EXPECT_CHILD(EBUSY, 'b', fd, "binding after the child's release attempt");
+
+	/* We let it go: the other process's VM gets it. */
+	EXPECT_EQ(0, release_file(fd, vm)) TH_LOG("GMEM_RELEASE_VM: %s", strerror(errno));
 	EXPECT_TRUE(owned_by(fd, 0));
-	res = ask_child(sv[0], 'b', fd);
-	EXPECT_EQ(0, res) TH_LOG("binding a passed fd our VM let go: %d", res);
+	EXPECT_CHILD(0, 'b', fd, "binding a passed fd our VM released");
 	EXPECT_TRUE(owned_by(fd, child));
-	/* Now ours waits, as long as the other VM keeps its memslot. */
-	errno = 0;
-	EXPECT_EQ(-1, bind_file(vm, 0, fd, hva));
-	EXPECT_EQ(EBUSY, errno) TH_LOG("binding a file the other process's VM uses: %s",
-				       strerror(errno));
-	EXPECT_EQ(0, ask_child(sv[0], 'u', -1));
+	/* Now ours waits, and cannot release it either: not our VM's. */
+	EXPECT_OURS(EBUSY, bind_file(vm, 0, fd, hva), "binding a file the child's VM has");
+	EXPECT_OURS(EINVAL, release_file(fd, vm), "releasing the child's VM's file");
+	/* The child releases it when done: EBUSY until its memslot went. */
+	EXPECT_CHILD(EBUSY, 'r', -1, "the child's release with its memslot there");
+	EXPECT_CHILD(0, 'u', -1, "the child's memslot deletion");
+	EXPECT_TRUE(owned_by(fd, child));
+	EXPECT_OURS(EBUSY, bind_file(vm, 0, fd, hva), "binding before the child released");
+	EXPECT_CHILD(0, 'r', -1, "the child's release");
 	EXPECT_TRUE(owned_by(fd, 0));
 	EXPECT_EQ(0, bind_file(vm, 0, fd, hva))
 		TH_LOG("binding the file back after the other VM let go: %s", strerror(errno));
@@ -641,27 +674,25 @@ TEST_F_TIMEOUT(iso, scm_rights_one_vm_at_a_time, KVM_TEST_TIMEOUT)
 
 	/* A fresh file goes to the other process first: its VM's it is. */
 	fd2 = gmem_file(SZ_2M, 0);
-	res = ask_child(sv[0], 'b', fd2);
-	EXPECT_EQ(0, res) TH_LOG("the first VM to bind a passed fd: %d", res);
+	EXPECT_CHILD(0, 'b', fd2, "the first VM to bind a passed fd");
 	EXPECT_TRUE(owned_by(fd2, child));
-	errno = 0;
-	EXPECT_EQ(-1, bind_file(vm, 1, fd2, hva));
-	EXPECT_EQ(EBUSY, errno) TH_LOG("binding after another process's VM did: %s",
-				       strerror(errno));
-	EXPECT_EQ(0, ask_child(sv[0], 'u', -1));
+	EXPECT_OURS(EBUSY, bind_file(vm, 1, fd2, hva), "binding after the child's VM did");
+	EXPECT_OURS(EINVAL, release_file(fd2, vm), "releasing the child's VM's fresh file");
+	EXPECT_CHILD(0, 'u', -1, "the child's memslot deletion");
+	EXPECT_OURS(EBUSY, bind_file(vm, 1, fd2, hva), "binding after the child's deletion");
 
 	/*
 	 * Closing our VM's fd with its memslot still there hands nothing
-	 * over: the file keeps the VM, and its memslot, alive.
+	 * over: the file keeps the VM, and its memslot, alive, and nobody can
+	 * release it any more.
 	 */
 	fd3 = dup(fd);
 	ASSERT_LE(0, fd3);
 	kvm_vm_free(vm);
 	EXPECT_TRUE(owned_by(fd, me));
-	res = ask_child(sv[0], 'b', fd3);
-	EXPECT_EQ(EBUSY, res) TH_LOG("after our VM's fd was closed, its memslot kept: %d",
-				     res);
-	close(fd3);
+	EXPECT_CHILD(EBUSY, 'b', fd3, "after our VM's fd was closed");
+	EXPECT_CHILD(EINVAL, 'r', -1, "releasing our closed VM's file");
+	EXPECT_TRUE(owned_by(fd, me));
 
 	close(sv[0]);
 	waitpid(child, &st, 0);
