@@ -7,14 +7,17 @@
  * documents for that operation, and it must agree with a model of the
  * documented rules (a valid GMEM_CREATE, fallocate, attribute ioctl or
  * GMEM_WRITE succeeds; an invalid one fails with an errno of a rule it
- * broke; nothing that reads or maps the contents ever succeeds; the
- * memslots of a file are one VM's at a time, across fork and SCM_RIGHTS:
- * another VM's bind fails with EBUSY while they last and, well formed,
- * succeeds once that VM deleted them all (a handoff), fdinfo's gmem-vm
- * naming the VM meanwhile and nothing in between; KVM_CREATE_GUEST_MEMFD
- * gives a gmem file, bound to its VM from creation and for life (EINVAL
- * for other VMs), exactly when the takeover parameter, the VM type and
- * max_file_size say so, and KVM's own guest_memfd otherwise).  Where the
+ * broke; nothing that reads or maps the contents ever succeeds; a file
+ * binds to one VM at a time, across fork and SCM_RIGHTS: the first to
+ * bind it, whose memslots come and go without letting it go; another
+ * VM's bind fails with EBUSY until a successful GMEM_RELEASE_VM by that
+ * VM, which needs it to have no memslot left on the file (EBUSY), and
+ * then the next VM to bind the file gets it (a handoff); fdinfo's
+ * gmem-vm names the file's VM, or nothing once released;
+ * KVM_CREATE_GUEST_MEMFD gives a gmem file, bound to its VM from creation
+ * and for life (EINVAL for other VMs and for its release), exactly when
+ * the takeover parameter, the VM type and max_file_size say so, and KVM's
+ * own guest_memfd otherwise).  Where the
  * rules say more than the errno, the result is checked too: GET reads
  * back what SET set and nothing around it changed, runs are maximal,
  * GMEM_WRITE reports as written exactly the pages its source could give
@@ -30,7 +33,8 @@
  *
  * The operation sequence of each process follows from the seed; the
  * interleaving of processes and threads does not (nor, therefore, which
- * memslots a handoff or a deletion finds: whose binds worked).
+ * memslots a handoff or a deletion finds, which file a release finds
+ * with which VM: whose binds and releases worked).
  *   GMEM_FUZZ_SEED=S     seed (default 1)
  *   GMEM_FUZZ_OPS=N      operations of the main process (default 20000);
  *                        children add theirs, reported separately
@@ -137,16 +141,24 @@ enum exact {
 	X_TAKEOVER_COUNTS,	/* ...and moved takeover_files/_declined as it said */
 	X_POLICY_GET,		/* GET reads back the policy SET set, in the range */
 	X_POLICY_KEPT,		/* ...and the pages around it, or of a refused SET, kept theirs */
-	X_BIND_BUSY,		/* a file another VM had memslots on: EBUSY */
-	X_BIND_MOVED,		/* a file another VM had given up: bound */
-	X_VM_LINE,		/* fdinfo's gmem-vm named the VM with memslots, or none */
+	X_BIND_BUSY,		/* a file another VM has: EBUSY */
+	X_BUSY_IDLE,		/* ...also when that VM had no memslot left on it */
+	X_BIND_MOVED,		/* a file another VM had released: bound */
+	X_VM_LINE,		/* fdinfo's gmem-vm named the file's VM, or none */
+	X_RELEASE_OK,		/* GMEM_RELEASE_VM by the file's VM, no memslot left: 0 */
+	X_RELEASE_BUSY,		/* ...with a memslot left: EBUSY */
+	X_RELEASE_INVAL,	/* another VM, a non-VM fd, a file for life: EINVAL */
+	X_RELEASE_NONE,		/* a file without a VM: 0, nothing done */
+	X_RELEASE_ARGS,		/* bad pointer EFAULT, flags EINVAL, vm_fd EBADF */
+	X_FAILED_PIN,		/* a failed bind left the file its VM's (see memslot_call) */
 	X_NR
 };
 
 static const char *const exact_names[] = {
 	"create-attrs", "set-get", "set-edges", "walk", "written", "guest-memfd",
-	"takeover-cnt", "policy-get", "policy-kept", "bind-busy", "bind-moved",
-	"gmem-vm",
+	"takeover-cnt", "policy-get", "policy-kept", "bind-busy", "busy-idle",
+	"bind-moved", "gmem-vm", "release-ok", "release-busy", "release-inval",
+	"release-none", "release-args", "failed-pin",
 };
 
 /* Shared by every process of the run (MAP_SHARED, set up before forks). */
@@ -165,15 +177,17 @@ struct shared {
 	atomic_ulong taken_over, declined, declined_maybe;
 	/*
 	 * Under lock: open addressing on ino, 0 a free slot (key ino + 1).
-	 * The VM whose memslots the file has (-1: none), set and cleared
-	 * by the process that created that VM, the only one whose memslot
-	 * calls on it work.  Calls that bind or delete a memslot of the
-	 * file count themselves in @inflight and @ops: one that met no
-	 * other is judged exactly (see struct bind_win).
+	 * The file's VM (-1: none): set by the first successful bind, kept
+	 * while its memslots come and go (only its creator's calls change
+	 * them), cleared only by a successful GMEM_RELEASE_VM (any process
+	 * with an fd of the VM may issue it).  Calls that bind or delete a
+	 * memslot of the file, or release it, count themselves in
+	 * @inflight and @ops: one that met no other is judged exactly (see
+	 * struct bind_win).
 	 */
 	struct owner {
 		uint64_t key;
-		int vm_id;		/* -1: no VM has memslots on the file */
+		int vm_id;		/* -1: the file has no VM */
 		pid_t vm_pid;		/* its creator: fdinfo's kvm-<pid> */
 		int nslots;		/* its memslots on the file */
 		int last_vm;		/* the VM that had it before, -1: none */
@@ -626,7 +640,7 @@ static unsigned int owner_slot(struct shared *sh, uint64_t ino)
 	return i;
 }
 
-/* The VM with memslots on @ino (or that has it for life), -1 for none. */
+/* The VM of file @ino (bound, or for life), -1 for none. */
 static int owner_of(struct fuzz *f, uint64_t ino)
 {
 	unsigned int i;
@@ -664,20 +678,26 @@ static void set_for_life(struct fuzz *f, uint64_t ino, int vm, pid_t pid, const 
 }
 
 /*
- * A call that may bind or delete a memslot of a file, seen from the
- * owner table: what the table said when it began, and whether it met
- * another such call on the file (begun before it ended, or not ended
- * before it began).  A call that met none is the only one that changed
- * the file's memslots meanwhile, so the table at its start says exactly
- * what it should do.
+ * A call that may bind or delete a memslot of a file, or release the
+ * file's VM, seen from the owner table: what the table said when it
+ * began, and whether it met another such call on the file (begun before
+ * it ended, or not ended before it began).  A call that met none is the
+ * only one that changed the file's VM or memslots meanwhile, so the
+ * table at its start says exactly what it should do.
  */
 struct bind_win {
 	bool on;		/* the file is in the table */
 	unsigned int i, ops;
 	bool others;		/* another call was under way when this one began */
 	int owner, last_vm;	/* at the start: see struct owner */
+	int nslots;
 	bool for_life, unsure;
 };
+
+#define WIN_BIND	1	/* @delta of win_end(): a memslot bound */
+#define WIN_DELETE	-1	/* a memslot deleted */
+#define WIN_RELEASE	2	/* GMEM_RELEASE_VM succeeded */
+#define WIN_PIN		3	/* a failed bind left the file the VM's */
 
 static void win_begin(struct fuzz *f, uint64_t ino, struct bind_win *w)
 {
@@ -699,6 +719,7 @@ static void win_begin(struct fuzz *f, uint64_t ino, struct bind_win *w)
 		w->on = true;
 		w->owner = o->vm_id;
 		w->last_vm = o->last_vm;
+		w->nslots = o->nslots;
 		w->for_life = o->for_life;
 		w->unsure = o->unsure;
 		w->others = o->inflight > 0;
@@ -709,10 +730,14 @@ static void win_begin(struct fuzz *f, uint64_t ino, struct bind_win *w)
 }
 
 /*
- * End the call's window: @delta +1 if VM @vm (of process @pid) bound a
- * memslot to the file, -1 if it deleted one, 0 if nothing changed; with
- * @unsure, the model lost track of the file.  Sets *@owner_pid to the
- * creator of the VM the file is now with, 0 for none.
+ * End the call's window: @delta WIN_BIND if VM @vm (of process @pid)
+ * bound a memslot to the file, WIN_DELETE if it deleted one, WIN_RELEASE
+ * if it released the file, 0 if nothing changed; with @unsure, the model
+ * lost track of the file.  Sets *@owner_pid to the creator of the VM the
+ * file is now with, 0 for none.  Applied in the order the calls end,
+ * which among calls that met others may not be the kernel's: a bind
+ * always takes the file (it could not have worked otherwise), a release
+ * lets go only the VM it names.
  *
  * Return: whether the call met no other (see struct bind_win).
  */
@@ -730,19 +755,26 @@ static bool win_end(struct fuzz *f, struct bind_win *w, int vm, pid_t pid, int d
 	alone = !w->others && o->ops == w->ops;
 	o->inflight--;
 	o->unsure |= unsure;
-	if (delta > 0 && o->vm_id != vm && !o->for_life) {
+	if (delta == WIN_BIND && o->vm_id != vm && !o->for_life) {
 		o->last_vm = o->vm_id >= 0 ? o->vm_id : o->last_vm;
 		o->vm_id = vm;
 		o->vm_pid = pid;
 		o->nslots = 0;
 	}
-	if (delta && o->vm_id == vm) {
+	if ((delta == WIN_BIND || delta == WIN_DELETE) && o->vm_id == vm) {
 		o->nslots += delta;
-		if (o->nslots <= 0 && !o->for_life) {
-			o->last_vm = vm;
-			o->vm_id = -1;
+		if (o->nslots < 0)
 			o->nslots = 0;
-		}
+	}
+	if (delta == WIN_PIN && o->vm_id < 0 && !o->for_life) {
+		o->vm_id = vm;
+		o->vm_pid = pid;
+		o->nslots = 0;
+	}
+	if (delta == WIN_RELEASE && o->vm_id == vm && !o->for_life) {
+		o->last_vm = vm;
+		o->vm_id = -1;
+		o->nslots = 0;
 	}
 	if (o->vm_id >= 0)
 		*owner_pid = o->vm_pid;
@@ -1165,8 +1197,8 @@ static void op_create(struct fuzz *f)
 }
 
 /*
- * A gmem fd; half the time one a VM has memslots on (or is bound to for
- * life), if one of four candidates is.  Always four draws: which files
+ * A gmem fd; half the time one that has a VM (bound, or for life), if
+ * one of four candidates is.  Always four draws: which files
  * other processes bound must not change what this process draws next.
  */
 static struct ffd *pick_gmem(struct fuzz *f)
@@ -2068,6 +2100,14 @@ static bool vfs_ioctl_cmd(unsigned int cmd)
 	       cmd == 0x5451 || cmd == 0x5452 || cmd == 0x5460;
 }
 
+static void release_call(struct fuzz *f, struct ffd *g, void *arg, enum arg_kind ak);
+
+/* GMEM_RELEASE_VM with whatever op_ioctl() put at @arg. */
+static void do_release(struct fuzz *f, struct ffd *d, void *arg, enum arg_kind ak)
+{
+	release_call(f, d, arg, ak);
+}
+
 /*
  * The ioctls gmem defines, by the kind of fd that takes them, and the
  * model that judges them: a command from anywhere (op_ioctl() too) that
@@ -2080,6 +2120,7 @@ static const struct known_ioctl {
 	void (*model)(struct fuzz *f, struct ffd *d, void *arg, enum arg_kind ak);
 } known_ioctls[] = {
 	{ K_DEV,  GMEM_CREATE,		do_create },
+	{ K_GMEM, GMEM_RELEASE_VM,	do_release },
 	{ K_GMEM, GMEM_SET_ATTRIBUTES,	do_set_attrs },
 	{ K_GMEM, GMEM_GET_ATTRIBUTES,	do_get_attrs },
 	{ K_GMEM, GMEM_WRITE,		do_write },
@@ -2642,10 +2683,11 @@ static bool fdinfo_get(int fd, const char *key, char *val, size_t len);
  * (NULL: a number that may be nothing), judged, then remembered: in the
  * VM's memslots (this process created it) and the file's owner entry.
  * Well formed (the model knows every rule it could break), a call that
- * met no other on the file is judged exactly: a bind works unless another
- * VM has memslots on the file (EBUSY) or has it for life (EINVAL), a
- * deletion works if the memslot is there; fdinfo's gmem-vm names the VM
- * the file is then with, or none.
+ * met no other on the file is judged exactly: a bind works unless the
+ * file is another VM's (EBUSY, whether that VM still has memslots on it
+ * or not, until it released the file; EINVAL for life), a deletion works
+ * if the memslot is there and never lets the file go; fdinfo's gmem-vm
+ * names the file's VM, or none.
  */
 static void memslot_call(struct fuzz *f, struct ffd *vm, struct ffd *g,
 			 struct kvm_userspace_memory_region2 *m, bool bad)
@@ -2655,7 +2697,7 @@ static void memslot_call(struct fuzz *f, struct ffd *vm, struct ffd *g,
 	bool gm = m->flags & KVM_MEM_GUEST_MEMFD;
 	bool bind_gm = gm && g && g->kind == K_GMEM && m->memory_size;
 	bool strict = mv && !mv->lost && !bad && !f->racing;
-	bool wf, other, alone, vm_line = false, lost = false;
+	bool wf, other, alone, vm_line = false, lost = false, pin_unknown = false;
 	struct expect x = { .ok = true };
 	char what[256], line[32] = "", want[32] = "";
 	struct bind_win w = { .owner = -1 };
@@ -2693,14 +2735,32 @@ static void memslot_call(struct fuzz *f, struct ffd *vm, struct ffd *g,
 	r = ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, bad ? bad_ptr(f, sizeof(*m)) : (void *)m);
 	err = errno;
 	if (w.on && !r && !bad)
-		delta = m->memory_size ? 1 : -1;
+		delta = m->memory_size ? WIN_BIND : WIN_DELETE;
 	if (w.on)
 		v = gmem_ffd_of(f, ino);
 	if (v)
 		vm_line = fdinfo_get(v->fd, "gmem-vm", line, sizeof(line));
 	if (mv && !r && !bad && m->memory_size && !old && mv->n == MAX_VM_SLOTS)
 		lost = true;	/* a memslot the model cannot follow */
-	alone = win_end(f, &w, vm->vm_id, vm->vm_pid, delta, lost, &owner_pid);
+	/*
+	 * KVM binds the file (and the file pins the VM) before
+	 * kvm_set_memslot(), which may still fail (EINVAL for a guest frame
+	 * beyond the MMU's reach, ENOMEM): its error path unbinds the range
+	 * but leaves the file the VM's.  Follow that from fdinfo, which
+	 * names our pid only if this call did it (our calls do not overlap),
+	 * and count it.
+	 */
+	if (w.on && bind_gm && r < 0 && !bad && w.owner < 0 && !w.for_life) {
+		snprintf(want, sizeof(want), "kvm-%d", getpid());
+		if (!v)
+			pin_unknown = true;
+		else if (vm_line && !strcmp(line, want))
+			delta = WIN_PIN;
+		want[0] = 0;
+	}
+	alone = win_end(f, &w, vm->vm_id, vm->vm_pid, delta, lost || pin_unknown, &owner_pid);
+	if (delta == WIN_PIN && alone)
+		count_exact(f, X_FAILED_PIN);
 
 	other = w.owner >= 0 && w.owner != vm->vm_id;
 	if (gm && !vm->vm_private)
@@ -2711,7 +2771,7 @@ static void memslot_call(struct fuzz *f, struct ffd *vm, struct ffd *g,
 		x.ok = false;
 		allow(&x, EINVAL);	/* another VM's for life */
 	} else if (bind_gm && other) {
-		/* Another VM's memslots: not yet, unless they went meanwhile. */
+		/* Another VM's until it releases the file, memslots or not. */
 		x.ok = !alone;
 		allow(&x, EBUSY);
 	} else if (bind_gm && !alone) {
@@ -2749,8 +2809,11 @@ static void memslot_call(struct fuzz *f, struct ffd *vm, struct ffd *g,
 			 w.for_life ? " for life" : "");
 	judge(f, GMEM_ABI_BIND, &x, r, err, what);
 
-	if (alone && wf && bind_gm && other && !w.for_life && r < 0 && err == EBUSY)
+	if (alone && wf && bind_gm && other && !w.for_life && r < 0 && err == EBUSY) {
 		count_exact(f, X_BIND_BUSY);
+		if (!w.nslots)
+			count_exact(f, X_BUSY_IDLE);
+	}
 	if (alone && wf && bind_gm && w.owner < 0 && !r && w.last_vm >= 0 &&
 	    w.last_vm != vm->vm_id)
 		count_exact(f, X_BIND_MOVED);
@@ -2760,7 +2823,7 @@ static void memslot_call(struct fuzz *f, struct ffd *vm, struct ffd *g,
 		if (vm_line != !!owner_pid || strcmp(line, want))
 			fail(f, "%s = %d: fdinfo gmem-vm \"%s\"%s; expected %s%s", what, r, line,
 			     vm_line ? "" : " (absent)", owner_pid ? want : "none",
-			     owner_pid ? "" : ": no VM has memslots on the file");
+			     owner_pid ? "" : ": the file has no VM");
 		else
 			count_exact(f, X_VM_LINE);
 	}
@@ -2786,6 +2849,174 @@ static void memslot_call(struct fuzz *f, struct ffd *vm, struct ffd *g,
 		old->ino = ino;
 		old->off = m->guest_memfd_offset;
 	}
+}
+
+/* An fd of ours of VM @vm_id, NULL if we hold none. */
+static struct ffd *vm_ffd_of(struct fuzz *f, int vm_id)
+{
+	int i;
+
+	for (i = 0; vm_id >= 0 && i < MAX_FDS; i++)
+		if (f->fds[i].kind == K_VM && f->fds[i].vm_id == vm_id)
+			return &f->fds[i];
+	return NULL;
+}
+
+/*
+ * GMEM_RELEASE_VM on gmem fd @g, its struct at @arg (@ak says where),
+ * judged.  The argument checks (EFAULT, flags, EBADF, not a VM: EINVAL)
+ * need no state; the rest does: a call that met no other bind, deletion
+ * or release on the file is judged exactly from the owner table (0 on a
+ * file without a VM; EINVAL for another VM's fd or a file for life;
+ * EBUSY while the VM has a memslot on the file; else 0, and the file has
+ * no VM any more: fdinfo shows no gmem-vm).  One that met others may see
+ * the file's VM change meanwhile (but never a file for life's).
+ */
+static void release_call(struct fuzz *f, struct ffd *g, void *arg, enum arg_kind ak)
+{
+	struct gmem_release_vm rel = { .vm_fd = -1 };
+	struct bind_win w = { .owner = -1 };
+	bool fault, is_vm = false, badf = false, alone, exact, vm_line = false;
+	struct expect x = { .ok = true };
+	char what[192], line[32] = "", want[32] = "";
+	enum exact counted = X_NR;
+	struct ffd *v = NULL;
+	pid_t owner_pid;
+	int i, r, err;
+
+	fault = ak == ARG_BAD && readable(f, arg) < sizeof(rel);
+	if (!fault)
+		memcpy(&rel, arg, sizeof(rel));
+	if (rel.vm_fd < 0) {
+		badf = true;
+	} else {
+		for (i = 0; i < MAX_FDS && !v; i++)
+			if (f->fds[i].kind != K_FREE && f->fds[i].fd == rel.vm_fd)
+				v = &f->fds[i];
+		if (v)
+			is_vm = v->kind == K_VM;
+		else
+			badf = fcntl(rel.vm_fd, F_GETFD) < 0;
+	}
+	if (!fault && !rel.flags && !badf)
+		win_begin(f, g->ino, &w);
+
+	r = ioctl(g->fd, GMEM_RELEASE_VM, arg);
+	err = errno;
+	if (w.on && !f->racing)
+		vm_line = fdinfo_get(g->fd, "gmem-vm", line, sizeof(line));
+	alone = win_end(f, &w, is_vm ? v->vm_id : -1, is_vm ? v->vm_pid : 0,
+			is_vm && !r ? WIN_RELEASE : 0, false, &owner_pid);
+	exact = alone && !w.unsure && !f->racing;
+
+	if (fault) {
+		x.ok = false;
+		allow(&x, EFAULT);
+		counted = X_RELEASE_ARGS;
+	} else if (rel.flags) {
+		x.ok = false;
+		allow(&x, EINVAL);
+		counted = X_RELEASE_ARGS;
+	} else if (badf) {
+		x.ok = false;
+		allow(&x, EBADF);
+		counted = X_RELEASE_ARGS;
+	} else if (!is_vm) {
+		/* Not a VM: EINVAL; gmem.h lets a file without a VM say 0. */
+		allow(&x, EINVAL);
+		x.ok = !(exact && w.owner >= 0);
+		counted = x.ok ? X_NR : X_RELEASE_INVAL;
+	} else if (w.for_life && w.owner >= 0) {
+		/* Its VM's for life: never released, by no VM. */
+		x.ok = false;
+		allow(&x, EINVAL);
+		counted = X_RELEASE_INVAL;
+	} else if (!exact) {
+		allow(&x, EINVAL);	/* the file's VM may have changed meanwhile */
+		allow(&x, EBUSY);
+	} else if (w.owner < 0) {
+		counted = X_RELEASE_NONE;
+	} else if (w.owner != v->vm_id) {
+		x.ok = false;
+		allow(&x, EINVAL);
+		counted = X_RELEASE_INVAL;
+	} else if (w.nslots > 0) {
+		x.ok = false;
+		allow(&x, EBUSY);
+		counted = X_RELEASE_BUSY;
+	} else {
+		counted = X_RELEASE_OK;
+	}
+	snprintf(what, sizeof(what), "GMEM_RELEASE_VM(gmem %llu, vm_fd %d",
+		 (unsigned long long)g->ino, rel.vm_fd);
+	if (is_vm)
+		snprintf(what + strlen(what), sizeof(what) - strlen(what), ": VM %d", v->vm_id);
+	snprintf(what + strlen(what), sizeof(what) - strlen(what), ", flags %#x)%s",
+		 rel.flags, fault ? " bad pointer" : "");
+	if (w.on)
+		snprintf(what + strlen(what), sizeof(what) - strlen(what),
+			 " %s VM %d, %d memslots%s%s", w.owner >= 0 ? "with" : "free, last with",
+			 w.owner >= 0 ? w.owner : w.last_vm, w.nslots,
+			 w.for_life ? ", for life" : "", alone ? "" : ", raced");
+	judge(f, GMEM_ABI_RELEASE_VM, &x, r, err, what);
+	if (counted != X_NR && (x.ok ? !r : r < 0 && err == x.err[0]))
+		count_exact(f, counted);
+
+	/* fdinfo names the file's VM as the call left it. */
+	if (exact && w.on && !f->racing) {
+		if (owner_pid)
+			snprintf(want, sizeof(want), "kvm-%d", owner_pid);
+		if (vm_line != !!owner_pid || strcmp(line, want))
+			fail(f, "%s = %d: fdinfo gmem-vm \"%s\"%s; expected %s", what, r, line,
+			     vm_line ? "" : " (absent)", owner_pid ? want : "none");
+		else
+			count_exact(f, X_VM_LINE);
+	}
+}
+
+/*
+ * GMEM_RELEASE_VM with a struct drawn for it: mostly the file's VM (if
+ * we hold an fd of it) or any VM of ours, else a non-VM fd (the file
+ * itself among them), a negative or closed number or a random one; now
+ * and then flags, a read-only or a bad pointer.  Always the same draws.
+ */
+static void op_release(struct fuzz *f)
+{
+	struct ffd *g = pick_gmem(f), *any = pick(f, M_VM);
+	struct ffd *other = pick(f, M_DEV | M_GMEM | M_OTHER), *own;
+	struct gmem_release_vm rel = { 0 };
+	unsigned int how = below(f, 12), neg = below(f, 3);
+	uint64_t val = rnd(f);
+	enum arg_kind ak;
+	void *arg;
+
+	rel.flags = chance(f, 90) ? 0 : chance(f, 50) ? 1U << below(f, 32) : (uint32_t)rnd(f) | 1;
+	if (!g)
+		return;
+	own = vm_ffd_of(f, owner_of(f, g->ino));
+	switch (how) {
+	case 0 ... 4:
+		rel.vm_fd = own ? own->fd : any ? any->fd : -1;
+		break;
+	case 5:
+	case 6:
+		rel.vm_fd = any ? any->fd : g->fd;
+		break;
+	case 7:
+		rel.vm_fd = other && (val & 1) ? other->fd : g->fd;
+		break;
+	case 8:
+		rel.vm_fd = neg == 0 ? -1 : neg == 1 ? INT32_MIN : -(int32_t)(val % 4096) - 1;
+		break;
+	case 9:
+		rel.vm_fd = 900 + val % 100;	/* above every fd of ours */
+		break;
+	default:
+		rel.vm_fd = (int32_t)val;
+		break;
+	}
+	arg = place_arg(f, &rel, sizeof(rel), &ak);
+	release_call(f, g, arg, ak);
 }
 
 /* KVM_SET_USER_MEMORY_REGION2 with a gmem fd, random everything else. */
@@ -2832,10 +3063,14 @@ static void op_bind(struct fuzz *f)
 
 /*
  * A handoff, as in a VMM's live update: one of our VMs deletes all its
- * memslots on one of its files, then one of our VMs (maybe the same)
- * binds the file: well formed, at a free slot and address, which works
- * unless another process's VM took the file meanwhile, or the file is
- * the first VM's for life (KVM_CREATE_GUEST_MEMFD).
+ * memslots on one of its files, releases the file (GMEM_RELEASE_VM with
+ * its fd; skipped 30% of the time, a VMM that forgot), then one of our
+ * VMs (maybe the same) binds the file: well formed, at a free slot and
+ * address, which works for another VM only after the release (EBUSY
+ * without it, although the first VM has no memslot left), unless the
+ * release did not work (a memslot the model lost, a file the VM has for
+ * life: KVM_CREATE_GUEST_MEMFD) or another process's VM took the file
+ * meanwhile.
  */
 static void op_handoff(struct fuzz *f)
 {
@@ -2843,6 +3078,7 @@ static void op_handoff(struct fuzz *f)
 	struct kvm_userspace_memory_region2 m;
 	struct vm_model *ma, *mb;
 	uint64_t r = rnd(f), ino = 0;
+	bool release = chance(f, 70);
 	int i, n;
 
 	if (!a || !b || f->racing)
@@ -2867,6 +3103,11 @@ static void op_handoff(struct fuzz *f)
 		memslot_call(f, a, NULL, &m, false);
 		if (ma->n == n)
 			return;		/* judged already */
+	}
+	if (release) {
+		memset(f->buf, 0, sizeof(struct gmem_release_vm));
+		((struct gmem_release_vm *)f->buf)->vm_fd = a->fd;
+		release_call(f, g, f->buf, ARG_RW);
 	}
 
 	mb = b->vm_pid == getpid() ? vm_model_get(f, b->vm_id) : NULL;
@@ -3526,6 +3767,7 @@ static const struct fuzz_op {
 	{ "vm-create",	2,  op_vm_create,	false, true },
 	{ "bind",	10, op_bind,		true,  true },
 	{ "handoff",	3,  op_handoff,		false, true },
+	{ "release",	4,  op_release,		true,  true },
 	{ "vm-close",	1,  op_vm_close,	false, true },
 	{ "param",	1,  op_param,		false, false },
 	{ "takeover",	1,  op_param_takeover,	false, false },
