@@ -511,7 +511,7 @@ struct gmem_release_vm {
  * file gets it, with every page as the old guest left it.  Only a caller
  * holding both the file and the VM can do so: deleting memslots alone
  * keeps the file the VM's, and a process given only the file cannot take
- * it from the VM.  Does nothing on a file no VM has.
+ * it from the VM.  Given a VM's fd, does nothing on a file no VM has.
  *
  * Return: 0.  Errors: EFAULT (bad pointer), EBADF (@vm_fd is not an open
  * fd), EINVAL (non-zero @flags; @vm_fd is not a KVM VM, or not the file's
