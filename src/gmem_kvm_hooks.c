@@ -11,8 +11,7 @@
  * (the first that binds it, or the one it was created for), which the
  * file pins until it is released, or until the holder of both the file
  * and the VM lets the VM go (GMEM_RELEASE_VM, once the VM has no memslot
- * on the file): then the VM it names, or the next VM to bind the file,
- * gets it, pages and all,
+ * on the file): then the next VM to bind the file gets it, pages and all,
  * the live update of a VMM (docs/design.md, "Handoff").  A file
  * KVM_CREATE_GUEST_MEMFD made stays its VM's for life, as a guest_memfd.
  * The ranges of one file never overlap across memslots; VM and file can
@@ -434,48 +433,30 @@ void gmem_kvm_exit(void)
 /**
  * gmem_kvm_release_vm() - GMEM_RELEASE_VM: let the file's VM go
  * @gf: the file, which the caller holds
- * @uarg: the VM, and the next one, as &struct gmem_release_vm
+ * @uarg: the VM, as &struct gmem_release_vm
  *
- * KVM moves the file's reference from the VM to the next one, or drops
- * it, if the VM has no memslot on the file; the VMs' fds prove that the
- * caller runs the old VM and means the new one.
+ * KVM drops the file's reference to the VM if the VM has no memslot on
+ * the file; the VM's fd proves the caller runs the VM.
  *
  * Return: 0 or -errno, see GMEM_RELEASE_VM.
  */
 long gmem_kvm_release_vm(struct gmem_file *gf, struct gmem_release_vm __user *uarg)
 {
 	struct gmem_release_vm args;
-	struct file *vm, *to = NULL;
-	bool named;
+	struct file *vm;
 	int r;
 
 	if (copy_from_user(&args, uarg, sizeof(args)))
 		return -EFAULT;
-	named = args.flags & GMEM_RELEASE_VM_TO;
-	if ((args.flags & ~GMEM_RELEASE_VM_TO) || (!named && args.to_vm_fd))
+	if (args.flags)
 		return -EINVAL;
-	if (args.vm_fd < 0 || (named && args.to_vm_fd < 0))
+	if (args.vm_fd < 0)
 		return -EBADF;
 	vm = fget(args.vm_fd);
 	if (!vm)
 		return -EBADF;
-	r = -EBADF;
-	if (named) {
-		to = fget(args.to_vm_fd);
-		if (!to)
-			goto out;
-	}
-	/* Our references to the VMs' files keep the VMs alive meanwhile. */
-	r = -EINVAL;
-	if (!file_is_kvm(vm) || (to && !file_is_kvm(to)))
-		goto out;
-	r = to ? gmem_kvm_may_bind(to->private_data) : 0;
-	if (!r)
-		r = kvm_gmem_binding_move(&gf->binding, vm->private_data,
-					  to ? to->private_data : NULL);
-out:
-	if (to)
-		fput(to);
+	/* Our reference to the VM's file keeps the VM alive meanwhile. */
+	r = file_is_kvm(vm) ? kvm_gmem_binding_move(&gf->binding, vm->private_data, NULL) : -EINVAL;
 	fput(vm);
 	return r;
 }

@@ -491,25 +491,13 @@ struct gmem_mempolicy {
 #define GMEM_GET_MEMPOLICY	_IOWR(GMEM_IOCTL_MAGIC, 0x14, struct gmem_mempolicy)
 
 /**
- * define GMEM_RELEASE_VM_TO - GMEM_RELEASE_VM names the new VM
- *
- * The file goes to the VM of &struct gmem_release_vm.to_vm_fd at once,
- * which it then pins as if that VM had bound it: no other VM can bind it
- * on its way to the new VMM.
- */
-#define GMEM_RELEASE_VM_TO	(1ULL << 0)
-
-/**
  * struct gmem_release_vm - argument of GMEM_RELEASE_VM
  * @vm_fd: an fd of the VM the file is bound to (KVM_CREATE_VM's)
- * @to_vm_fd: with GMEM_RELEASE_VM_TO, an fd of the VM the file goes to
- *	(passed between the VMMs with SCM_RIGHTS, say); 0 otherwise
- * @flags: 0 or GMEM_RELEASE_VM_TO
+ * @flags: 0
  */
 struct gmem_release_vm {
 	__s32 vm_fd;
-	__s32 to_vm_fd;
-	__u64 flags;
+	__u32 flags;
 };
 
 /**
@@ -518,25 +506,17 @@ struct gmem_release_vm {
  * Issued on a gmem file with a &struct gmem_release_vm, once the VM of
  * @vm_fd has no memslot on the file any more (each deleted with
  * KVM_SET_USER_MEMORY_REGION2, memory_size 0, which zaps the guest's
- * mappings of it): the file lets the VM go (the VM is freed once its own
- * fds are closed and no other file holds it), with every page as the old
- * guest left it.  With GMEM_RELEASE_VM_TO the file goes to the VM of
- * @to_vm_fd at once (fdinfo gmem-vm names it; other VMs fail with EBUSY,
- * that VM binds it).  Without it the file has no VM (fdinfo drops
- * gmem-vm) and the next VM to bind it gets it, whoever holds the file:
- * name the new VM when processes other than the VMMs hold the file.
- * Only a caller holding both the file and the VM can do so: deleting
- * memslots alone keeps the file the VM's, and a process given only the
- * file cannot take it from the VM.  Given a VM's fd, a file no VM has
- * goes to the VM of @to_vm_fd, or stays free.
+ * mappings of it): the file lets the VM go (fdinfo drops gmem-vm; the VM
+ * is freed once its own fds are closed), and the next VM to bind the
+ * file gets it, with every page as the old guest left it.  Only a caller
+ * holding both the file and the VM can do so: deleting memslots alone
+ * keeps the file the VM's, and a process given only the file cannot take
+ * it from the VM.  Given a VM's fd, does nothing on a file no VM has.
  *
- * Return: 0.  Errors: EFAULT (bad pointer), EBADF (@vm_fd, or @to_vm_fd
- * with GMEM_RELEASE_VM_TO, is not an open fd), EINVAL (unknown @flags;
- * @to_vm_fd non-zero without GMEM_RELEASE_VM_TO; @vm_fd or @to_vm_fd is
- * not a KVM VM; @vm_fd is not the file's VM; the file was made by
- * KVM_CREATE_GUEST_MEMFD, whose VM keeps it for life), EOPNOTSUPP (the VM
- * of @to_vm_fd is of a type that cannot bind gmem files), EBUSY (a
- * memslot of the VM is still bound to the file).
+ * Return: 0.  Errors: EFAULT (bad pointer), EBADF (@vm_fd is not an open
+ * fd), EINVAL (non-zero @flags; @vm_fd is not a KVM VM, or not the file's
+ * VM; the file was made by KVM_CREATE_GUEST_MEMFD, whose VM keeps it for
+ * life), EBUSY (a memslot of the VM is still bound to the file).
  */
 #define GMEM_RELEASE_VM		_IOW(GMEM_IOCTL_MAGIC, 0x15, struct gmem_release_vm)
 

@@ -73,7 +73,7 @@ static const struct gmem_abi_row gmem_abi[GMEM_ABI_NR] = {
 	[GMEM_ABI_GET_MEMPOLICY] = { "GMEM_GET_MEMPOLICY", "gmem.h: GMEM_GET_MEMPOLICY",
 		{ EFAULT, EINVAL, EBADF } },
 	[GMEM_ABI_RELEASE_VM] = { "GMEM_RELEASE_VM", "gmem.h: GMEM_RELEASE_VM",
-		{ EFAULT, EBADF, EINVAL, EBUSY, EOPNOTSUPP } },
+		{ EFAULT, EBADF, EINVAL, EBUSY } },
 	[GMEM_ABI_FALLOCATE] = { "fallocate",
 		"gmem.h; README.md: the file's rules; fallocate(2): ENODEV on /dev/gmem",
 		{ EOPNOTSUPP, EINVAL, EFBIG, ENOMEM, EINTR, EBADF, ENODEV } },

@@ -2898,10 +2898,7 @@ static void release_call(struct fuzz *f, struct ffd *g, void *arg, enum arg_kind
 		else
 			badf = fcntl(rel.vm_fd, F_GETFD) < 0;
 	}
-	/* A release that names its successor is kvm_handoff_test's, not modelled. */
-	if (!fault && rel.flags == GMEM_RELEASE_VM_TO)
-		return;
-	if (!fault && !rel.flags && !rel.to_vm_fd && !badf)
+	if (!fault && !rel.flags && !badf)
 		win_begin(f, g->ino, &w);
 
 	r = ioctl(g->fd, GMEM_RELEASE_VM, arg);
@@ -2916,7 +2913,7 @@ static void release_call(struct fuzz *f, struct ffd *g, void *arg, enum arg_kind
 		x.ok = false;
 		allow(&x, EFAULT);
 		counted = X_RELEASE_ARGS;
-	} else if (rel.flags || rel.to_vm_fd) {
+	} else if (rel.flags) {
 		x.ok = false;
 		allow(&x, EINVAL);
 		counted = X_RELEASE_ARGS;
@@ -2954,8 +2951,8 @@ static void release_call(struct fuzz *f, struct ffd *g, void *arg, enum arg_kind
 		 (unsigned long long)g->ino, rel.vm_fd);
 	if (is_vm)
 		snprintf(what + strlen(what), sizeof(what) - strlen(what), ": VM %d", v->vm_id);
-	snprintf(what + strlen(what), sizeof(what) - strlen(what), ", to_vm_fd %d, flags %#llx)%s",
-		 rel.to_vm_fd, (unsigned long long)rel.flags, fault ? " bad pointer" : "");
+	snprintf(what + strlen(what), sizeof(what) - strlen(what), ", flags %#x)%s",
+		 rel.flags, fault ? " bad pointer" : "");
 	if (w.on)
 		snprintf(what + strlen(what), sizeof(what) - strlen(what),
 			 " %s VM %d, %d memslots%s%s", w.owner >= 0 ? "with" : "free, last with",
@@ -2993,7 +2990,7 @@ static void op_release(struct fuzz *f)
 	enum arg_kind ak;
 	void *arg;
 
-	rel.flags = chance(f, 90) ? 0 : chance(f, 50) ? 1ULL << (1 + below(f, 63)) : rnd(f) | 2;
+	rel.flags = chance(f, 90) ? 0 : chance(f, 50) ? 1U << below(f, 32) : (uint32_t)rnd(f) | 1;
 	if (!g)
 		return;
 	own = vm_ffd_of(f, owner_of(f, g->ino));

@@ -26,8 +26,6 @@
  *    fd (EINVAL).  Once A released the file, B binds it; then A's bind is
  *    EBUSY, until B deletes its memslot and releases.  A VMM that exits
  *    without releasing leaves the file busy and its VM alive.
- *  - release_to_named_vm: with GMEM_RELEASE_VM_TO, A hands the file to
- *    B's VM (B sent A its fd): a third VM cannot bind it on the way.
  *  - first_vm_freed: A's VM is freed when A closes its VM fd after the
  *    handoff (VMs counted in /proc/vmallocinfo and KVM's debugfs); before
  *    0005 the file kept it until the file was closed.
@@ -207,7 +205,7 @@ struct a_report {
 	uint64_t new_2m;	/* pages_2m of A's VM: new 2M mappings */
 };
 
-enum { CMD_DELETE, CMD_BIND, CMD_RELEASE, CMD_RELEASE_TO, CMD_FREE_VM, CMD_QUIT };
+enum { CMD_DELETE, CMD_BIND, CMD_RELEASE, CMD_FREE_VM, CMD_QUIT };
 
 struct a_cmd {
 	int op;
@@ -240,16 +238,6 @@ static int release(int fd, int vm_fd)
 	return ioctl(fd, GMEM_RELEASE_VM, &rel) ? errno : 0;
 }
 
-/* The same, naming the VM of @to_fd as the next (GMEM_RELEASE_VM_TO). */
-static int release_to(int fd, int vm_fd, int to_fd)
-{
-	struct gmem_release_vm rel = {
-		.vm_fd = vm_fd, .to_vm_fd = to_fd, .flags = GMEM_RELEASE_VM_TO,
-	};
-
-	return ioctl(fd, GMEM_RELEASE_VM, &rel) ? errno : 0;
-}
-
 /* Delete memslot @slot of @vm; 0 or errno. */
 static int delete_slot(struct kvm_vm *vm, int slot)
 {
@@ -276,7 +264,7 @@ static void __attribute__((noreturn)) process_a(int sock, bool guest, uint64_t s
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct a_cmd cmd;
-	int fd, to, c, r;
+	int fd, c, r;
 	char *hva;
 
 	if (guest)
@@ -315,7 +303,7 @@ static void __attribute__((noreturn)) process_a(int sock, bool guest, uint64_t s
 	if (guest)
 		_exit(0);
 
-	while (!recv_msg(sock, &to, &cmd, sizeof(cmd))) {
+	while (read(sock, &cmd, sizeof(cmd)) == sizeof(cmd)) {
 		switch (cmd.op) {
 		case CMD_DELETE:
 			r = delete_slot(vm, cmd.slot);
@@ -326,9 +314,6 @@ static void __attribute__((noreturn)) process_a(int sock, bool guest, uint64_t s
 		case CMD_RELEASE:
 			r = release(fd, vm->fd);
 			break;
-		case CMD_RELEASE_TO:
-			r = to < 0 ? EBADF : release_to(fd, vm->fd, to);
-			break;
 		case CMD_FREE_VM:
 			kvm_vm_free(vm);
 			vm = NULL;
@@ -337,8 +322,6 @@ static void __attribute__((noreturn)) process_a(int sock, bool guest, uint64_t s
 		default:
 			_exit(0);
 		}
-		if (to >= 0)
-			close(to);
 		if (write(sock, &r, sizeof(r)) != sizeof(r))
 			_exit(1);
 	}
@@ -366,17 +349,6 @@ static int start_a(struct __test_metadata *_metadata, bool guest, uint64_t seed,
 	EXPECT_LE(0, fd) TH_LOG("no fd from process A");
 	EXPECT_EQ(*pid, rep->pid);
 	return fd;
-}
-
-/* Ask A to do @op on @slot, with @fd passed if >= 0; its answer (0 or errno). */
-static int ask_a_fd(int sock, int op, int slot, int fd)
-{
-	struct a_cmd cmd = { .op = op, .slot = slot };
-	int r = -1;
-
-	TEST_ASSERT(!send_msg(sock, fd, &cmd, sizeof(cmd)), "to A: %s", strerror(errno));
-	TEST_ASSERT(read(sock, &r, sizeof(r)) == sizeof(r), "no answer from A");
-	return r;
 }
 
 /* Ask A to do @op on @slot; its answer (0 or errno). */
@@ -617,59 +589,6 @@ TEST_F_TIMEOUT(handoff, busy_until_released, KVM_TEST_TIMEOUT)
 	close(fd);
 	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc()) TH_LOG("closing the file freed no VM");
 	kvm_vm_free(vm);
-}
-
-/*
- * GMEM_RELEASE_VM_TO: A hands the file straight to B's VM, whose fd B
- * sent it: on its way, a third VM of a process that holds the file (a
- * helper) cannot bind it.
- */
-TEST_F_TIMEOUT(handoff, release_to_named_vm, KVM_TEST_TIMEOUT)
-{
-	struct kvm_vm *vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
-	struct kvm_vm *helper = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
-	char *hva = shared_view(FILE_SIZE);
-	int sock, fd, vms, dirs;
-	struct a_report rep;
-	pid_t a;
-
-	fd = start_a(_metadata, false, 0, &sock, &a, &rep);
-	ASSERT_LE(0, fd);
-	vms = gmem_count_vms_vmalloc();
-	dirs = gmem_count_vms_debugfs();
-
-	/* Named or not, no release while A has a memslot on the file. */
-	EXPECT_EQ(EBUSY, ask_a_fd(sock, CMD_RELEASE_TO, 0, vm->fd))
-		TH_LOG("A's release to B's VM with 2 memslots: expected EBUSY");
-	EXPECT_EQ(0, ask_a(sock, CMD_DELETE, SLOT_A));
-	EXPECT_EQ(0, ask_a(sock, CMD_DELETE, SLOT_A + 1));
-	EXPECT_EQ(EBUSY, bind_whole(helper, fd, hva)) TH_LOG("deleted, not released: EBUSY");
-
-	/* A names B's VM: the file is B's VM's at once, the helper's VM waits. */
-	EXPECT_EQ(0, ask_a_fd(sock, CMD_RELEASE_TO, 0, vm->fd));
-	EXPECT_TRUE(fdinfo_names_vm(fd, getpid())) TH_LOG("the file does not name B's VM");
-	EXPECT_EQ(EBUSY, bind_whole(helper, fd, hva))
-		TH_LOG("a third VM bound the file on its way to B: expected EBUSY");
-	EXPECT_EQ(EINVAL, release(fd, helper->fd)) TH_LOG("the helper's VM releasing it");
-	/* A let its VM go: it is freed with A's fd. */
-	EXPECT_TRUE(wait_a(sock, a)) TH_LOG("process A failed");
-	EXPECT_EQ(vms - 1, gmem_count_vms_vmalloc()) TH_LOG("A's VM outlived the move");
-	if (dirs >= 0)
-		EXPECT_EQ(dirs - 1, gmem_count_vms_debugfs());
-
-	EXPECT_EQ(0, bind_whole(vm, fd, hva)) TH_LOG("B's bind of the file named for it");
-	EXPECT_EQ(EBUSY, bind_whole(helper, fd, hva));
-	/* B passes it on to the helper's VM the same way, and back. */
-	EXPECT_EQ(0, delete_slot(vm, B_SLOT));
-	EXPECT_EQ(0, release_to(fd, vm->fd, helper->fd));
-	EXPECT_EQ(EBUSY, bind_whole(vm, fd, hva)) TH_LOG("B's VM after naming the helper's");
-	EXPECT_EQ(0, release_to(fd, helper->fd, vm->fd));
-	EXPECT_EQ(0, bind_whole(vm, fd, hva));
-
-	close(fd);
-	kvm_vm_free(vm);
-	kvm_vm_free(helper);
-	EXPECT_EQ(vms - 3, gmem_count_vms_vmalloc()) TH_LOG("a VM left behind");
 }
 
 TEST_F_TIMEOUT(handoff, first_vm_freed, KVM_TEST_TIMEOUT)

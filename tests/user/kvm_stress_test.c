@@ -182,7 +182,7 @@ enum {
 	C_TEARDOWN_MEMSLOTS_FIRST, C_TEARDOWN_HANDED_OFF, C_HANDOFFS, C_HANDOFFS_REFUSED,
 	C_OTHER_BOUND, C_OTHER_BUSY, C_CHILD_BOUND, C_CHILD_BUSY, C_OWN_BUSY, C_OWN_REGAINED,
 	C_REL_OK, C_REL_NOOP, C_REL_BUSY, C_REL_WRONG_OTHER, C_REL_WRONG_CHILD,
-	C_REL_WRONG_OWN, C_REL_FOR_LIFE, C_REL_NOT_VM, C_REL_NAMED,
+	C_REL_WRONG_OWN, C_REL_FOR_LIFE, C_REL_NOT_VM,
 	C_CHILD_OPS, C_TAKEOVER_WORLDS, C_FAILURES,
 	C_NR
 };
@@ -205,7 +205,6 @@ static const char *const counter_names[C_NR] = {
 	"release: EINVAL, the world's VM (no longer the file's)",
 	"release: EINVAL, file of KVM_CREATE_GUEST_MEMFD",
 	"release: EINVAL/EBADF, vm_fd not a VM / not open",
-	"release: 0, handed straight to the new VM (GMEM_RELEASE_VM_TO)",
 	"operations of children", "worlds on KVM_CREATE_GUEST_MEMFD (takeover)",
 	"failures",
 };
@@ -495,8 +494,7 @@ static int unbind_as(struct world *w, int me, struct kvm_vm *vm, uint32_t slot,
  * (see above), and counted.  The caller serialises @me's binds and
  * releases.  Return 0 or the errno.
  */
-static int release_as(struct world *w, int me, bool *held, int fd, int vm_fd, int to_fd,
-		      const char *what)
+static int release_as(struct world *w, int me, bool *held, int fd, int vm_fd, const char *what)
 {
 	static const int wrong[B_NR] = { C_REL_WRONG_OWN, C_REL_WRONG_OTHER, C_REL_WRONG_CHILD };
 	struct gmem_release_vm rel = { .vm_fd = vm_fd };
@@ -504,15 +502,6 @@ static int release_as(struct world *w, int me, bool *held, int fd, int vm_fd, in
 	struct snap h0, h1, m0, m1;
 	bool had = *held;
 	int r, err;
-
-	/*
-	 * Naming @to_fd (GMEM_RELEASE_VM_TO), a VM of the same binder, only
-	 * when @me has the file: it then keeps it throughout.
-	 */
-	if (to_fd >= 0 && had) {
-		rel.to_vm_fd = to_fd;
-		rel.flags = GMEM_RELEASE_VM_TO;
-	}
 
 	if (had)
 		word_down(&b->hold.sure);
@@ -522,14 +511,12 @@ static int release_as(struct world *w, int me, bool *held, int fd, int vm_fd, in
 	err = r ? errno : 0;
 	snap_take(w->ws, false, &m1);
 	snap_take(w->ws, true, &h1);
-	if (had && !err && !rel.flags) {
+	if (had && !err) {
 		word_down(&b->hold.maybe);
 		*held = false;
 	} else if (had) {
 		word_up(&b->hold.sure);
 	}
-	if (had && !err && rel.flags)
-		atomic_fetch_add(&sh->count[C_REL_NAMED], 1);
 
 	if (w->for_life) {
 		if (err != EINVAL)
@@ -607,12 +594,12 @@ static int own_unbind(struct world *w, struct kvm_vm *vm, int i, const char *wha
 }
 
 /* The world's VM @vm lets the file go (@fd: an fd of the file). */
-static int own_release(struct world *w, struct kvm_vm *vm, int fd, int to_fd, const char *what)
+static int own_release(struct world *w, struct kvm_vm *vm, int fd, const char *what)
 {
 	int err;
 
 	pthread_mutex_lock(&w->own_lock);
-	err = release_as(w, B_OWN, &w->own_held, fd, vm->fd, to_fd, what);
+	err = release_as(w, B_OWN, &w->own_held, fd, vm->fd, what);
 	pthread_mutex_unlock(&w->own_lock);
 	return err;
 }
@@ -653,7 +640,7 @@ static void foreign_give_back(struct world *w, int me, bool *held, struct kvm_vm
 {
 	/* Judged by release_as(): with the memslot gone, it must be 0. */
 	if (!unbind_as(w, me, vm, OTHER_SLOT, what))
-		release_as(w, me, held, fd, vm->fd, -1, what);
+		release_as(w, me, held, fd, vm->fd, what);
 }
 
 static void *vcpu_thread(void *arg)
@@ -952,7 +939,7 @@ static void op_release(struct world *w, struct chaos *c)
 		return;		/* no such ioctl on KVM's guest_memfd */
 	if (how >= 6) {
 		pthread_mutex_lock(&w->other_lock);
-		release_as(w, B_OTHER, &w->other_held, c->fd, w->other->fd, -1,
+		release_as(w, B_OTHER, &w->other_held, c->fd, w->other->fd,
 			   "release naming the other VM");
 		pthread_mutex_unlock(&w->other_lock);
 		rel.vm_fd = how == 6 ? c->fd : -1;
@@ -969,7 +956,7 @@ static void op_release(struct world *w, struct chaos *c)
 	if (!vm)
 		return;
 	if (how >= 3) {
-		own_release(w, vm, c->fd, -1, "release racing memslot changes");
+		own_release(w, vm, c->fd, "release racing memslot changes");
 		put_vm(w);
 		return;
 	}
@@ -983,7 +970,7 @@ static void op_release(struct world *w, struct chaos *c)
 			w->slot_present[i] = false;
 	/* No memslot of the VM is left: 0 if the file is its VM's (judged). */
 	if (!w->slot_present[0] && !w->slot_present[1])
-		own_release(w, vm, c->fd, -1, "re-layout: release");
+		own_release(w, vm, c->fd, "re-layout: release");
 	usleep(below(&c->rng, 2000));	/* the file is any VM's now */
 	for (i = 0; i < 2; i++) {
 		if (!w->slot_present[i] &&
@@ -1092,7 +1079,7 @@ static void child_holds_file(struct world *w, uint64_t rng)
 			ops++;
 		}
 		if (!on_guest_memfd() && (i == 1 || !below(&rng, 8))) {
-			release_as(w, B_CHILD, &held, w->fd, vm->fd, -1,
+			release_as(w, B_CHILD, &held, w->fd, vm->fd,
 				   "child: release naming its own VM");
 			ops++;
 		}
@@ -1110,11 +1097,9 @@ static void child_holds_file(struct world *w, uint64_t rng)
  * two rounds, its memslots go, it releases the file (GMEM_RELEASE_VM with
  * its fd), a new VM binds the same file and its guests go on with what
  * the old ones left there; the old VM is freed, and must be gone at
- * once.  Half the time the release names the new VM: the file is then
- * the new VM's at once and the other VM's binds get EBUSY.  Otherwise
- * the file is any VM's between the release and the new binds, and the
- * other VM's binds race for it: the new VM's binds get EBUSY until it is
- * given back.  A file of KVM_CREATE_GUEST_MEMFD stays the
+ * once.  The file is any VM's between the release and the new binds,
+ * and the other VM's binds race for it: the new VM's binds get EBUSY
+ * until it is given back.  A file of KVM_CREATE_GUEST_MEMFD stays the
  * old VM's (EINVAL for the release and the new VM), which then goes on.
  */
 static void hand_off(struct world *w, uint64_t *rng)
@@ -1122,10 +1107,10 @@ static void hand_off(struct world *w, uint64_t *rng)
 	uint64_t old_tag = w->tag, tag = new_tag(), rounds[NR_VCPUS];
 	struct kvm_vcpu *vcpus[NR_VCPUS];
 	struct kvm_vm *old = w->vm, *vm;
-	bool handed = false, moved;
 	struct timespec ts;
-	int i, err, tries, to_fd;
+	bool handed = false;
 	char dir[64];
+	int i, err, tries;
 
 	/* The old guests end their round: the marks they leave are known. */
 	atomic_store(&w->stop_at_sync, true);
@@ -1165,17 +1150,11 @@ static void hand_off(struct world *w, uint64_t *rng)
 	 * did already), EINVAL on a file for life, or if another VM took the
 	 * file after a chaos release (its binds are retried below).
 	 */
-	moved = false;
-	if (!on_guest_memfd()) {
-		/* Half the time naming the new VM: then no other VM can get it. */
-		to_fd = below(rng, 2) ? vm->fd : -1;
-		moved = !own_release(w, old, w->fd, to_fd, "handoff: release") &&
-			to_fd >= 0 && w->own_held;
-	}
-	if (w->own_held && !w->for_life && !moved)
+	if (!on_guest_memfd())
+		own_release(w, old, w->fd, "handoff: release");
+	if (w->own_held && !w->for_life)
 		goto refused;	/* reported */
-	if (!moved)
-		usleep(below(rng, 2000));	/* the file is any VM's */
+	usleep(below(rng, 2000));	/* the file is any VM's */
 
 	if (w->for_life) {
 		/* KVM's contract: the file is the old VM's for life. */
@@ -1369,7 +1348,7 @@ static void run_world(uint64_t *rng, struct kvm_vm *other, double seconds)
 				if (w->slot_present[i] && !own_unbind(w, w->vm, i, "child ending"))
 					w->slot_present[i] = false;
 			if (!on_guest_memfd())
-				own_release(w, w->vm, w->fd, -1, "child ending: release");
+				own_release(w, w->vm, w->fd, "child ending: release");
 		}
 		free_vm(w);
 		close(w->fd);
